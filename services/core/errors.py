@@ -1,0 +1,130 @@
+"""The project's exception tree. Every error a client can see carries a machine ``code``,
+an HTTP ``status`` and a ``title``; the gateway renders them all as RFC 9457 problems.
+
+    IsaBrokerError
+    ├── AuthenticationFailed        401  (one shape for every reason; the reason is logged)
+    ├── Forbidden                   403
+    │   ├── InsufficientScope       403
+    │   └── SharingRefused          403  (no ISA permits the share; detail names why)
+    ├── NotFound                    404
+    │   └── UnknownMessageType      404
+    ├── Conflict                    409
+    │   └── IdempotencyKeyReused    409
+    ├── InvalidRequest              400
+    │   └── InvalidClient           401  (OAuth token endpoint, RFC 6749 s5.2)
+    ├── ValidationFailed            422  (carries a list of {pointer, message})
+    ├── ConfigurationError          (start-up; never sent to a client)
+    │   ├── AgreementFileInvalid
+    │   └── PartyRegisterInvalid
+    └── Unavailable                 503
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class IsaBrokerError(Exception):
+    """Root of every error raised by isa-broker code."""
+
+    code: ClassVar[str] = "internal_error"
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class AuthenticationFailed(IsaBrokerError):
+    code = "unauthenticated"
+    status = 401
+    title = "Authentication required"
+
+
+class Forbidden(IsaBrokerError):
+    code = "forbidden"
+    status = 403
+    title = "Forbidden"
+
+
+class InsufficientScope(Forbidden):
+    code = "insufficient_scope"
+    title = "Token lacks the required scope"
+
+
+class SharingRefused(Forbidden):
+    """No Information Sharing Agreement permits this share. ``reason`` is one of
+    ``no_agreement``, ``sender_not_party``, ``purpose_not_covered``,
+    ``agreement_not_in_force``, ``no_recipient``."""
+
+    code = "sharing_refused"
+    title = "No information sharing agreement permits this share"
+
+    def __init__(self, detail: str, *, reason: str, **extra: Any) -> None:
+        super().__init__(detail, reason=reason, **extra)
+        self.reason = reason
+
+
+class NotFound(IsaBrokerError):
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class UnknownMessageType(NotFound):
+    code = "unknown_message_type"
+    title = "Unknown message type"
+
+
+class Conflict(IsaBrokerError):
+    code = "conflict"
+    status = 409
+    title = "Conflict"
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+    title = "Idempotency-Key was already used with a different request"
+
+
+class InvalidRequest(IsaBrokerError, ValueError):
+    code = "invalid_request"
+    status = 400
+    title = "Invalid request"
+
+
+class InvalidClient(InvalidRequest):
+    code = "invalid_client"
+    status = 401
+    title = "Client authentication failed"
+
+
+class ValidationFailed(IsaBrokerError, ValueError):
+    code = "validation_failed"
+    status = 422
+    title = "The message does not match its schema"
+
+    def __init__(self, detail: str, errors: list[dict[str, str]]) -> None:
+        super().__init__(detail, errors=errors)
+        self.errors = errors
+
+
+class ConfigurationError(IsaBrokerError):
+    code = "configuration_error"
+    title = "Configuration error"
+
+
+class AgreementFileInvalid(ConfigurationError, ValueError):
+    code = "agreement_file_invalid"
+
+
+class PartyRegisterInvalid(ConfigurationError, ValueError):
+    code = "party_register_invalid"
+
+
+class Unavailable(IsaBrokerError):
+    code = "unavailable"
+    status = 503
+    title = "Service unavailable"

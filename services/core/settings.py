@@ -1,0 +1,95 @@
+"""Configuration, read once at start-up from ``ISA_BROKER_*`` environment variables
+(and ``KAFKA_BOOTSTRAP_SERVERS``). Library code receives a ``Settings`` object and never
+reads the environment itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ISA_BROKER_", extra="ignore")
+
+    mode: Literal["dev", "production"] = "dev"
+    data_dir: Path = Field(default=REPO_ROOT / ".data")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy async URL, e.g. postgresql+asyncpg://host/db. "
+        "Default: SQLite file isa-broker.db in the data directory.",
+    )
+    policies_dir: Path = Field(default=REPO_ROOT / "isa_policies")
+    schemas_dir: Path = Field(default=REPO_ROOT / "schemas")
+
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "ISA_BROKER_KAFKA_BOOTSTRAP_SERVERS"),
+        description="An external Kafka cluster. Unset: the embedded Tansu broker is started.",
+    )
+    kafka_topic_prefix: str = "isa"
+    kafka_partitions: int = Field(default=3, ge=1, le=1000)
+    kafka_replication_factor: int = Field(default=1, ge=1, le=10)
+
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The gateway's external base URL; the token issuer and audience derive from it.",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    access_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
+    client_assertion_max_age_seconds: int = Field(default=300, ge=30, le=3600)
+
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_max_attempts: int = Field(default=5, ge=1, le=50)
+    webhook_retry_base_seconds: float = Field(default=1.0, ge=0, le=3600)
+    webhook_allow_http: bool = Field(
+        default=True, description="Allow plain http:// webhook URLs (dev only)."
+    )
+    relay_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _production_is_strict(self) -> Settings:
+        if self.mode == "production":
+            problems = []
+            if self.webhook_allow_http:
+                problems.append("ISA_BROKER_WEBHOOK_ALLOW_HTTP must be false in production")
+            if not self.public_url.startswith("https://"):
+                problems.append("ISA_BROKER_PUBLIC_URL must be https:// in production")
+            if self.kafka_bootstrap_servers is None:
+                problems.append("KAFKA_BOOTSTRAP_SERVERS is required in production")
+            if self.database_url is None or not self.database_url.startswith("postgresql"):
+                problems.append("ISA_BROKER_DATABASE_URL must name PostgreSQL in production")
+            if problems:
+                raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def issuer(self) -> str:
+        return self.public_url.rstrip("/")
+
+    @property
+    def token_audience(self) -> str:
+        return self.issuer + "/v1"
+
+    @property
+    def token_endpoint(self) -> str:
+        return self.issuer + "/oauth/token"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'isa-broker.db'}"
+
+    @property
+    def agreements_dir(self) -> Path:
+        return self.policies_dir / "agreements"
+
+    @property
+    def parties_file(self) -> Path:
+        return self.policies_dir / "parties.yaml"

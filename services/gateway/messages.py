@@ -1,0 +1,230 @@
+"""Message intake: ``POST /v1/messages/{message_type}``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from services.core.errors import (
+    IdempotencyKeyReused,
+    InvalidRequest,
+    IsaBrokerError,
+    SharingRefused,
+    UnknownMessageType,
+)
+from services.core.isa.engine import Decision
+from services.core.messages import MESSAGE_TYPES, MessageType, get_message_type
+from services.core.runtime import Runtime
+
+from .deps import CurrentAgency, RelayDep, RuntimeDep, require_scope
+
+log = logging.getLogger("isa_broker.gateway")
+
+MAX_BODY_BYTES = 256 * 1024
+
+
+class UnsupportedMediaType(IsaBrokerError):
+    code = "unsupported_media_type"
+    status = 415
+    title = "Unsupported media type"
+
+
+class PayloadTooLarge(IsaBrokerError):
+    code = "payload_too_large"
+    status = 413
+    title = "Payload too large"
+
+
+class AgreementRef(BaseModel):
+    id: str
+    version: str
+
+
+class RecipientPublic(BaseModel):
+    party: str
+    fields: list[str] = Field(description="Dotted paths of the fields this recipient receives")
+    agreements: list[AgreementRef]
+    purposes: list[str]
+
+
+class MessageAccepted(BaseModel):
+    id: str
+    status: str = "accepted"
+    message_type: str
+    recipients: list[RecipientPublic]
+    agreements: list[AgreementRef]
+
+
+def person_identifier(payload: dict[str, Any]) -> str:
+    """The identifier events about one person are keyed by: PNC id, else probation CRN, else
+    prison number. Only its keyed pseudonym ever leaves the store."""
+    person = payload["person"]
+    for name in ("pnc_id", "crn", "prison_number"):
+        if person.get(name):
+            return f"{name}:{person[name]}"
+    raise InvalidRequest("person has no identifier")  # the schema already requires one
+
+
+def accepted_body(message_id: str, decision: Decision, payload: dict[str, Any]) -> MessageAccepted:
+    return MessageAccepted(
+        id=message_id,
+        message_type=decision.message_type,
+        recipients=[
+            RecipientPublic(
+                party=r.party,
+                fields=r.disclosed(payload),
+                agreements=[
+                    AgreementRef(id=a, version=v)
+                    for a, v in sorted({(g.agreement_id, g.agreement_version) for g in r.grants})
+                ],
+                purposes=sorted({g.purpose for g in r.grants}),
+            )
+            for r in decision.recipients
+        ],
+        agreements=[AgreementRef(**a) for a in decision.agreements],
+    )
+
+
+async def _read_body(request: Request) -> bytes:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise UnsupportedMediaType("Content-Type must be application/json")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body exceeds {MAX_BODY_BYTES} bytes")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"the body exceeds {MAX_BODY_BYTES} bytes")
+    return body
+
+
+async def accept(
+    runtime: Runtime, relay: Any, agency: Any, mt: MessageType, body: bytes,
+    purposes: list[str] | None, idempotency_key: str | None,
+) -> JSONResponse:
+    require_scope(agency, f"publish:{mt.name}")
+    if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
+        raise InvalidRequest("Idempotency-Key must be 1 to 200 characters")
+    payload = mt.validate_json(body)
+    request_hash = hashlib.sha256(
+        json.dumps([mt.name, sorted(purposes or []), payload], sort_keys=True).encode()
+    ).hexdigest()
+    if idempotency_key is not None:
+        existing = await runtime.store.find_idempotent(agency.client_id, idempotency_key)
+        if existing is not None:
+            return _replayed(existing, request_hash)
+    now = runtime.clock()
+    person = runtime.keys.pseudonymise(person_identifier(payload))
+    try:
+        decision = runtime.engine.decide(agency.party, mt.name, now, purposes)
+    except SharingRefused as e:
+        await runtime.store.audit(
+            "refused", message_type=mt.name, actor=agency.party, person=person,
+            detail={"client_id": agency.client_id, "reason": e.reason, "purposes": purposes or []},
+        )
+        raise
+    message_id = str(uuid.uuid4())
+    row = {
+        "id": message_id, "message_type": mt.name, "sender": agency.party,
+        "client_id": agency.client_id, "purposes": purposes, "person": person,
+        "payload": payload, "decision": decision.to_dict(), "status": "pending",
+        "accepted_at": now, "idempotency_key": idempotency_key, "request_hash": request_hash,
+    }
+    existing = await runtime.store.accept_message(row, runtime.kafka.topic(mt.name))
+    if existing is not None:  # a concurrent request with the same key won the race
+        return _replayed(existing, request_hash)
+    if relay is not None:
+        relay.notify()
+    log.info("accepted message_id=%s type=%s sender=%s recipients=%d", message_id, mt.name,
+             agency.party, len(decision.recipients))
+    body_out = accepted_body(message_id, decision, payload)
+    return JSONResponse(body_out.model_dump(), status_code=202,
+                        headers={"Location": f"/v1/messages/{message_id}"})
+
+
+def _replayed(existing: dict[str, Any], request_hash: str) -> JSONResponse:
+    if existing["request_hash"] != request_hash:
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was used for a different request; use a new key"
+        )
+    decision = Decision.from_dict(existing["decision"])
+    body = accepted_body(existing["id"], decision, existing["payload"])
+    return JSONResponse(body.model_dump(), status_code=202,
+                        headers={"Idempotent-Replayed": "true",
+                                 "Location": f"/v1/messages/{existing['id']}"})
+
+
+router = APIRouter(tags=["messages"])
+
+PurposeQuery = Annotated[
+    list[str] | None,
+    Query(
+        alias="purpose",
+        description="Purpose(s) of this share, repeatable. Omitted: every purpose the sender's "
+        "agreements in force cover.",
+        max_length=10,
+    ),
+]
+IdempotencyHeader = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", description="Repeat a request safely: same key and body "
+           "returns the original response; same key with another body is a 409."),
+]
+
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No valid access token"},
+    403: {"description": "Token lacks the scope, or no agreement permits the share"},
+    409: {"description": "Idempotency-Key reused with a different body"},
+    413: {"description": "Body too large"},
+    415: {"description": "Content-Type is not application/json"},
+    422: {"description": "Body does not match the message type's schema"},
+}
+
+
+def _make_route(mt: MessageType) -> None:
+    async def publish(
+        request: Request, runtime: RuntimeDep, relay: RelayDep, agency: CurrentAgency,
+        purpose: PurposeQuery = None, idempotency_key: IdempotencyHeader = None,
+    ) -> JSONResponse:
+        body = await _read_body(request)
+        return await accept(runtime, relay, agency, mt, body, purpose, idempotency_key)
+
+    publish.__name__ = f"publish_{mt.name.replace('-', '_')}"
+    router.add_api_route(
+        f"/v1/messages/{mt.name}",
+        publish,
+        methods=["POST"],
+        status_code=202,
+        response_model=MessageAccepted,
+        responses=_RESPONSES,
+        summary=f"Publish a {mt.model.model_config.get('title', mt.name)}",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"$ref": f"#/components/schemas/{mt.model.__name__}"}
+                    }
+                },
+            }
+        },
+    )
+
+
+for _mt in MESSAGE_TYPES.values():
+    _make_route(_mt)
+
+
+@router.post("/v1/messages/{message_type}", status_code=404, include_in_schema=False)
+async def unknown_type(message_type: str) -> None:
+    get_message_type(message_type)
+    raise UnknownMessageType(f"unknown message type {message_type!r}")  # pragma: no cover

@@ -1,0 +1,215 @@
+"""OAuth 2.0 client credentials grant (RFC 6749 s4.4) with client authentication by
+``client_secret_basic`` (RFC 6749 s2.3.1) or ``private_key_jwt`` (RFC 7523 s2.2, OpenID
+Connect Core s9), issuing ES256-signed JWT access tokens (RFC 9068 profile).
+
+Every authentication failure answers the same ``invalid_client``; the reason is logged."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from joserfc.jwt import JWTClaimsRegistry
+
+from services.core.crypto.keys import TOKEN_SIGNING_ALG, secret_matches
+from services.core.errors import AuthenticationFailed, InvalidClient, InvalidRequest
+from services.core.runtime import Runtime
+
+log = logging.getLogger("isa_broker.oauth")
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+CLIENT_ASSERTION_ALGS = ["ES256", "ES384", "EdDSA", "PS256", "RS256"]
+LEEWAY_SECONDS = 30
+
+
+class UnsupportedGrantType(InvalidRequest):
+    code = "unsupported_grant_type"
+
+
+class InvalidScope(InvalidRequest):
+    code = "invalid_scope"
+
+
+@dataclass(frozen=True)
+class Principal:
+    client_id: str
+    party: str
+    scopes: frozenset[str]
+
+
+class AssertionReplayCache:
+    """Remembers client-assertion ``jti`` values until they expire (RFC 7523 s3 item 7).
+    Per process: several gateway replicas need the shared store version."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, float] = {}
+
+    def check_and_add(self, key: str, expires_at: float) -> bool:
+        now = time.time()
+        if len(self._seen) > 10_000:
+            self._seen = {k: v for k, v in self._seen.items() if v > now}
+        if key in self._seen and self._seen[key] > now:
+            return False
+        self._seen[key] = expires_at
+        return True
+
+
+class TokenService:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.replay = AssertionReplayCache()
+
+    # -- token endpoint ------------------------------------------------------------------------
+
+    async def issue(self, form: dict[str, str], authorization: str | None) -> dict[str, Any]:
+        if form.get("grant_type") != "client_credentials":
+            raise UnsupportedGrantType("grant_type must be client_credentials")
+        client = await self._authenticate(form, authorization)
+        requested = set(form.get("scope", "").split()) if form.get("scope") else None
+        granted = set(client["scopes"])
+        if requested is not None:
+            extra = sorted(requested - granted)
+            if extra:
+                raise InvalidScope(f"scope(s) not granted to this client: {' '.join(extra)}")
+            granted = requested
+        settings = self.runtime.settings
+        now = int(self.runtime.clock().timestamp())
+        key = self.runtime.keys.signing_key()
+        claims = {
+            "iss": settings.issuer,
+            "aud": settings.token_audience,
+            "sub": client["client_id"],
+            "client_id": client["client_id"],
+            "party": client["party"],
+            "scope": " ".join(sorted(granted)),
+            "iat": now,
+            "nbf": now,
+            "exp": now + settings.access_token_ttl_seconds,
+            "jti": secrets.token_urlsafe(16),
+        }
+        header = {"alg": TOKEN_SIGNING_ALG, "kid": key.kid, "typ": "at+jwt"}
+        token = jwt.encode(header, claims, key, algorithms=[TOKEN_SIGNING_ALG])
+        return {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": settings.access_token_ttl_seconds,
+            "scope": claims["scope"],
+        }
+
+    async def _authenticate(self, form: dict[str, str], authorization: str | None) -> dict[str, Any]:
+        if form.get("client_assertion_type") or form.get("client_assertion"):
+            if authorization:
+                raise InvalidRequest("use one client authentication method, not two")
+            return await self._private_key_jwt(form)
+        if authorization and authorization.lower().startswith("basic "):
+            return await self._client_secret_basic(authorization[6:].strip())
+        raise InvalidClient("client authentication is required")
+
+    async def _client_secret_basic(self, credentials: str) -> dict[str, Any]:
+        try:
+            decoded = base64.b64decode(credentials, validate=True).decode()
+            raw_id, raw_secret = decoded.split(":", 1)
+        except (binascii.Error, UnicodeDecodeError, ValueError) as e:
+            raise InvalidClient("client authentication failed") from e
+        client_id, secret = unquote(raw_id), unquote(raw_secret)
+        client = await self.runtime.store.get_client(client_id)
+        if (
+            client is None
+            or client["disabled"]
+            or not client["secret_hash"]
+            or not secret_matches(secret, client["secret_hash"])
+        ):
+            log.info("client_secret_basic rejected client_id=%s", client_id[:80])
+            raise InvalidClient("client authentication failed")
+        return client
+
+    async def _private_key_jwt(self, form: dict[str, str]) -> dict[str, Any]:
+        if form.get("client_assertion_type") != ASSERTION_TYPE:
+            raise InvalidClient("client authentication failed")
+        assertion = form.get("client_assertion", "")
+        unverified_claims = _unverified_claims(assertion)
+        client_id = str(unverified_claims.get("sub", ""))
+        client = await self.runtime.store.get_client(client_id)
+        if client is None or client["disabled"] or not client["jwks"]:
+            log.info("client assertion for unknown or secret-only client")
+            raise InvalidClient("client authentication failed")
+        settings = self.runtime.settings
+        now = int(self.runtime.clock().timestamp())
+        try:
+            token = jwt.decode(
+                assertion, KeySet.import_key_set(client["jwks"]), algorithms=CLIENT_ASSERTION_ALGS
+            )
+            registry = JWTClaimsRegistry(
+                now=now,
+                leeway=LEEWAY_SECONDS,
+                iss={"essential": True, "value": client_id},
+                sub={"essential": True, "value": client_id},
+                aud={"essential": True, "values": [settings.token_endpoint, settings.issuer]},
+                exp={"essential": True},
+                jti={"essential": True},
+            )
+            registry.validate(token.claims)
+        except (JoseError, ValueError) as e:
+            log.info("client assertion rejected client_id=%s: %s", client_id, type(e).__name__)
+            raise InvalidClient("client authentication failed") from e
+        exp = int(token.claims["exp"])
+        iat = int(token.claims.get("iat", now))
+        if exp - iat > settings.client_assertion_max_age_seconds or exp - now > settings.client_assertion_max_age_seconds:
+            log.info("client assertion lifetime too long client_id=%s", client_id)
+            raise InvalidClient("client authentication failed")
+        if not self.replay.check_and_add(f"{client_id}:{token.claims['jti']}", exp + LEEWAY_SECONDS):
+            log.info("client assertion replayed client_id=%s", client_id)
+            raise InvalidClient("client authentication failed")
+        return client
+
+    # -- access token verification -------------------------------------------------------------
+
+    def verify(self, authorization: str | None) -> Principal:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise AuthenticationFailed("a Bearer access token is required")
+        raw = authorization[7:].strip()
+        settings = self.runtime.settings
+        try:
+            token = jwt.decode(raw, self.runtime.keys.public_keys(), algorithms=[TOKEN_SIGNING_ALG])
+            if token.header.get("typ") != "at+jwt":
+                raise ValueError("typ is not at+jwt")
+            JWTClaimsRegistry(
+                now=int(self.runtime.clock().timestamp()),
+                leeway=LEEWAY_SECONDS,
+                iss={"essential": True, "value": settings.issuer},
+                aud={"essential": True, "value": settings.token_audience},
+                exp={"essential": True},
+                sub={"essential": True},
+                party={"essential": True},
+            ).validate(token.claims)
+        except (JoseError, ValueError) as e:
+            log.info("access token rejected: %s", type(e).__name__)
+            raise AuthenticationFailed("the access token is invalid or expired") from e
+        return Principal(
+            client_id=str(token.claims["sub"]),
+            party=str(token.claims["party"]),
+            scopes=frozenset(str(token.claims.get("scope", "")).split()),
+        )
+
+
+def _unverified_claims(assertion: str) -> dict[str, Any]:
+    """The claims of a compact JWS, read only to find which client's keys to verify it with;
+    nothing read here is trusted until ``jwt.decode`` has checked the signature."""
+    try:
+        payload = assertion.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error) as e:
+        raise InvalidClient("client authentication failed") from e
+    if not isinstance(claims, dict):
+        raise InvalidClient("client authentication failed")
+    return claims

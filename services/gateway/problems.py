@@ -1,0 +1,61 @@
+"""RFC 9457 problem details for every error the gateway returns."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.core.errors import IsaBrokerError
+
+log = logging.getLogger("isa_broker.gateway")
+
+PROBLEM_BASE = "https://isa-broker.example/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem(
+    status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {"type": PROBLEM_BASE + code, "title": title, "status": status, "detail": detail,
+            "code": code, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(IsaBrokerError)
+    async def _domain(_: Request, exc: IsaBrokerError) -> JSONResponse:
+        if exc.status >= 500:
+            log.error("%s: %s", exc.code, exc.detail)
+        headers = {"WWW-Authenticate": 'Bearer realm="isa-broker"'} if exc.status == 401 else None
+        return problem(exc.status, exc.code, exc.title, exc.detail, headers, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {
+                "pointer": "/" + "/".join(str(p) for p in e["loc"][1:]),
+                "in": str(e["loc"][0]) if e["loc"] else "body",
+                "code": e["type"],
+                "message": e["msg"],
+            }
+            for e in exc.errors()
+        ]
+        names = ", ".join(f"{e['in']}{e['pointer']}" for e in errors[:5])
+        return problem(422, "validation_failed", "The request is invalid",
+                       f"invalid request: {names}", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return problem(exc.status_code, code, str(exc.detail), str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error: %s", type(exc).__name__)
+        return problem(500, "internal_error", "Internal error", "an unexpected error occurred")
