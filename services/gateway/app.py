@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+from urllib.parse import parse_qsl
+
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
@@ -64,8 +66,7 @@ def create_app(runtime: Runtime, relay: OutboxRelay | None = None) -> FastAPI:
         try:
             if ctype != "application/x-www-form-urlencoded":
                 raise InvalidRequest("Content-Type must be application/x-www-form-urlencoded")
-            form = await request.form()
-            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+            fields = _parse_form(await request.body())
             body = await app.state.tokens.issue(fields, request.headers.get("authorization"))
         except InvalidRequest as e:
             # RFC 6749 s5.2 error response
@@ -127,3 +128,23 @@ def create_app(runtime: Runtime, relay: OutboxRelay | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+MAX_FORM_BYTES = 16 * 1024
+
+
+def _parse_form(body: bytes) -> dict[str, str]:
+    """application/x-www-form-urlencoded, strictly: each parameter at most once
+    (RFC 6749 s3.2: "Request and response parameters MUST NOT be included more than once")."""
+    if len(body) > MAX_FORM_BYTES:
+        raise InvalidRequest("the token request is too large")
+    try:
+        pairs = parse_qsl(body.decode("ascii"), keep_blank_values=True, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise InvalidRequest("the token request body is not form-encoded") from e
+    fields: dict[str, str] = {}
+    for key, value in pairs:
+        if key in fields:
+            raise InvalidRequest(f"parameter {key!r} is repeated")
+        fields[key] = value
+    return fields

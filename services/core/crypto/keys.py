@@ -18,7 +18,7 @@ from joserfc.jwk import ECKey, KeySet
 TOKEN_SIGNING_ALG = "ES256"
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private_file(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -48,7 +48,7 @@ class KeyStore:
                 key = ECKey.generate_key(
                     "P-256", parameters={"kid": kid, "use": "sig", "alg": TOKEN_SIGNING_ALG}
                 )
-                _write_private(
+                write_private_file(
                     folder / f"{kid}.jwk.json", json.dumps(key.as_dict(private=True)).encode()
                 )
                 self._signing = key
@@ -69,7 +69,7 @@ class KeyStore:
                 self._pseudonym_key = base64.b64decode(path.read_bytes())
             else:
                 key = secrets.token_bytes(32)
-                _write_private(path, base64.b64encode(key))
+                write_private_file(path, base64.b64encode(key))
                 self._pseudonym_key = key
         return self._pseudonym_key
 

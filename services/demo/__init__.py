@@ -1,0 +1,1 @@
+"""The scripted demonstration (``isa-broker demo``) and its webhook receivers."""

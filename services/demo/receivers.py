@@ -1,0 +1,79 @@
+"""Demo webhook receivers: one small HTTP server that stands in for each agency's endpoint
+at ``/hooks/{party}`` and keeps the raw requests it was sent, so the demo (and the tests) can
+check signatures and see exactly which fields arrived."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from services.core.kafka.embedded import free_port
+
+
+@dataclass
+class Received:
+    party: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receivers:
+    port: int = field(default_factory=free_port)
+    received: list[Received] = field(default_factory=list)
+    fail_first: dict[str, int] = field(default_factory=dict)
+    _server: uvicorn.Server | None = None
+    _task: asyncio.Task[None] | None = None
+    _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def url(self, party: str) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/{party}"
+
+    def for_party(self, party: str) -> list[Received]:
+        return [r for r in self.received if r.party == party]
+
+    async def _hook(self, request: Request) -> Response:
+        party = request.path_params["party"]
+        if self.fail_first.get(party, 0) > 0:
+            self.fail_first[party] -= 1
+            return Response(status_code=503)
+        self.received.append(Received(party, dict(request.headers), await request.body()))
+        self._arrived.set()
+        return Response(status_code=204)
+
+    async def wait_for(self, parties: set[str], timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not parties <= {r.party for r in self.received}:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
+
+    async def start(self) -> Receivers:
+        app = Starlette(routes=[Route("/hooks/{party}", self._hook, methods=["POST"])])
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+            await asyncio.sleep(0.01)
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task

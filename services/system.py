@@ -1,0 +1,133 @@
+"""Assembles the running system: broker (embedded unless ``KAFKA_BOOTSTRAP_SERVERS`` names a
+cluster), store, gateway with its outbox relay, and router. Used by ``isa-broker dev``,
+``isa-broker demo`` and the end-to-end tests, so all three run the same code path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from .core.clients import create_client
+from .core.crypto.keys import write_private_file
+from .core.kafka.embedded import EmbeddedBroker, free_port
+from .core.kafka.publisher import KafkaPublisher
+from .core.kafka.topics import ensure_topics
+from .core.outbox import OutboxRelay
+from .core.runtime import Runtime
+from .core.settings import Settings
+from .gateway.app import create_app
+from .router.router import Router
+
+log = logging.getLogger("isa_broker.system")
+
+
+class System:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.broker: EmbeddedBroker | None = None
+        self.runtime: Runtime | None = None
+        self.publisher: KafkaPublisher | None = None
+        self.router: Router | None = None
+        self._server: uvicorn.Server | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    @property
+    def gateway_url(self) -> str:
+        return self.settings.public_url.rstrip("/")
+
+    @property
+    def bootstrap_servers(self) -> str:
+        assert self.runtime is not None  # noqa: S101
+        return self.runtime.kafka.bootstrap_servers
+
+    async def start(self, *, with_router: bool = True) -> System:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if s.kafka_bootstrap_servers:
+            bootstrap, embedded = s.kafka_bootstrap_servers, False
+        else:
+            self.broker = EmbeddedBroker(log_path=s.data_dir / "broker.log").start()
+            bootstrap, embedded = self.broker.bootstrap_servers, True
+        try:
+            self.runtime = await Runtime.create(s, bootstrap, embedded=embedded)
+            await ensure_topics(self.runtime.kafka)
+            self.publisher = KafkaPublisher(self.runtime.kafka)
+            await self.publisher.start()
+            relay = OutboxRelay(self.runtime.store, self.publisher, s.relay_poll_seconds)
+            app = create_app(self.runtime, relay)
+            config = uvicorn.Config(app, host=s.host, port=s.port, log_level="warning",
+                                    lifespan="on", access_log=False)
+            self._server = uvicorn.Server(config)
+            self._tasks.append(asyncio.create_task(self._server.serve(), name="gateway"))
+            while not self._server.started:
+                if self._tasks[0].done():
+                    self._tasks[0].result()
+                    raise RuntimeError("gateway stopped during start-up")
+                await asyncio.sleep(0.01)
+            if with_router:
+                self.router = Router(self.runtime, self.publisher)
+                self._tasks.append(asyncio.create_task(self.router.run(), name="router"))
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def wait(self) -> None:
+        """Serve until a part stops; re-raise what stopped it."""
+        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        for task in reversed(self._tasks):
+            if task.get_name() != "gateway":
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 10)
+        self._tasks.clear()
+        if self.router is not None:
+            await self.router.aclose()
+        if self.publisher is not None:
+            await self.publisher.aclose()
+        if self.runtime is not None:
+            await self.runtime.aclose()
+        if self.broker is not None:
+            self.broker.stop()
+
+    async def __aenter__(self) -> System:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def settings_for_local(data_dir: Path, port: int | None = None, **overrides: Any) -> Settings:
+    """Settings for a one-machine system on a loopback port (0 or None: a free one)."""
+    port = port or free_port()
+    return Settings(data_dir=data_dir, host="127.0.0.1", port=port,
+                    public_url=f"http://127.0.0.1:{port}", **overrides)
+
+
+async def ensure_demo_clients(runtime: Runtime) -> dict[str, dict[str, Any]]:
+    """One client_secret_basic client per registered party, written to
+    ``<data_dir>/demo-clients.json`` (mode 0600). Reused when still registered."""
+    path = runtime.settings.data_dir / "demo-clients.json"
+    if path.exists():
+        existing: dict[str, dict[str, Any]] = json.loads(path.read_text())
+        if all([await runtime.store.get_client(c["client_id"]) for c in existing.values()]):
+            return existing
+    creds = {}
+    for party in runtime.engine.policies.parties:
+        creds[party] = await create_client(runtime, party)
+    write_private_file(path, json.dumps(creds, indent=2).encode())
+    os.chmod(path, 0o600)
+    return creds
