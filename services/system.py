@@ -51,7 +51,7 @@ class System:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if s.kafka_bootstrap_servers:
-            bootstrap, embedded = s.kafka_bootstrap_servers, False
+            bootstrap, embedded = s.kafka_bootstrap_servers, s.kafka_compat == "tansu"
         else:
             self.broker = EmbeddedBroker(log_path=s.data_dir / "broker.log").start()
             bootstrap, embedded = self.broker.bootstrap_servers, True

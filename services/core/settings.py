@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "ISA_BROKER_KAFKA_BOOTSTRAP_SERVERS"),
         description="An external Kafka cluster. Unset: the embedded Tansu broker is started.",
     )
+    kafka_compat: Literal["auto", "apache", "tansu"] = Field(
+        default="auto",
+        description="Client settings profile. auto: tansu for the embedded broker, apache for "
+        "an external cluster. Set tansu when KAFKA_BOOTSTRAP_SERVERS names a Tansu broker.",
+    )
     kafka_topic_prefix: str = "isa"
     kafka_partitions: int = Field(default=3, ge=1, le=1000)
     kafka_replication_factor: int = Field(default=1, ge=1, le=10)

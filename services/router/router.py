@@ -62,6 +62,9 @@ class Router:
         except KafkaError as e:
             await consumer.stop()
             raise Unavailable(f"router cannot reach Kafka: {e}") from e
+        except BaseException:  # cancelled while joining the group: close its connections
+            await asyncio.shield(consumer.stop())
+            raise
         self._consumer = consumer
         try:
             await self.resume_pending()

@@ -1,0 +1,101 @@
+"""Shared fixtures. Real parts: the embedded Tansu broker (or the cluster named by
+KAFKA_BOOTSTRAP_SERVERS), SQLite files and a local PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from services.core.kafka.embedded import EmbeddedBroker
+from services.core.runtime import Runtime
+from services.core.settings import Settings
+
+PG_ADMIN_DSN = os.environ.get("ISA_BROKER_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts without the project's variables, so settings come from the test."""
+    for name in list(os.environ):
+        if name.startswith("ISA_BROKER_") and name != "ISA_BROKER_TEST_PG_DSN":
+            monkeypatch.delenv(name)
+
+
+EXTERNAL_KAFKA = bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))
+KAFKA_COMPAT = "apache" if EXTERNAL_KAFKA else "tansu"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """An external cluster if KAFKA_BOOTSTRAP_SERVERS names one, else the embedded broker."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap_servers
+
+
+def make_settings(tmp_path: Path, **overrides: object) -> Settings:
+    base: dict[str, object] = {
+        "data_dir": tmp_path / "data",
+        "kafka_topic_prefix": f"t{uuid.uuid4().hex[:10]}",
+        "kafka_partitions": 2,
+        "kafka_compat": KAFKA_COMPAT,
+        "relay_poll_seconds": 0.2,
+        "webhook_retry_base_seconds": 0.05,
+        "webhook_max_attempts": 3,
+    }
+    base.update(overrides)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path, kafka_bootstrap: str) -> AsyncIterator[Runtime]:
+    rt = await Runtime.create(make_settings(tmp_path), kafka_bootstrap,
+                              embedded=not EXTERNAL_KAFKA)
+    yield rt
+    await rt.aclose()
+
+
+async def _pg_available() -> str | None:
+    try:
+        conn = await asyncio.wait_for(asyncpg.connect(PG_ADMIN_DSN), 5)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as e:
+        return f"{type(e).__name__}: {e}"
+    await conn.close()
+    return None
+
+
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    problem = await _pg_available()
+    if problem:
+        message = f"PostgreSQL is not reachable at {PG_ADMIN_DSN} ({problem})"
+        if os.environ.get("CI"):
+            pytest.fail(message + " - CI must run the PostgreSQL tests")
+        pytest.skip("!!! SKIPPED: " + message)
+    name = f"isa_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    host_part = PG_ADMIN_DSN.split("://", 1)[1].rsplit("/", 1)[0]
+    yield f"postgresql+asyncpg://{host_part}/{name}"
+    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

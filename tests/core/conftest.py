@@ -1,0 +1,49 @@
+"""Shared fixtures for the core unit tests: no network, no Kafka, no database."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from services.core.isa.loader import load_policies
+from services.core.isa.model import PolicySet
+from services.core.settings import Settings
+
+SETTINGS_ENV_PREFIXES = ("ISA_BROKER_", "KAFKA_BOOTSTRAP_SERVERS")
+
+
+@pytest.fixture(autouse=True)
+def _no_broker_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings must never pick up the developer's or CI's environment."""
+    for name in list(os.environ):
+        if name.startswith(SETTINGS_ENV_PREFIXES):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def repo_settings() -> Settings:
+    # Built before any test's env cleanup; only policies_dir / schemas_dir are used, and
+    # they are passed explicitly so the environment cannot redirect them.
+    defaults = Settings.model_fields
+    return Settings(
+        mode="dev",
+        policies_dir=defaults["policies_dir"].default,
+        schemas_dir=defaults["schemas_dir"].default,
+    )
+
+
+@pytest.fixture(scope="session")
+def policies_dir(repo_settings: Settings) -> Path:
+    return repo_settings.policies_dir
+
+
+@pytest.fixture(scope="session")
+def schemas_dir(repo_settings: Settings) -> Path:
+    return repo_settings.schemas_dir
+
+
+@pytest.fixture(scope="session")
+def demo_policies(policies_dir: Path, schemas_dir: Path) -> PolicySet:
+    return load_policies(policies_dir, schemas_dir)

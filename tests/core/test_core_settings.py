@@ -1,0 +1,178 @@
+"""Settings: defaults, the environment, and the production-mode safety checks.
+
+The autouse fixture in conftest.py removes every ISA_BROKER_* / KAFKA_BOOTSTRAP_SERVERS
+variable, so each test starts from a clean environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from services.core.settings import REPO_ROOT, Settings
+
+SAFE = {
+    "ISA_BROKER_MODE": "production",
+    "ISA_BROKER_PUBLIC_URL": "https://isa-broker.example.org",
+    "ISA_BROKER_WEBHOOK_ALLOW_HTTP": "false",
+    "KAFKA_BOOTSTRAP_SERVERS": "kafka-1:9093,kafka-2:9093",
+    "ISA_BROKER_DATABASE_URL": "postgresql+asyncpg://broker@db/isa",
+}
+
+VARIABLES = [
+    "ISA_BROKER_WEBHOOK_ALLOW_HTTP",
+    "ISA_BROKER_PUBLIC_URL",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "ISA_BROKER_DATABASE_URL",
+]
+
+
+def _env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+
+
+def _refused(monkeypatch: pytest.MonkeyPatch, **changes: str | None) -> str:
+    _env(monkeypatch, {**SAFE, **changes})
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    return str(info.value)
+
+
+def test_defaults_are_dev() -> None:
+    s = Settings()
+    assert s.mode == "dev"
+    assert s.policies_dir == REPO_ROOT / "isa_policies"
+    assert s.schemas_dir == REPO_ROOT / "schemas"
+    assert (s.policies_dir / "parties.yaml").is_file()
+    assert (s.schemas_dir / "isa-agreement.schema.json").is_file()
+    assert s.kafka_bootstrap_servers is None
+    assert s.database_url is None
+    assert s.webhook_allow_http is True
+    assert s.public_url == "http://127.0.0.1:8000"
+
+
+def test_dev_mode_allows_the_unsafe_defaults() -> None:
+    s = Settings(mode="dev", webhook_allow_http=True, public_url="http://localhost:9000")
+    assert s.resolved_database_url.startswith("sqlite+aiosqlite:///")
+
+
+def test_safe_production_settings_are_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, SAFE)
+    s = Settings()
+    assert s.mode == "production"
+    assert s.kafka_bootstrap_servers == "kafka-1:9093,kafka-2:9093"
+    assert s.resolved_database_url == "postgresql+asyncpg://broker@db/isa"
+    assert s.webhook_allow_http is False
+
+
+@pytest.mark.parametrize(
+    ("changes", "variable", "problem"),
+    [
+        pytest.param({"ISA_BROKER_PUBLIC_URL": "http://isa-broker.example.org"},
+                     "ISA_BROKER_PUBLIC_URL", "must be https:// in production", id="http-url"),
+        pytest.param({"ISA_BROKER_WEBHOOK_ALLOW_HTTP": "true"},
+                     "ISA_BROKER_WEBHOOK_ALLOW_HTTP", "must be false in production",
+                     id="webhook-http"),
+        pytest.param({"ISA_BROKER_WEBHOOK_ALLOW_HTTP": None},
+                     "ISA_BROKER_WEBHOOK_ALLOW_HTTP", "must be false in production",
+                     id="webhook-http-by-default"),
+        pytest.param({"KAFKA_BOOTSTRAP_SERVERS": None},
+                     "KAFKA_BOOTSTRAP_SERVERS", "is required in production", id="no-kafka"),
+        pytest.param({"ISA_BROKER_DATABASE_URL": None},
+                     "ISA_BROKER_DATABASE_URL", "must name PostgreSQL in production",
+                     id="default-sqlite"),
+        pytest.param({"ISA_BROKER_DATABASE_URL": "sqlite+aiosqlite:////var/lib/isa.db"},
+                     "ISA_BROKER_DATABASE_URL", "must name PostgreSQL in production",
+                     id="explicit-sqlite"),
+        pytest.param({"ISA_BROKER_DATABASE_URL": "mysql+aiomysql://db/isa"},
+                     "ISA_BROKER_DATABASE_URL", "must name PostgreSQL in production",
+                     id="mysql"),
+    ],
+)
+def test_production_refuses_one_unsafe_setting(
+    monkeypatch: pytest.MonkeyPatch, changes: dict[str, str | None], variable: str, problem: str
+) -> None:
+    message = _refused(monkeypatch, **changes)
+    assert f"{variable} {problem}" in message
+    # Only the offending variable is named.
+    for other in set(VARIABLES) - {variable}:
+        assert other not in message, other
+
+
+def test_production_lists_every_problem_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, {"ISA_BROKER_MODE": "production"})
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    message = str(info.value)
+    for variable in VARIABLES:
+        assert variable in message
+    assert (
+        "ISA_BROKER_WEBHOOK_ALLOW_HTTP must be false in production; "
+        "ISA_BROKER_PUBLIC_URL must be https:// in production; "
+        "KAFKA_BOOTSTRAP_SERVERS is required in production; "
+        "ISA_BROKER_DATABASE_URL must name PostgreSQL in production"
+    ) in message
+
+
+def test_production_checks_apply_to_constructor_arguments_too() -> None:
+    with pytest.raises(ValidationError, match="ISA_BROKER_PUBLIC_URL must be https://"):
+        Settings(
+            mode="production",
+            public_url="http://example.org",
+            webhook_allow_http=False,
+            KAFKA_BOOTSTRAP_SERVERS="k:9092",
+            database_url="postgresql+asyncpg://db/isa",
+        )
+
+
+def test_prefixed_kafka_variable_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, {**SAFE, "KAFKA_BOOTSTRAP_SERVERS": None,
+                       "ISA_BROKER_KAFKA_BOOTSTRAP_SERVERS": "kafka:9092"})
+    assert Settings().kafka_bootstrap_servers == "kafka:9092"
+
+
+def test_unknown_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, {"ISA_BROKER_MODE": "staging"})
+    with pytest.raises(ValidationError, match="mode"):
+        Settings()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("ISA_BROKER_ACCESS_TOKEN_TTL_SECONDS", "10"),
+        ("ISA_BROKER_KAFKA_PARTITIONS", "0"),
+        ("ISA_BROKER_WEBHOOK_TIMEOUT_SECONDS", "0"),
+        ("ISA_BROKER_WEBHOOK_MAX_ATTEMPTS", "51"),
+    ],
+)
+def test_out_of_range_values_are_refused(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    _env(monkeypatch, {variable: value})
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_derived_urls_and_paths(tmp_path: Path) -> None:
+    s = Settings(public_url="https://broker.example.org/", data_dir=tmp_path,
+                 policies_dir=tmp_path / "p")
+    assert s.issuer == "https://broker.example.org"
+    assert s.token_audience == "https://broker.example.org/v1"
+    assert s.token_endpoint == "https://broker.example.org/oauth/token"
+    assert s.resolved_database_url == f"sqlite+aiosqlite:///{tmp_path / 'isa-broker.db'}"
+    assert s.agreements_dir == tmp_path / "p" / "agreements"
+    assert s.parties_file == tmp_path / "p" / "parties.yaml"
+
+
+def test_environment_overrides_paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _env(monkeypatch, {"ISA_BROKER_DATA_DIR": str(tmp_path),
+                       "ISA_BROKER_POLICIES_DIR": str(tmp_path / "pol")})
+    s = Settings()
+    assert s.data_dir == tmp_path
+    assert s.policies_dir == tmp_path / "pol"

@@ -1,0 +1,200 @@
+"""End to end through real HTTP (uvicorn), the real broker and real webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from cloudevents.v1.kafka import KafkaMessage, from_binary
+from standardwebhooks.webhooks import Webhook
+
+from services.demo.agency import AgencyClient
+from services.demo.receivers import Receivers
+from services.demo.scenario import run_demo
+from services.system import System, ensure_demo_clients, settings_for_local
+from tests.conftest import KAFKA_COMPAT
+from tests.factories import release_notice
+
+pytestmark = pytest.mark.integration
+
+RECIPIENTS = ["eastborough-vawg", "eastborough-housing", "eastborough-police-iom"]
+
+
+@pytest.fixture
+async def receivers() -> AsyncIterator[Receivers]:
+    r = await Receivers().start()
+    yield r
+    await r.stop()
+
+
+@pytest.fixture
+async def system(tmp_path: Path, kafka_bootstrap: str) -> AsyncIterator[System]:
+    settings = settings_for_local(
+        tmp_path / "data", kafka_bootstrap_servers=kafka_bootstrap, kafka_compat=KAFKA_COMPAT,
+        kafka_topic_prefix=f"e2e{uuid.uuid4().hex[:8]}", relay_poll_seconds=0.2,
+        webhook_retry_base_seconds=0.05, webhook_max_attempts=3,
+    )
+    s = await System(settings).start()
+    yield s
+    await s.stop()
+
+
+async def _agencies(system: System) -> dict[str, AgencyClient]:
+    assert system.runtime is not None
+    creds = await ensure_demo_clients(system.runtime)
+    return {p: AgencyClient(system.gateway_url, c["client_id"], c["client_secret"])
+            for p, c in creds.items()}
+
+
+async def test_each_recipient_gets_only_its_fields_signed(system: System, receivers: Receivers) -> None:
+    clients = await _agencies(system)
+    secrets = {p: (await clients[p].subscribe(["release-notice"], receivers.url(p)))["secret"]
+               for p in [*RECIPIENTS, "westshire-youth-justice"]}
+    r = await clients["hmp-northgate"].publish("release-notice", release_notice())
+    assert r.status_code == 202, r.text
+    accepted = r.json()
+    expected = {x["party"]: x["fields"] for x in accepted["recipients"]}
+    assert await receivers.wait_for(set(RECIPIENTS), timeout=30)
+
+    for party in RECIPIENTS:
+        [req] = receivers.for_party(party)
+        # verified by an independent Standard Webhooks implementation
+        Webhook(secrets[party]).verify(req.body, req.headers)
+        event = json.loads(req.body)
+        assert event["specversion"] == "1.0" and event["id"] == accepted["id"]
+        assert event["type"] == "org.isa-broker.release-notice.v1"
+        assert event["isarecipient"] == party
+        leaves = sorted(_leaves(event["data"]))
+        assert leaves == expected[party]
+    vawg_raw = receivers.for_party("eastborough-vawg")[0].body.decode()
+    for secret_value in ("Nowhere Lane", "ZZ9 9ZZ", "methadone", "mental_health", "A1234BC",
+                         "24/123456X"):
+        assert secret_value not in vawg_raw
+    housing_raw = receivers.for_party("eastborough-housing")[0].body.decode()
+    for not_for_housing in ("domestic_abuse", "rosh_level", "exclusion_zones", "methadone"):
+        assert not_for_housing not in housing_raw
+    assert receivers.for_party("westshire-youth-justice") == []
+
+    # every recipient gets a terminal outcome; the disclosure log names fields, never values
+    assert system.runtime is not None
+    for _ in range(100):
+        msg = await system.runtime.store.get_message(accepted["id"])
+        if msg and msg["status"] == "complete":
+            break
+        await asyncio.sleep(0.05)
+    assert msg is not None and msg["status"] == "complete"
+    deliveries = await system.runtime.store.list_deliveries(message_id=accepted["id"])
+    by_party = {d["recipient"]: d["status"] for d in deliveries}
+    assert {p: by_party[p] for p in RECIPIENTS} == dict.fromkeys(RECIPIENTS, "delivered")
+    assert by_party["eastborough-pdu"] == "no_channel"
+    log = json.dumps([e["detail"] for e in await system.runtime.store.audit_entries(accepted["id"])])
+    assert "Alexis" not in log and "Nowhere Lane" not in log and "release.date" in log
+    for c in clients.values():
+        await c.aclose()
+
+
+async def test_kafka_record_is_a_binary_cloudevent_keyed_by_pseudonym(
+    system: System, kafka_bootstrap: str
+) -> None:
+    clients = await _agencies(system)
+    r = await clients["hmp-northgate"].publish("release-notice", release_notice())
+    assert r.status_code == 202
+    assert system.runtime is not None
+    consumer = AIOKafkaConsumer(system.runtime.kafka.topic("release-notice"),
+                                **system.runtime.kafka.consumer_kwargs(f"probe-{uuid.uuid4().hex}"))
+    await consumer.start()
+    try:
+        record = await asyncio.wait_for(consumer.getone(), 20)
+    finally:
+        await consumer.stop()
+    event = from_binary(KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value))
+    assert event["id"] == r.json()["id"]
+    assert event["source"] == "urn:isa-broker:party:hmp-northgate"
+    assert event["type"] == "org.isa-broker.release-notice.v1"
+    assert event.get_data()["release"]["type"] == "ecsl"
+    assert record.key is not None and record.key.decode().startswith("psn_")
+    headers = json.dumps({k: v.decode() for k, v in record.headers})
+    assert "Alexis" not in headers and "A1234BC" not in headers
+    for c in clients.values():
+        await c.aclose()
+
+
+async def test_failing_receiver_is_retried_then_dead_lettered(
+    system: System, receivers: Receivers
+) -> None:
+    clients = await _agencies(system)
+    await clients["eastborough-vawg"].subscribe(["release-notice"], receivers.url("eastborough-vawg"))
+    await clients["eastborough-housing"].subscribe(["release-notice"],
+                                                   receivers.url("eastborough-housing"))
+    receivers.fail_first = {"eastborough-vawg": 1, "eastborough-housing": 99}
+    r = await clients["hmp-northgate"].publish("release-notice", release_notice())
+    assert r.status_code == 202
+    assert await receivers.wait_for({"eastborough-vawg"}, timeout=30)
+    assert system.runtime is not None
+    store = system.runtime.store
+    for _ in range(200):
+        ds = {d["recipient"]: d for d in await store.list_deliveries(message_id=r.json()["id"])}
+        if ds.get("eastborough-housing", {}).get("status") == "dead_lettered":
+            break
+        await asyncio.sleep(0.05)
+    assert ds["eastborough-vawg"]["status"] == "delivered" and ds["eastborough-vawg"]["attempts"] == 2
+    assert ds["eastborough-housing"]["status"] == "dead_lettered"
+    attempts = await store.attempts(ds["eastborough-housing"]["id"])
+    assert [a["status_code"] for a in attempts] == [503, 503, 503]
+    for c in clients.values():
+        await c.aclose()
+
+
+async def test_message_accepted_while_broker_down_is_published_later(
+    tmp_path: Path, receivers: Receivers
+) -> None:
+    """A 202 means stored: the relay publishes once a broker answers again."""
+    from services.core.kafka.embedded import EmbeddedBroker, free_port
+
+    port = free_port()
+    broker = EmbeddedBroker(port=port).start()
+    settings = settings_for_local(tmp_path / "d", relay_poll_seconds=0.2, kafka_compat="tansu",
+                                  kafka_bootstrap_servers=broker.bootstrap_servers)
+    system = await System(settings).start()
+    try:
+        clients = await _agencies(system)
+        await clients["eastborough-vawg"].subscribe(["release-notice"],
+                                                    receivers.url("eastborough-vawg"))
+        broker.stop()
+        r = await clients["hmp-northgate"].publish("release-notice", release_notice())
+        assert r.status_code == 202
+        assert system.runtime is not None
+        await asyncio.sleep(1.0)
+        assert [m["id"] for m in await system.runtime.store.unpublished()] == [r.json()["id"]]
+        broker = EmbeddedBroker(port=port).start()  # a new, empty broker on the same address
+        from services.core.kafka.topics import ensure_topics
+
+        await ensure_topics(system.runtime.kafka)
+        for _ in range(300):
+            if not await system.runtime.store.unpublished():
+                break
+            await asyncio.sleep(0.1)
+        assert await system.runtime.store.unpublished() == []
+        for c in clients.values():
+            await c.aclose()
+    finally:
+        await system.stop()
+        broker.stop()
+
+
+async def test_demo_scenario_passes(tmp_path: Path) -> None:
+    lines: list[str] = []
+    assert await run_demo(tmp_path / "demo", out=lines.append)
+    text = "\n".join(lines)
+    assert "PASS" in text and "sharing_refused" in text and "westshire-youth-justice" in text
+
+
+def _leaves(data: object, prefix: str = "") -> list[str]:
+    if isinstance(data, dict):
+        return [p for k, v in data.items() for p in _leaves(v, f"{prefix}{k}.")]
+    return [prefix.rstrip(".")]

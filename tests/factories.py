@@ -1,0 +1,28 @@
+"""Synthetic test data. Every name, date and identifier here is invented."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from typing import Any
+
+from services.core.messages import MESSAGE_TYPES
+
+
+def example(message_type: str, index: int = 0) -> dict[str, Any]:
+    """A valid synthetic body of ``message_type`` (from the schema's examples)."""
+    model = MESSAGE_TYPES[message_type].model
+    examples = model.model_config["json_schema_extra"]["examples"]  # type: ignore[index]
+    return copy.deepcopy(examples[index])  # type: ignore[no-any-return]
+
+
+def release_notice(days_ahead: int = 2, **overrides: Any) -> dict[str, Any]:
+    body = example("release-notice")
+    body["release"]["date"] = (dt.date.today() + dt.timedelta(days=days_ahead)).isoformat()
+    body["destination"]["address"] = {"line1": "9 Nowhere Lane", "town": "Eastborough",
+                                      "postcode": "ZZ9 9ZZ"}
+    body["resettlement_needs"] = {"accommodation": True, "mental_health": True,
+                                  "opioid_substitution_therapy": {"medication": "methadone",
+                                                                  "daily_dose_mg": 35}}
+    body.update(overrides)
+    return body
