@@ -26,16 +26,21 @@ async def _dev(args: argparse.Namespace) -> int:
     from .system import System, ensure_demo_clients, settings_for_local
 
     base = _settings()
-    settings = settings_for_local(args.data_dir or base.data_dir, args.port,
-                                  kafka_bootstrap_servers=base.kafka_bootstrap_servers)
+    settings = settings_for_local(
+        args.data_dir or base.data_dir,
+        args.port,
+        kafka_bootstrap_servers=base.kafka_bootstrap_servers,
+    )
     system = System(settings)
     await system.start()
     try:
         assert system.runtime is not None  # noqa: S101
         await ensure_demo_clients(system.runtime)
         print(f"gateway          {system.gateway_url}  (OpenAPI: {system.gateway_url}/docs)")
-        print(f"kafka bootstrap  {system.bootstrap_servers}"
-              f"{'  (embedded Tansu)' if system.broker else ''}")
+        print(
+            f"kafka bootstrap  {system.bootstrap_servers}"
+            f"{'  (embedded Tansu)' if system.broker else ''}"
+        )
         print(f"store            {settings.resolved_database_url}")
         print(f"demo clients     {settings.data_dir / 'demo-clients.json'}")
         print("Ctrl-C stops.", flush=True)
@@ -72,8 +77,10 @@ def _policies_check(_: argparse.Namespace) -> int:
     settings = _settings()
     policies = load_policies(settings.policies_dir, settings.schemas_dir)
     for a in policies.agreements:
-        print(f"{a.id} v{a.version} {a.status}: {len(a.flows)} flow(s), "
-              f"{a.effective_from}..{a.expires_on}")
+        print(
+            f"{a.id} v{a.version} {a.status}: {len(a.flows)} flow(s), "
+            f"{a.effective_from}..{a.expires_on}"
+        )
     print(f"ok: {len(policies.parties)} parties, {len(policies.agreements)} agreements")
     return 0
 
@@ -112,21 +119,27 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=_demo, is_async=True)
 
     clients = sub.add_parser("clients", help="manage OAuth clients").add_subparsers(
-        dest="clients_command", required=True)
+        dest="clients_command", required=True
+    )
     p = clients.add_parser("create", help="register a client for a party; prints credentials")
     p.add_argument("--party", required=True)
-    p.add_argument("--scope", action="append", help="grant this scope (repeatable); "
-                   "default: what the agreements let the party do")
+    p.add_argument(
+        "--scope",
+        action="append",
+        help="grant this scope (repeatable); default: what the agreements let the party do",
+    )
     p.add_argument("--jwks", help="file with the client's public JWK set (private_key_jwt)")
     p.set_defaults(run=_clients_create, is_async=True)
 
     policies = sub.add_parser("policies", help="ISA files").add_subparsers(
-        dest="policies_command", required=True)
+        dest="policies_command", required=True
+    )
     p = policies.add_parser("check", help="validate the parties register and agreements")
     p.set_defaults(run=_policies_check, is_async=False)
 
     schemas = sub.add_parser("schemas", help="JSON Schemas").add_subparsers(
-        dest="schemas_command", required=True)
+        dest="schemas_command", required=True
+    )
     p = schemas.add_parser("export", help="write schemas/*.schema.json from the models")
     p.add_argument("--check", action="store_true", help="only report files out of date")
     p.set_defaults(run=_schemas_export, is_async=False)

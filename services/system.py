@@ -62,8 +62,9 @@ class System:
             await self.publisher.start()
             relay = OutboxRelay(self.runtime.store, self.publisher, s.relay_poll_seconds)
             app = create_app(self.runtime, relay)
-            config = uvicorn.Config(app, host=s.host, port=s.port, log_level="warning",
-                                    lifespan="on", access_log=False)
+            config = uvicorn.Config(
+                app, host=s.host, port=s.port, log_level="warning", lifespan="on", access_log=False
+            )
             self._server = uvicorn.Server(config)
             self._tasks.append(asyncio.create_task(self._server.serve(), name="gateway"))
             while not self._server.started:
@@ -113,8 +114,13 @@ class System:
 def settings_for_local(data_dir: Path, port: int | None = None, **overrides: Any) -> Settings:
     """Settings for a one-machine system on a loopback port (0 or None: a free one)."""
     port = port or free_port()
-    return Settings(data_dir=data_dir, host="127.0.0.1", port=port,
-                    public_url=f"http://127.0.0.1:{port}", **overrides)
+    return Settings(
+        data_dir=data_dir,
+        host="127.0.0.1",
+        port=port,
+        public_url=f"http://127.0.0.1:{port}",
+        **overrides,
+    )
 
 
 async def ensure_demo_clients(runtime: Runtime) -> dict[str, dict[str, Any]]:

@@ -16,7 +16,9 @@ from services.core.kafka.embedded import EmbeddedBroker
 from services.core.runtime import Runtime
 from services.core.settings import Settings
 
-PG_ADMIN_DSN = os.environ.get("ISA_BROKER_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_DSN = os.environ.get(
+    "ISA_BROKER_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -58,8 +60,7 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
 
 @pytest.fixture
 async def runtime(tmp_path: Path, kafka_bootstrap: str) -> AsyncIterator[Runtime]:
-    rt = await Runtime.create(make_settings(tmp_path), kafka_bootstrap,
-                              embedded=not EXTERNAL_KAFKA)
+    rt = await Runtime.create(make_settings(tmp_path), kafka_bootstrap, embedded=not EXTERNAL_KAFKA)
     yield rt
     await rt.aclose()
 

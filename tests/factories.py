@@ -19,10 +19,15 @@ def example(message_type: str, index: int = 0) -> dict[str, Any]:
 def release_notice(days_ahead: int = 2, **overrides: Any) -> dict[str, Any]:
     body = example("release-notice")
     body["release"]["date"] = (dt.date.today() + dt.timedelta(days=days_ahead)).isoformat()
-    body["destination"]["address"] = {"line1": "9 Nowhere Lane", "town": "Eastborough",
-                                      "postcode": "ZZ9 9ZZ"}
-    body["resettlement_needs"] = {"accommodation": True, "mental_health": True,
-                                  "opioid_substitution_therapy": {"medication": "methadone",
-                                                                  "daily_dose_mg": 35}}
+    body["destination"]["address"] = {
+        "line1": "9 Nowhere Lane",
+        "town": "Eastborough",
+        "postcode": "ZZ9 9ZZ",
+    }
+    body["resettlement_needs"] = {
+        "accommodation": True,
+        "mental_health": True,
+        "opioid_substitution_therapy": {"medication": "methadone", "daily_dose_mg": 35},
+    }
     body.update(overrides)
     return body

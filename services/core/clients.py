@@ -14,7 +14,10 @@ from .runtime import ALL_SCOPES, Runtime
 
 
 async def create_client(
-    runtime: Runtime, party: str, *, scopes: list[str] | None = None,
+    runtime: Runtime,
+    party: str,
+    *,
+    scopes: list[str] | None = None,
     jwks: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Register a client for ``party``. With ``jwks`` the client authenticates by
@@ -41,8 +44,8 @@ async def create_client(
     out: dict[str, Any] = {"client_id": client_id, "party": party, "scopes": granted}
     if secret:
         out["client_secret"] = secret
-        out["token_endpoint_auth_method"] = "client_secret_basic"
+        out["token_endpoint_auth_method"] = "client_secret_basic"  # noqa: S105
     else:
-        out["token_endpoint_auth_method"] = "private_key_jwt"
+        out["token_endpoint_auth_method"] = "private_key_jwt"  # noqa: S105
     out["token_endpoint"] = runtime.settings.token_endpoint
     return out

@@ -5,6 +5,7 @@ keeps retrying until the broker takes it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from .errors import Unavailable
@@ -30,8 +31,12 @@ class OutboxRelay:
         published = 0
         for row in await self.store.unpublished():
             key, value, headers = to_record(
-                row["id"], row["sender"], row["message_type"], row["accepted_at"],
-                row["person"], row["payload"],
+                row["id"],
+                row["sender"],
+                row["message_type"],
+                row["accepted_at"],
+                row["person"],
+                row["payload"],
             )
             try:
                 await self.publisher.publish(row["topic"], key, value, headers)
@@ -50,7 +55,5 @@ class OutboxRelay:
                 await self.publish_pending()
             except Unavailable as e:
                 log.warning("outbox relay: %s", e)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
-            except TimeoutError:
-                pass

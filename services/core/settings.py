@@ -28,7 +28,9 @@ class Settings(BaseSettings):
 
     kafka_bootstrap_servers: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "ISA_BROKER_KAFKA_BOOTSTRAP_SERVERS"),
+        validation_alias=AliasChoices(
+            "KAFKA_BOOTSTRAP_SERVERS", "ISA_BROKER_KAFKA_BOOTSTRAP_SERVERS"
+        ),
         description="An external Kafka cluster. Unset: the embedded Tansu broker is started.",
     )
     kafka_compat: Literal["auto", "apache", "tansu"] = Field(
@@ -42,7 +44,7 @@ class Settings(BaseSettings):
 
     public_url: str = Field(
         default="http://127.0.0.1:8000",
-        description="The gateway's external base URL; the token issuer and audience derive from it.",
+        description="The gateway's external base URL; token issuer and audience derive from it.",
     )
     host: str = "127.0.0.1"
     port: int = 8000

@@ -35,12 +35,18 @@ class AgencyClient:
         return await self._http.request(method, path, headers=headers, **kw)
 
     async def subscribe(self, message_types: list[str], url: str) -> dict[str, Any]:
-        r = await self.request("POST", "/v1/subscriptions",
-                               json={"message_types": message_types, "webhook": {"url": url}})
+        r = await self.request(
+            "POST",
+            "/v1/subscriptions",
+            json={"message_types": message_types, "webhook": {"url": url}},
+        )
         r.raise_for_status()
         body: dict[str, Any] = r.json()
         return body
 
-    async def publish(self, message_type: str, payload: dict[str, Any], **params: Any) -> httpx.Response:
-        return await self.request("POST", f"/v1/messages/{message_type}", json=payload,
-                                  params=params)
+    async def publish(
+        self, message_type: str, payload: dict[str, Any], **params: Any
+    ) -> httpx.Response:
+        return await self.request(
+            "POST", f"/v1/messages/{message_type}", json=payload, params=params
+        )

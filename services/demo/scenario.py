@@ -47,17 +47,23 @@ def release_notice(today: dt.date) -> dict[str, Any]:
             "local_authority": "Eastborough",
             "probation_delivery_unit": "Eastborough PDU",
         },
-        "risk": {"rosh_level": "high", "domestic_abuse": True,
-                 "mappa": {"category": "1", "level": "1"}},
+        "risk": {
+            "rosh_level": "high",
+            "domestic_abuse": True,
+            "mappa": {"category": "1", "level": "1"},
+        },
         "licence_conditions": {
-            "exclusion_zones": [{"description": "Must not enter the Example Park estate",
-                                 "area": "ZZ9"}],
+            "exclusion_zones": [
+                {"description": "Must not enter the Example Park estate", "area": "ZZ9"}
+            ],
             "non_contact": True,
             "electronic_monitoring": True,
         },
-        "resettlement_needs": {"accommodation": True, "mental_health": True,
-                               "opioid_substitution_therapy": {"medication": "methadone",
-                                                               "daily_dose_mg": 30}},
+        "resettlement_needs": {
+            "accommodation": True,
+            "mental_health": True,
+            "opioid_substitution_therapy": {"medication": "methadone", "daily_dose_mg": 30},
+        },
         "victim_contact_scheme": True,
     }
 
@@ -92,18 +98,23 @@ async def run_demo(data_dir: Path | None = None, out: Any = print) -> bool:
     """Run the scenario on a fresh embedded system. Returns True when every check passed."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="isa-broker-demo-") as tmp:
-        settings = settings_for_local(data_dir or Path(tmp), relay_poll_seconds=0.2,
-                                      webhook_retry_base_seconds=0.2)
+        settings = settings_for_local(
+            data_dir or Path(tmp), relay_poll_seconds=0.2, webhook_retry_base_seconds=0.2
+        )
         receivers = await Receivers().start()
         system = System(settings)
         try:
             await system.start()
             assert system.runtime is not None  # noqa: S101
             creds = await ensure_demo_clients(system.runtime)
-            out(f"isa-broker demo: gateway {system.gateway_url}, "
-                f"Kafka {system.bootstrap_servers} (embedded), store {settings.resolved_database_url}")
-            clients = {p: AgencyClient(system.gateway_url, c["client_id"], c["client_secret"])
-                       for p, c in creds.items()}
+            out(
+                f"isa-broker demo: gateway {system.gateway_url}, "
+                f"Kafka {system.bootstrap_servers}, store {settings.resolved_database_url}"
+            )
+            clients = {
+                p: AgencyClient(system.gateway_url, c["client_id"], c["client_secret"])
+                for p, c in creds.items()
+            }
             secrets = {}
             for party in [*ENTITLED, NOT_ENTITLED]:
                 sub = await clients[party].subscribe(["release-notice"], receivers.url(party))
@@ -113,8 +124,10 @@ async def run_demo(data_dir: Path | None = None, out: Any = print) -> bool:
             r = await clients[PRISON].publish("release-notice", release_notice(today))
             ok = r.status_code == 202
             accepted = r.json()
-            out(f"\n1. {PRISON} posts an ECSL early release notice (release in 2 days, "
-                f"domestic-abuse flag): HTTP {r.status_code}, message {accepted.get('id')}")
+            out(
+                f"\n1. {PRISON} posts an ECSL early release notice (release in 2 days, "
+                f"domestic-abuse flag): HTTP {r.status_code}, message {accepted.get('id')}"
+            )
             if ok:
                 refs = ", ".join(f"{a['id']} v{a['version']}" for a in accepted["agreements"])
                 out(f"   decision: {len(accepted['recipients'])} recipients under {refs}")
@@ -130,9 +143,14 @@ async def run_demo(data_dir: Path | None = None, out: Any = print) -> bool:
                     continue
                 req = got[0]
                 try:
-                    signing.verify(secrets[party], req.headers["webhook-id"],
-                                   int(req.headers["webhook-timestamp"]), req.body,
-                                   req.headers["webhook-signature"], now)
+                    signing.verify(
+                        secrets[party],
+                        req.headers["webhook-id"],
+                        int(req.headers["webhook-timestamp"]),
+                        req.body,
+                        req.headers["webhook-signature"],
+                        now,
+                    )
                     sig = True
                 except Exception:  # noqa: BLE001 - reported in the table
                     sig = False
@@ -143,9 +161,12 @@ async def run_demo(data_dir: Path | None = None, out: Any = print) -> bool:
             width = max(len(r.party) for r in rows)
             out(f"   {'recipient'.ljust(width)}  signature  fields received")
             for row in rows:
-                sig = {True: "valid", False: "INVALID", None: "-"}[row.signature_ok]
-                fields = (f"{len(row.fields):>2}: {grouped(row.fields)}" if row.received
-                          else "nothing (no agreement in force)")
+                verdict = {True: "valid", False: "INVALID", None: "-"}[row.signature_ok]
+                fields = (
+                    f"{len(row.fields):>2}: {grouped(row.fields)}"
+                    if row.received
+                    else "nothing (no agreement in force)"
+                )
                 out(f"   {row.party.ljust(width)}  {sig:<9}  {fields}")
             expected = {r["party"]: set(r["fields"]) for r in accepted.get("recipients", [])}
             for row in rows:
@@ -155,15 +176,22 @@ async def run_demo(data_dir: Path | None = None, out: Any = print) -> bool:
                 else:
                     ok = ok and not row.received
             vawg = next(r for r in rows if r.party == "eastborough-vawg")
-            leaked = [f for f in vawg.fields if f.startswith(("resettlement_needs", "destination.address"))]
+            leaked = [
+                f
+                for f in vawg.fields
+                if f.startswith(("resettlement_needs", "destination.address"))
+            ]
             ok = ok and not leaked
 
             refused = await clients[PRISON].publish(
-                "release-notice", release_notice(today), purpose="youth-transition")
+                "release-notice", release_notice(today), purpose="youth-transition"
+            )
             problem = refused.json()
-            out(f"\n3. {PRISON} posts the notice for Westshire youth transition, whose agreement "
+            out(
+                f"\n3. {PRISON} posts the notice for Westshire youth transition, whose agreement "
                 f"has lapsed:\n   HTTP {refused.status_code} {problem.get('code')}: "
-                f"{problem.get('detail')}")
+                f"{problem.get('detail')}"
+            )
             ok = ok and refused.status_code == 403 and problem.get("code") == "sharing_refused"
 
             for c in clients.values():

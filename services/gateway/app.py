@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
-
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
@@ -53,13 +52,29 @@ def create_app(runtime: Runtime, relay: OutboxRelay | None = None) -> FastAPI:
     app.include_router(messages.router)
     app.include_router(subscriptions.router)
 
-    @app.post("/oauth/token", tags=["oauth"], summary="OAuth 2.0 token endpoint (client credentials)",
-              openapi_extra={"requestBody": {"content": {"application/x-www-form-urlencoded": {
-                  "schema": {"type": "object", "required": ["grant_type"], "properties": {
-                      "grant_type": {"const": "client_credentials"},
-                      "scope": {"type": "string"},
-                      "client_assertion_type": {"type": "string"},
-                      "client_assertion": {"type": "string"}}}}}}})
+    @app.post(
+        "/oauth/token",
+        tags=["oauth"],
+        summary="OAuth 2.0 token endpoint (client credentials)",
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["grant_type"],
+                            "properties": {
+                                "grant_type": {"const": "client_credentials"},
+                                "scope": {"type": "string"},
+                                "client_assertion_type": {"type": "string"},
+                                "client_assertion": {"type": "string"},
+                            },
+                        }
+                    }
+                }
+            }
+        },
+    )
     async def token(request: Request) -> JSONResponse:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -72,16 +87,22 @@ def create_app(runtime: Runtime, relay: OutboxRelay | None = None) -> FastAPI:
             # RFC 6749 s5.2 error response
             if e.status == 401:
                 headers["WWW-Authenticate"] = 'Basic realm="isa-broker"'
-            return JSONResponse({"error": e.code, "error_description": e.detail},
-                                status_code=e.status, headers=headers)
+            return JSONResponse(
+                {"error": e.code, "error_description": e.detail},
+                status_code=e.status,
+                headers=headers,
+            )
         return JSONResponse(body, headers=headers)
 
     @app.get("/.well-known/jwks.json", tags=["oauth"], summary="Token-signing public keys")
     async def jwks() -> dict[str, Any]:
         return runtime.keys.jwks()
 
-    @app.get("/.well-known/oauth-authorization-server", tags=["oauth"],
-             summary="Authorization server metadata (RFC 8414)")
+    @app.get(
+        "/.well-known/oauth-authorization-server",
+        tags=["oauth"],
+        summary="Authorization server metadata (RFC 8414)",
+    )
     async def metadata() -> dict[str, Any]:
         s = runtime.settings
         return {
@@ -90,8 +111,13 @@ def create_app(runtime: Runtime, relay: OutboxRelay | None = None) -> FastAPI:
             "jwks_uri": s.issuer + "/.well-known/jwks.json",
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
-            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "ES384", "EdDSA",
-                                                                 "PS256", "RS256"],
+            "token_endpoint_auth_signing_alg_values_supported": [
+                "ES256",
+                "ES384",
+                "EdDSA",
+                "PS256",
+                "RS256",
+            ],
             "scopes_supported": ALL_SCOPES,
         }
 
@@ -102,8 +128,9 @@ def create_app(runtime: Runtime, relay: OutboxRelay | None = None) -> FastAPI:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version,
-                             description=app.description, routes=app.routes)
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
         _, defs = models_json_schema(
             [(mt.model, "validation") for mt in MESSAGE_TYPES.values()],
             ref_template="#/components/schemas/{model}",
@@ -113,10 +140,12 @@ def create_app(runtime: Runtime, relay: OutboxRelay | None = None) -> FastAPI:
         components["securitySchemes"] = {
             "oauth2": {
                 "type": "oauth2",
-                "flows": {"clientCredentials": {
-                    "tokenUrl": "/oauth/token",
-                    "scopes": {s: s for s in ALL_SCOPES},
-                }},
+                "flows": {
+                    "clientCredentials": {
+                        "tokenUrl": "/oauth/token",
+                        "scopes": {s: s for s in ALL_SCOPES},
+                    }
+                },
             }
         }
         for path, ops in schema["paths"].items():

@@ -108,8 +108,13 @@ async def _read_body(request: Request) -> bytes:
 
 
 async def accept(
-    runtime: Runtime, relay: Any, agency: Any, mt: MessageType, body: bytes,
-    purposes: list[str] | None, idempotency_key: str | None,
+    runtime: Runtime,
+    relay: Any,
+    agency: Any,
+    mt: MessageType,
+    body: bytes,
+    purposes: list[str] | None,
+    idempotency_key: str | None,
 ) -> JSONResponse:
     require_scope(agency, f"publish:{mt.name}")
     if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
@@ -128,27 +133,44 @@ async def accept(
         decision = runtime.engine.decide(agency.party, mt.name, now, purposes)
     except SharingRefused as e:
         await runtime.store.audit(
-            "refused", message_type=mt.name, actor=agency.party, person=person,
+            "refused",
+            message_type=mt.name,
+            actor=agency.party,
+            person=person,
             detail={"client_id": agency.client_id, "reason": e.reason, "purposes": purposes or []},
         )
         raise
     message_id = str(uuid.uuid4())
     row = {
-        "id": message_id, "message_type": mt.name, "sender": agency.party,
-        "client_id": agency.client_id, "purposes": purposes, "person": person,
-        "payload": payload, "decision": decision.to_dict(), "status": "pending",
-        "accepted_at": now, "idempotency_key": idempotency_key, "request_hash": request_hash,
+        "id": message_id,
+        "message_type": mt.name,
+        "sender": agency.party,
+        "client_id": agency.client_id,
+        "purposes": purposes,
+        "person": person,
+        "payload": payload,
+        "decision": decision.to_dict(),
+        "status": "pending",
+        "accepted_at": now,
+        "idempotency_key": idempotency_key,
+        "request_hash": request_hash,
     }
     existing = await runtime.store.accept_message(row, runtime.kafka.topic(mt.name))
     if existing is not None:  # a concurrent request with the same key won the race
         return _replayed(existing, request_hash)
     if relay is not None:
         relay.notify()
-    log.info("accepted message_id=%s type=%s sender=%s recipients=%d", message_id, mt.name,
-             agency.party, len(decision.recipients))
+    log.info(
+        "accepted message_id=%s type=%s sender=%s recipients=%d",
+        message_id,
+        mt.name,
+        agency.party,
+        len(decision.recipients),
+    )
     body_out = accepted_body(message_id, decision, payload)
-    return JSONResponse(body_out.model_dump(), status_code=202,
-                        headers={"Location": f"/v1/messages/{message_id}"})
+    return JSONResponse(
+        body_out.model_dump(), status_code=202, headers={"Location": f"/v1/messages/{message_id}"}
+    )
 
 
 def _replayed(existing: dict[str, Any], request_hash: str) -> JSONResponse:
@@ -158,9 +180,11 @@ def _replayed(existing: dict[str, Any], request_hash: str) -> JSONResponse:
         )
     decision = Decision.from_dict(existing["decision"])
     body = accepted_body(existing["id"], decision, existing["payload"])
-    return JSONResponse(body.model_dump(), status_code=202,
-                        headers={"Idempotent-Replayed": "true",
-                                 "Location": f"/v1/messages/{existing['id']}"})
+    return JSONResponse(
+        body.model_dump(),
+        status_code=202,
+        headers={"Idempotent-Replayed": "true", "Location": f"/v1/messages/{existing['id']}"},
+    )
 
 
 router = APIRouter(tags=["messages"])
@@ -176,8 +200,11 @@ PurposeQuery = Annotated[
 ]
 IdempotencyHeader = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", description="Repeat a request safely: same key and body "
-           "returns the original response; same key with another body is a 409."),
+    Header(
+        alias="Idempotency-Key",
+        description="Repeat a request safely: same key and body "
+        "returns the original response; same key with another body is a 409.",
+    ),
 ]
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -192,8 +219,12 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def _make_route(mt: MessageType) -> None:
     async def publish(
-        request: Request, runtime: RuntimeDep, relay: RelayDep, agency: CurrentAgency,
-        purpose: PurposeQuery = None, idempotency_key: IdempotencyHeader = None,
+        request: Request,
+        runtime: RuntimeDep,
+        relay: RelayDep,
+        agency: CurrentAgency,
+        purpose: PurposeQuery = None,
+        idempotency_key: IdempotencyHeader = None,
     ) -> JSONResponse:
         body = await _read_body(request)
         return await accept(runtime, relay, agency, mt, body, purpose, idempotency_key)

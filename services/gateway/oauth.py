@@ -106,7 +106,9 @@ class TokenService:
             "scope": claims["scope"],
         }
 
-    async def _authenticate(self, form: dict[str, str], authorization: str | None) -> dict[str, Any]:
+    async def _authenticate(
+        self, form: dict[str, str], authorization: str | None
+    ) -> dict[str, Any]:
         if form.get("client_assertion_type") or form.get("client_assertion"):
             if authorization:
                 raise InvalidRequest("use one client authentication method, not two")
@@ -164,10 +166,15 @@ class TokenService:
             raise InvalidClient("client authentication failed") from e
         exp = int(token.claims["exp"])
         iat = int(token.claims.get("iat", now))
-        if exp - iat > settings.client_assertion_max_age_seconds or exp - now > settings.client_assertion_max_age_seconds:
+        if (
+            exp - iat > settings.client_assertion_max_age_seconds
+            or exp - now > settings.client_assertion_max_age_seconds
+        ):
             log.info("client assertion lifetime too long client_id=%s", client_id)
             raise InvalidClient("client authentication failed")
-        if not self.replay.check_and_add(f"{client_id}:{token.claims['jti']}", exp + LEEWAY_SECONDS):
+        if not self.replay.check_and_add(
+            f"{client_id}:{token.claims['jti']}", exp + LEEWAY_SECONDS
+        ):
             log.info("client assertion replayed client_id=%s", client_id)
             raise InvalidClient("client authentication failed")
         return client

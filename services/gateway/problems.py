@@ -19,11 +19,21 @@ PROBLEM_JSON = "application/problem+json"
 
 
 def problem(
-    status: int, code: str, title: str, detail: str, headers: dict[str, str] | None = None,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
-    body = {"type": PROBLEM_BASE + code, "title": title, "status": status, "detail": detail,
-            "code": code, **extra}
+    body = {
+        "type": PROBLEM_BASE + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
@@ -47,8 +57,13 @@ def install(app: FastAPI) -> None:
             for e in exc.errors()
         ]
         names = ", ".join(f"{e['in']}{e['pointer']}" for e in errors[:5])
-        return problem(422, "validation_failed", "The request is invalid",
-                       f"invalid request: {names}", errors=errors)
+        return problem(
+            422,
+            "validation_failed",
+            "The request is invalid",
+            f"invalid request: {names}",
+            errors=errors,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -77,8 +77,10 @@ SubscriptionId = Annotated[str, Path(max_length=64)]
 
 def _public(row: dict[str, object]) -> SubscriptionPublic:
     return SubscriptionPublic(
-        id=str(row["id"]), message_types=list(row["message_types"]),  # type: ignore[call-overload]
-        webhook=Webhook(url=str(row["url"])), status=str(row["status"]),
+        id=str(row["id"]),
+        message_types=list(row["message_types"]),  # type: ignore[call-overload]
+        webhook=Webhook(url=str(row["url"])),
+        status=str(row["status"]),
         created_at=row["created_at"],  # type: ignore[arg-type]
     )
 
@@ -104,14 +106,19 @@ async def create_subscription(
 
 
 @router.get("/v1/subscriptions", response_model=list[SubscriptionPublic])
-async def list_subscriptions(runtime: RuntimeDep, agency: CurrentAgency) -> list[SubscriptionPublic]:
+async def list_subscriptions(
+    runtime: RuntimeDep, agency: CurrentAgency
+) -> list[SubscriptionPublic]:
     require_scope(agency, "subscriptions:manage")
     rows = await runtime.store.list_subscriptions(agency.party)
     return [_public(r) for r in rows if r["status"] != "deleted"]
 
 
-@router.delete("/v1/subscriptions/{subscription_id}", status_code=204,
-               responses={404: {"description": "No such subscription of the caller's"}})
+@router.delete(
+    "/v1/subscriptions/{subscription_id}",
+    status_code=204,
+    responses={404: {"description": "No such subscription of the caller's"}},
+)
 async def delete_subscription(
     subscription_id: SubscriptionId, runtime: RuntimeDep, agency: CurrentAgency
 ) -> Response:

@@ -113,41 +113,71 @@ class Router:
         await self.runtime.store.complete_if_settled(message["id"])
 
     async def _settle_without_sending(
-        self, message: dict[str, Any], party: str, subs: list[dict[str, Any]], status: str,
+        self,
+        message: dict[str, Any],
+        party: str,
+        subs: list[dict[str, Any]],
+        status: str,
         reason: str,
     ) -> None:
         for sub_id in [s["id"] for s in subs] or [None]:
             now = self.runtime.clock()
-            row = await self.runtime.store.ensure_delivery({
-                "id": delivery_id(message["id"], party, sub_id), "message_id": message["id"],
-                "recipient": party, "subscription_id": sub_id,
-                "channel": "webhook" if sub_id else "none", "status": "pending",
-                "fields": [], "grants": [], "attempts": 0, "created_at": now, "updated_at": now,
-            })
+            row = await self.runtime.store.ensure_delivery(
+                {
+                    "id": delivery_id(message["id"], party, sub_id),
+                    "message_id": message["id"],
+                    "recipient": party,
+                    "subscription_id": sub_id,
+                    "channel": "webhook" if sub_id else "none",
+                    "status": "pending",
+                    "fields": [],
+                    "grants": [],
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
             if row["status"] not in TERMINAL_DELIVERY:
                 await self.runtime.store.settle_delivery(
-                    row, status, message_type=message["message_type"], person=message["person"],
+                    row,
+                    status,
+                    message_type=message["message_type"],
+                    person=message["person"],
                     reason=reason,
                 )
 
     async def _deliver_first(
-        self, event: EventRecord, message: dict[str, Any], permitted: RecipientDecision,
+        self,
+        event: EventRecord,
+        message: dict[str, Any],
+        permitted: RecipientDecision,
         sub: dict[str, Any],
     ) -> None:
         projection = permitted.project(message["payload"])
         now = self.runtime.clock()
-        row = await self.runtime.store.ensure_delivery({
-            "id": delivery_id(message["id"], permitted.party, sub["id"]),
-            "message_id": message["id"], "recipient": permitted.party,
-            "subscription_id": sub["id"], "channel": "webhook", "status": "pending",
-            "fields": permitted.disclosed(message["payload"]),
-            "grants": [g.to_dict() for g in permitted.grants],
-            "attempts": 0, "created_at": now, "updated_at": now,
-        })
+        row = await self.runtime.store.ensure_delivery(
+            {
+                "id": delivery_id(message["id"], permitted.party, sub["id"]),
+                "message_id": message["id"],
+                "recipient": permitted.party,
+                "subscription_id": sub["id"],
+                "channel": "webhook",
+                "status": "pending",
+                "fields": permitted.disclosed(message["payload"]),
+                "grants": [g.to_dict() for g in permitted.grants],
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
         if row["status"] in TERMINAL_DELIVERY:
             return
-        refs = ",".join(sorted({f"{g.agreement_id}@{g.agreement_version}" for g in permitted.grants}))
-        body = structured(event, projection, {"isarecipient": permitted.party, "isaagreements": refs})
+        refs = ",".join(
+            sorted({f"{g.agreement_id}@{g.agreement_version}" for g in permitted.grants})
+        )
+        body = structured(
+            event, projection, {"isarecipient": permitted.party, "isaagreements": refs}
+        )
         if not await self._attempt(row, sub, body, message):
             task = asyncio.create_task(self._retry(row, sub, body, message))
             self._retries.add(task)
@@ -164,13 +194,23 @@ class Router:
         attempts = int(row["attempts"]) + 1
         row["attempts"] = attempts
         status = "delivered" if result.ok else "retrying"
-        await store.record_attempt(row["id"], status_code=result.status_code, error=result.error,
-                                   duration_ms=result.duration_ms, new_status=status)
+        await store.record_attempt(
+            row["id"],
+            status_code=result.status_code,
+            error=result.error,
+            duration_ms=result.duration_ms,
+            new_status=status,
+        )
         if result.ok:
-            await store.settle_delivery(row, "delivered", message_type=message["message_type"],
-                                        person=message["person"])
-            log.info("delivered delivery_id=%s recipient=%s attempts=%d", row["id"],
-                     row["recipient"], attempts)
+            await store.settle_delivery(
+                row, "delivered", message_type=message["message_type"], person=message["person"]
+            )
+            log.info(
+                "delivered delivery_id=%s recipient=%s attempts=%d",
+                row["id"],
+                row["recipient"],
+                attempts,
+            )
             return True
         if not result.retryable or attempts >= settings.webhook_max_attempts:
             await self._dead_letter(row, message, result.error or "failed")
@@ -189,22 +229,36 @@ class Router:
 
     async def _dead_letter(self, row: dict[str, Any], message: dict[str, Any], reason: str) -> None:
         await self.runtime.store.settle_delivery(
-            row, "dead_lettered", message_type=message["message_type"], person=message["person"],
+            row,
+            "dead_lettered",
+            message_type=message["message_type"],
+            person=message["person"],
             reason=reason,
         )
-        value = json.dumps({
-            "delivery_id": row["id"], "message_id": row["message_id"],
-            "recipient": row["recipient"], "attempts": row["attempts"], "reason": reason,
-        }).encode()
+        value = json.dumps(
+            {
+                "delivery_id": row["id"],
+                "message_id": row["message_id"],
+                "recipient": row["recipient"],
+                "attempts": row["attempts"],
+                "reason": reason,
+            }
+        ).encode()
         try:
             await self.dead_letters.publish(
-                self.runtime.kafka.dead_letter_topic, message["person"].encode(), value,
+                self.runtime.kafka.dead_letter_topic,
+                message["person"].encode(),
+                value,
                 [("ce_id", row["id"].encode())],
             )
         except Unavailable as e:
             log.warning("dead-letter record not published delivery_id=%s: %s", row["id"], e)
-        log.warning("dead-lettered delivery_id=%s recipient=%s reason=%s", row["id"],
-                    row["recipient"], reason)
+        log.warning(
+            "dead-lettered delivery_id=%s recipient=%s reason=%s",
+            row["id"],
+            row["recipient"],
+            reason,
+        )
 
     async def resume_pending(self) -> None:
         """After a restart, pick up deliveries that were mid-retry."""
@@ -219,6 +273,12 @@ class Router:
 
 
 def _headers_for(message: dict[str, Any]) -> list[tuple[str, bytes]]:
-    _, _, headers = to_record(message["id"], message["sender"], message["message_type"],
-                              message["accepted_at"], message["person"], message["payload"])
+    _, _, headers = to_record(
+        message["id"],
+        message["sender"],
+        message["message_type"],
+        message["accepted_at"],
+        message["person"],
+        message["payload"],
+    )
     return headers

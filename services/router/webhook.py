@@ -60,7 +60,7 @@ class WebhookSender:
 
 def backoff(attempt: int, base: float) -> float:
     """Delay before attempt ``attempt + 1`` (attempt counts from 1)."""
-    return base * (2 ** (attempt - 1))
+    return float(base * 2 ** (attempt - 1))
 
 
 async def sleep(seconds: float) -> None:

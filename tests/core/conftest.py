@@ -24,14 +24,13 @@ def _no_broker_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def repo_settings() -> Settings:
-    # Built before any test's env cleanup; only policies_dir / schemas_dir are used, and
-    # they are passed explicitly so the environment cannot redirect them.
-    defaults = Settings.model_fields
-    return Settings(
-        mode="dev",
-        policies_dir=defaults["policies_dir"].default,
-        schemas_dir=defaults["schemas_dir"].default,
-    )
+    """The repository's own settings (policies_dir, schemas_dir), whatever the environment
+    of the session says: session fixtures run before the autouse clean-up above."""
+    with pytest.MonkeyPatch.context() as mp:
+        for name in list(os.environ):
+            if name.startswith(SETTINGS_ENV_PREFIXES):
+                mp.delenv(name)
+        return Settings()
 
 
 @pytest.fixture(scope="session")

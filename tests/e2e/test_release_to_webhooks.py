@@ -35,9 +35,13 @@ async def receivers() -> AsyncIterator[Receivers]:
 @pytest.fixture
 async def system(tmp_path: Path, kafka_bootstrap: str) -> AsyncIterator[System]:
     settings = settings_for_local(
-        tmp_path / "data", kafka_bootstrap_servers=kafka_bootstrap, kafka_compat=KAFKA_COMPAT,
-        kafka_topic_prefix=f"e2e{uuid.uuid4().hex[:8]}", relay_poll_seconds=0.2,
-        webhook_retry_base_seconds=0.05, webhook_max_attempts=3,
+        tmp_path / "data",
+        kafka_bootstrap_servers=kafka_bootstrap,
+        kafka_compat=KAFKA_COMPAT,
+        kafka_topic_prefix=f"e2e{uuid.uuid4().hex[:8]}",
+        relay_poll_seconds=0.2,
+        webhook_retry_base_seconds=0.05,
+        webhook_max_attempts=3,
     )
     s = await System(settings).start()
     yield s
@@ -47,14 +51,20 @@ async def system(tmp_path: Path, kafka_bootstrap: str) -> AsyncIterator[System]:
 async def _agencies(system: System) -> dict[str, AgencyClient]:
     assert system.runtime is not None
     creds = await ensure_demo_clients(system.runtime)
-    return {p: AgencyClient(system.gateway_url, c["client_id"], c["client_secret"])
-            for p, c in creds.items()}
+    return {
+        p: AgencyClient(system.gateway_url, c["client_id"], c["client_secret"])
+        for p, c in creds.items()
+    }
 
 
-async def test_each_recipient_gets_only_its_fields_signed(system: System, receivers: Receivers) -> None:
+async def test_each_recipient_gets_only_its_fields_signed(
+    system: System, receivers: Receivers
+) -> None:
     clients = await _agencies(system)
-    secrets = {p: (await clients[p].subscribe(["release-notice"], receivers.url(p)))["secret"]
-               for p in [*RECIPIENTS, "westshire-youth-justice"]}
+    secrets = {
+        p: (await clients[p].subscribe(["release-notice"], receivers.url(p)))["secret"]
+        for p in [*RECIPIENTS, "westshire-youth-justice"]
+    }
     r = await clients["hmp-northgate"].publish("release-notice", release_notice())
     assert r.status_code == 202, r.text
     accepted = r.json()
@@ -72,8 +82,14 @@ async def test_each_recipient_gets_only_its_fields_signed(system: System, receiv
         leaves = sorted(_leaves(event["data"]))
         assert leaves == expected[party]
     vawg_raw = receivers.for_party("eastborough-vawg")[0].body.decode()
-    for secret_value in ("Nowhere Lane", "ZZ9 9ZZ", "methadone", "mental_health", "A1234BC",
-                         "24/123456X"):
+    for secret_value in (
+        "Nowhere Lane",
+        "ZZ9 9ZZ",
+        "methadone",
+        "mental_health",
+        "A1234BC",
+        "24/123456X",
+    ):
         assert secret_value not in vawg_raw
     housing_raw = receivers.for_party("eastborough-housing")[0].body.decode()
     for not_for_housing in ("domestic_abuse", "rosh_level", "exclusion_zones", "methadone"):
@@ -92,7 +108,9 @@ async def test_each_recipient_gets_only_its_fields_signed(system: System, receiv
     by_party = {d["recipient"]: d["status"] for d in deliveries}
     assert {p: by_party[p] for p in RECIPIENTS} == dict.fromkeys(RECIPIENTS, "delivered")
     assert by_party["eastborough-pdu"] == "no_channel"
-    log = json.dumps([e["detail"] for e in await system.runtime.store.audit_entries(accepted["id"])])
+    log = json.dumps(
+        [e["detail"] for e in await system.runtime.store.audit_entries(accepted["id"])]
+    )
     assert "Alexis" not in log and "Nowhere Lane" not in log and "release.date" in log
     for c in clients.values():
         await c.aclose()
@@ -105,14 +123,18 @@ async def test_kafka_record_is_a_binary_cloudevent_keyed_by_pseudonym(
     r = await clients["hmp-northgate"].publish("release-notice", release_notice())
     assert r.status_code == 202
     assert system.runtime is not None
-    consumer = AIOKafkaConsumer(system.runtime.kafka.topic("release-notice"),
-                                **system.runtime.kafka.consumer_kwargs(f"probe-{uuid.uuid4().hex}"))
+    consumer = AIOKafkaConsumer(
+        system.runtime.kafka.topic("release-notice"),
+        **system.runtime.kafka.consumer_kwargs(f"probe-{uuid.uuid4().hex}"),
+    )
     await consumer.start()
     try:
         record = await asyncio.wait_for(consumer.getone(), 20)
     finally:
         await consumer.stop()
-    event = from_binary(KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value))
+    event = from_binary(
+        KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value)
+    )
     assert event["id"] == r.json()["id"]
     assert event["source"] == "urn:isa-broker:party:hmp-northgate"
     assert event["type"] == "org.isa-broker.release-notice.v1"
@@ -128,9 +150,12 @@ async def test_failing_receiver_is_retried_then_dead_lettered(
     system: System, receivers: Receivers
 ) -> None:
     clients = await _agencies(system)
-    await clients["eastborough-vawg"].subscribe(["release-notice"], receivers.url("eastborough-vawg"))
-    await clients["eastborough-housing"].subscribe(["release-notice"],
-                                                   receivers.url("eastborough-housing"))
+    await clients["eastborough-vawg"].subscribe(
+        ["release-notice"], receivers.url("eastborough-vawg")
+    )
+    await clients["eastborough-housing"].subscribe(
+        ["release-notice"], receivers.url("eastborough-housing")
+    )
     receivers.fail_first = {"eastborough-vawg": 1, "eastborough-housing": 99}
     r = await clients["hmp-northgate"].publish("release-notice", release_notice())
     assert r.status_code == 202
@@ -142,7 +167,9 @@ async def test_failing_receiver_is_retried_then_dead_lettered(
         if ds.get("eastborough-housing", {}).get("status") == "dead_lettered":
             break
         await asyncio.sleep(0.05)
-    assert ds["eastborough-vawg"]["status"] == "delivered" and ds["eastborough-vawg"]["attempts"] == 2
+    assert (
+        ds["eastborough-vawg"]["status"] == "delivered" and ds["eastborough-vawg"]["attempts"] == 2
+    )
     assert ds["eastborough-housing"]["status"] == "dead_lettered"
     attempts = await store.attempts(ds["eastborough-housing"]["id"])
     assert [a["status_code"] for a in attempts] == [503, 503, 503]
@@ -158,13 +185,18 @@ async def test_message_accepted_while_broker_down_is_published_later(
 
     port = free_port()
     broker = EmbeddedBroker(port=port).start()
-    settings = settings_for_local(tmp_path / "d", relay_poll_seconds=0.2, kafka_compat="tansu",
-                                  kafka_bootstrap_servers=broker.bootstrap_servers)
+    settings = settings_for_local(
+        tmp_path / "d",
+        relay_poll_seconds=0.2,
+        kafka_compat="tansu",
+        kafka_bootstrap_servers=broker.bootstrap_servers,
+    )
     system = await System(settings).start()
     try:
         clients = await _agencies(system)
-        await clients["eastborough-vawg"].subscribe(["release-notice"],
-                                                    receivers.url("eastborough-vawg"))
+        await clients["eastborough-vawg"].subscribe(
+            ["release-notice"], receivers.url("eastborough-vawg")
+        )
         broker.stop()
         r = await clients["hmp-northgate"].publish("release-notice", release_notice())
         assert r.status_code == 202

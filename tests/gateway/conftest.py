@@ -26,8 +26,11 @@ async def http(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
 def token_for(runtime: Runtime, http: httpx.AsyncClient) -> TokenFor:
     async def _token(party: str, scopes: list[str] | None = None) -> str:
         creds = await create_client(runtime, party, scopes=scopes)
-        r = await http.post("/oauth/token", data={"grant_type": "client_credentials"},
-                            auth=(creds["client_id"], creds["client_secret"]))
+        r = await http.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(creds["client_id"], creds["client_secret"]),
+        )
         assert r.status_code == 200, r.text
         return str(r.json()["access_token"])
 

@@ -20,13 +20,22 @@ async def test_accepted_release_notice_lists_recipients_fields_and_agreements(
     assert r.status_code == 202, r.text
     body = r.json()
     recipients = {x["party"]: x for x in body["recipients"]}
-    assert set(recipients) == {"eastborough-pdu", "eastborough-police-iom", "eastborough-housing",
-                               "eastborough-recovery", "eastborough-vawg"}
+    assert set(recipients) == {
+        "eastborough-pdu",
+        "eastborough-police-iom",
+        "eastborough-housing",
+        "eastborough-recovery",
+        "eastborough-vawg",
+    }
     vawg = recipients["eastborough-vawg"]
     assert "release.date" in vawg["fields"]
-    assert not [f for f in vawg["fields"] if f.startswith(("resettlement_needs", "destination.address"))]
+    assert not [
+        f for f in vawg["fields"] if f.startswith(("resettlement_needs", "destination.address"))
+    ]
     assert vawg["agreements"] == [{"id": "ISA-EB-002", "version": "1.0"}]
-    assert recipients["eastborough-housing"]["fields"] == sorted(recipients["eastborough-housing"]["fields"])
+    assert recipients["eastborough-housing"]["fields"] == sorted(
+        recipients["eastborough-housing"]["fields"]
+    )
     assert {"id": "ISA-EB-001", "version": "2.1"} in body["agreements"]
     # stored durably, with its outbox row, before the 202
     stored = await runtime.store.get_message(body["id"])
@@ -43,8 +52,9 @@ async def test_no_token_is_401_problem(http: httpx.AsyncClient) -> None:
 
 
 async def test_garbage_token_is_401(http: httpx.AsyncClient) -> None:
-    r = await http.post("/v1/messages/release-notice", json=release_notice(),
-                        headers=bearer("not.a.token"))
+    r = await http.post(
+        "/v1/messages/release-notice", json=release_notice(), headers=bearer("not.a.token")
+    )
     assert r.status_code == 401 and problem_of(r)["code"] == "unauthenticated"
 
 
@@ -71,8 +81,12 @@ async def test_lapsed_agreement_is_refused_naming_it(
     http: httpx.AsyncClient, token_for: TokenFor, runtime: Runtime
 ) -> None:
     token = await token_for("hmp-northgate")
-    r = await http.post("/v1/messages/release-notice", params={"purpose": "youth-transition"},
-                        json=release_notice(), headers=bearer(token))
+    r = await http.post(
+        "/v1/messages/release-notice",
+        params={"purpose": "youth-transition"},
+        json=release_notice(),
+        headers=bearer(token),
+    )
     p = problem_of(r)
     assert r.status_code == 403 and p["reason"] == "agreement_not_in_force"
     assert "ISA-WS-003" in p["detail"] and "expired" in p["detail"]
@@ -84,15 +98,23 @@ async def test_lapsed_agreement_is_refused_naming_it(
 
 async def test_uncovered_purpose_is_refused(http: httpx.AsyncClient, token_for: TokenFor) -> None:
     token = await token_for("hmp-northgate")
-    r = await http.post("/v1/messages/release-notice", params={"purpose": "marketing"},
-                        json=release_notice(), headers=bearer(token))
+    r = await http.post(
+        "/v1/messages/release-notice",
+        params={"purpose": "marketing"},
+        json=release_notice(),
+        headers=bearer(token),
+    )
     assert r.status_code == 403 and problem_of(r)["reason"] == "purpose_not_covered"
 
 
 async def test_purpose_narrows_recipients(http: httpx.AsyncClient, token_for: TokenFor) -> None:
     token = await token_for("hmp-northgate")
-    r = await http.post("/v1/messages/release-notice", params={"purpose": "victim-safety"},
-                        json=release_notice(), headers=bearer(token))
+    r = await http.post(
+        "/v1/messages/release-notice",
+        params={"purpose": "victim-safety"},
+        json=release_notice(),
+        headers=bearer(token),
+    )
     assert r.status_code == 202
     assert [x["party"] for x in r.json()["recipients"]] == ["eastborough-vawg"]
 
@@ -111,29 +133,42 @@ async def test_invalid_body_is_422_listing_each_pointer(
     p = problem_of(r)
     assert p["code"] == "validation_failed"
     pointers = {e["pointer"] for e in p["errors"]}
-    assert pointers == {"/release/type", "/person/date_of_birth", "/destination/local_authority",
-                        "/unexpected"}
+    assert pointers == {
+        "/release/type",
+        "/person/date_of_birth",
+        "/destination/local_authority",
+        "/unexpected",
+    }
     assert await runtime.store.unpublished() == []
 
 
 async def test_malformed_json_is_422(http: httpx.AsyncClient, token_for: TokenFor) -> None:
     token = await token_for("hmp-northgate")
-    r = await http.post("/v1/messages/release-notice", content=b"{not json",
-                        headers={**bearer(token), "content-type": "application/json"})
+    r = await http.post(
+        "/v1/messages/release-notice",
+        content=b"{not json",
+        headers={**bearer(token), "content-type": "application/json"},
+    )
     assert r.status_code == 422 and problem_of(r)["code"] == "validation_failed"
 
 
 async def test_wrong_content_type_is_415(http: httpx.AsyncClient, token_for: TokenFor) -> None:
     token = await token_for("hmp-northgate")
-    r = await http.post("/v1/messages/release-notice", content=json.dumps(release_notice()),
-                        headers={**bearer(token), "content-type": "text/plain"})
+    r = await http.post(
+        "/v1/messages/release-notice",
+        content=json.dumps(release_notice()),
+        headers={**bearer(token), "content-type": "text/plain"},
+    )
     assert r.status_code == 415 and problem_of(r)["code"] == "unsupported_media_type"
 
 
 async def test_oversized_body_is_413(http: httpx.AsyncClient, token_for: TokenFor) -> None:
     token = await token_for("hmp-northgate")
-    r = await http.post("/v1/messages/release-notice", content=b"{" + b" " * 300_000 + b"}",
-                        headers={**bearer(token), "content-type": "application/json"})
+    r = await http.post(
+        "/v1/messages/release-notice",
+        content=b"{" + b" " * 300_000 + b"}",
+        headers={**bearer(token), "content-type": "application/json"},
+    )
     assert r.status_code == 413 and problem_of(r)["code"] == "payload_too_large"
 
 
@@ -145,15 +180,20 @@ async def test_unknown_message_type_is_404(http: httpx.AsyncClient, token_for: T
     assert p["code"] == "unknown_message_type" and "release-notice" in p["detail"]
 
 
-@pytest.mark.parametrize("message_type,sender", [
-    ("licence-recall", "eastborough-pdu"), ("dip-breach", "eastborough-police-dip"),
-])
+@pytest.mark.parametrize(
+    "message_type,sender",
+    [
+        ("licence-recall", "eastborough-pdu"),
+        ("dip-breach", "eastborough-police-dip"),
+    ],
+)
 async def test_other_message_types_are_accepted(
     http: httpx.AsyncClient, token_for: TokenFor, message_type: str, sender: str
 ) -> None:
     token = await token_for(sender)
-    r = await http.post(f"/v1/messages/{message_type}", json=example(message_type),
-                        headers=bearer(token))
+    r = await http.post(
+        f"/v1/messages/{message_type}", json=example(message_type), headers=bearer(token)
+    )
     assert r.status_code == 202, r.text
     assert r.json()["recipients"]
 
@@ -168,16 +208,20 @@ async def test_idempotency_key_replays_and_conflicts(
     assert first.status_code == again.status_code == 202
     assert first.json() == again.json()
     assert again.headers["idempotent-replayed"] == "true"
-    other = await http.post("/v1/messages/release-notice", json=release_notice(days_ahead=5),
-                            headers=h)
+    other = await http.post(
+        "/v1/messages/release-notice", json=release_notice(days_ahead=5), headers=h
+    )
     assert other.status_code == 409 and problem_of(other)["code"] == "idempotency_key_reused"
     assert len(await runtime.store.unpublished()) == 1
 
 
 async def test_openapi_documents_each_message_type(http: httpx.AsyncClient) -> None:
     doc = (await http.get("/openapi.json")).json()
-    for name, model in [("release-notice", "ReleaseNotice"), ("licence-recall", "LicenceRecall"),
-                        ("dip-breach", "DipBreach")]:
+    for name, model in [
+        ("release-notice", "ReleaseNotice"),
+        ("licence-recall", "LicenceRecall"),
+        ("dip-breach", "DipBreach"),
+    ]:
         op = doc["paths"][f"/v1/messages/{name}"]["post"]
         ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         assert ref == f"#/components/schemas/{model}"

@@ -51,11 +51,16 @@ async def test_wrong_secret_and_unknown_client_look_identical(
     none = await http.post(TOKEN, data=FORM)
     for r in (wrong, unknown, none):
         assert r.status_code == 401
-    assert wrong.json() == unknown.json() == {"error": "invalid_client",
-                                              "error_description": "client authentication failed"}
+    assert (
+        wrong.json()
+        == unknown.json()
+        == {"error": "invalid_client", "error_description": "client authentication failed"}
+    )
 
 
-async def test_unsupported_grant_and_scope_escalation(http: httpx.AsyncClient, runtime: Runtime) -> None:
+async def test_unsupported_grant_and_scope_escalation(
+    http: httpx.AsyncClient, runtime: Runtime
+) -> None:
     creds = await create_client(runtime, "hmp-northgate")
     h = basic(creds["client_id"], creds["client_secret"])
     r = await http.post(TOKEN, data={"grant_type": "password"}, headers=h)
@@ -68,19 +73,30 @@ async def test_unsupported_grant_and_scope_escalation(http: httpx.AsyncClient, r
 
 def _assertion(key: ECKey, client_id: str, aud: str, **over: object) -> str:
     now = int(time.time())
-    claims = {"iss": client_id, "sub": client_id, "aud": aud, "iat": now, "exp": now + 60,
-              "jti": uuid.uuid4().hex, **over}
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": aud,
+        "iat": now,
+        "exp": now + 60,
+        "jti": uuid.uuid4().hex,
+        **over,
+    }
     return jwt.encode({"alg": "ES256", "kid": key.kid}, claims, key)
 
 
 async def test_private_key_jwt_and_replay(http: httpx.AsyncClient, runtime: Runtime) -> None:
     key = ECKey.generate_key("P-256", parameters={"kid": "agency-1"})
-    creds = await create_client(runtime, "eastborough-pdu",
-                                jwks=KeySet([key]).as_dict(private=False))
+    creds = await create_client(
+        runtime, "eastborough-pdu", jwks=KeySet([key]).as_dict(private=False)
+    )
     assert "client_secret" not in creds
     assertion = _assertion(key, creds["client_id"], runtime.settings.token_endpoint)
-    form = {**FORM, "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": assertion}
+    form = {
+        **FORM,
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion,
+    }
     ok = await http.post(TOKEN, data=form)
     assert ok.status_code == 200, ok.text
     replay = await http.post(TOKEN, data=form)
@@ -92,19 +108,27 @@ async def test_bad_client_assertions_are_refused(
     http: httpx.AsyncClient, runtime: Runtime, change: str
 ) -> None:
     key = ECKey.generate_key("P-256", parameters={"kid": "agency-1"})
-    creds = await create_client(runtime, "eastborough-pdu",
-                                jwks=KeySet([key]).as_dict(private=False))
+    creds = await create_client(
+        runtime, "eastborough-pdu", jwks=KeySet([key]).as_dict(private=False)
+    )
     cid, aud = creds["client_id"], runtime.settings.token_endpoint
     now = int(time.time())
     assertion = {
-        "other_key": lambda: _assertion(ECKey.generate_key("P-256", parameters={"kid": "agency-1"}), cid, aud),
+        "other_key": lambda: _assertion(
+            ECKey.generate_key("P-256", parameters={"kid": "agency-1"}), cid, aud
+        ),
         "wrong_aud": lambda: _assertion(key, cid, "https://elsewhere.example/token"),
         "expired": lambda: _assertion(key, cid, aud, iat=now - 900, exp=now - 600),
         "too_long": lambda: _assertion(key, cid, aud, exp=now + 86400),
     }[change]()
-    r = await http.post(TOKEN, data={
-        **FORM, "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-        "client_assertion": assertion})
+    r = await http.post(
+        TOKEN,
+        data={
+            **FORM,
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion,
+        },
+    )
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
 
 
@@ -112,13 +136,24 @@ def _b64(d: dict[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
 
 
-@pytest.mark.parametrize("kind", ["alg_none", "hs256_with_public_key", "wrong_aud", "expired",
-                                  "foreign_key", "unknown_kid"])
-async def test_forged_access_tokens_are_401(http: httpx.AsyncClient, runtime: Runtime, kind: str) -> None:
+@pytest.mark.parametrize(
+    "kind",
+    ["alg_none", "hs256_with_public_key", "wrong_aud", "expired", "foreign_key", "unknown_kid"],
+)
+async def test_forged_access_tokens_are_401(
+    http: httpx.AsyncClient, runtime: Runtime, kind: str
+) -> None:
     s = runtime.settings
     now = int(time.time())
-    claims = {"iss": s.issuer, "aud": s.token_audience, "sub": "x", "party": "hmp-northgate",
-              "scope": "publish:release-notice", "iat": now, "exp": now + 60}
+    claims = {
+        "iss": s.issuer,
+        "aud": s.token_audience,
+        "sub": "x",
+        "party": "hmp-northgate",
+        "scope": "publish:release-notice",
+        "iat": now,
+        "exp": now + 60,
+    }
     own = runtime.keys.signing_key()
     if kind == "alg_none":
         token = f"{_b64({'alg': 'none', 'typ': 'at+jwt'})}.{_b64(claims)}."
@@ -126,8 +161,12 @@ async def test_forged_access_tokens_are_401(http: httpx.AsyncClient, runtime: Ru
         secret = json.dumps(own.as_dict(private=False)).encode()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            token = jwt.encode({"alg": "HS256", "kid": own.kid, "typ": "at+jwt"}, claims,
-                               OctKey.import_key(secret), algorithms=["HS256"])
+            token = jwt.encode(
+                {"alg": "HS256", "kid": own.kid, "typ": "at+jwt"},
+                claims,
+                OctKey.import_key(secret),
+                algorithms=["HS256"],
+            )
     else:
         key = own
         header = {"alg": "ES256", "kid": own.kid, "typ": "at+jwt"}
@@ -154,10 +193,16 @@ async def test_authlib_client_obtains_a_token(runtime: Runtime) -> None:
 
     creds = await create_client(runtime, "eastborough-vawg")
     transport = httpx.ASGITransport(app=create_app(runtime))
-    async with AsyncOAuth2Client(creds["client_id"], creds["client_secret"],
-                                 token_endpoint_auth_method="client_secret_basic",
-                                 transport=transport, base_url=runtime.settings.public_url) as c:
-        token = await c.fetch_token(runtime.settings.token_endpoint, grant_type="client_credentials")
+    async with AsyncOAuth2Client(
+        creds["client_id"],
+        creds["client_secret"],
+        token_endpoint_auth_method="client_secret_basic",
+        transport=transport,
+        base_url=runtime.settings.public_url,
+    ) as c:
+        token = await c.fetch_token(
+            runtime.settings.token_endpoint, grant_type="client_credentials"
+        )
         assert token["token_type"] == "Bearer"
         r = await c.get("/v1/subscriptions")
         assert r.status_code == 200 and r.json() == []

@@ -44,7 +44,10 @@ async def test_bad_subscription_bodies_are_422_naming_the_field(
     cases = [
         ({"message_types": ["parole-report"], "webhook": HOOK["webhook"]}, "/message_types/0"),
         ({"message_types": [], "webhook": HOOK["webhook"]}, "/message_types"),
-        ({"message_types": ["release-notice"], "webhook": {"url": "ftp://x.example/h"}}, "/webhook/url"),
+        (
+            {"message_types": ["release-notice"], "webhook": {"url": "ftp://x.example/h"}},
+            "/webhook/url",
+        ),
         ({"message_types": ["release-notice"]}, "/webhook"),
     ]
     for body, pointer in cases:

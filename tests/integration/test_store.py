@@ -23,10 +23,18 @@ async def store(database_url: str) -> AsyncIterator[Store]:
 
 def _message(**kw: object) -> dict[str, object]:
     row: dict[str, object] = {
-        "id": str(uuid.uuid4()), "message_type": "release-notice", "sender": "hmp-northgate",
-        "client_id": "c1", "purposes": None, "person": "psn_abc", "payload": {"x": 1},
-        "decision": {"recipients": []}, "status": "pending",
-        "accepted_at": dt.datetime.now(dt.UTC), "idempotency_key": None, "request_hash": "h",
+        "id": str(uuid.uuid4()),
+        "message_type": "release-notice",
+        "sender": "hmp-northgate",
+        "client_id": "c1",
+        "purposes": None,
+        "person": "psn_abc",
+        "payload": {"x": 1},
+        "decision": {"recipients": []},
+        "status": "pending",
+        "accepted_at": dt.datetime.now(dt.UTC),
+        "idempotency_key": None,
+        "request_hash": "h",
     }
     row.update(kw)
     return row
@@ -61,11 +69,19 @@ async def test_same_idempotency_key_returns_the_first_message(store: Store) -> N
 
 
 async def test_subscriptions_are_scoped_to_their_party(store: Store) -> None:
-    sub = {"id": str(uuid.uuid4()), "party": "eastborough-vawg", "message_types": ["release-notice"],
-           "url": "http://127.0.0.1:1/h", "secret": "whsec_x", "created_at": dt.datetime.now(dt.UTC),
-           "status": "active"}
+    sub = {
+        "id": str(uuid.uuid4()),
+        "party": "eastborough-vawg",
+        "message_types": ["release-notice"],
+        "url": "http://127.0.0.1:1/h",
+        "secret": "whsec_x",
+        "created_at": dt.datetime.now(dt.UTC),
+        "status": "active",
+    }
     await store.add_subscription(sub)
-    assert [s["id"] for s in await store.active_subscriptions("eastborough-vawg", "release-notice")] == [sub["id"]]
+    assert [
+        s["id"] for s in await store.active_subscriptions("eastborough-vawg", "release-notice")
+    ] == [sub["id"]]
     assert await store.active_subscriptions("eastborough-vawg", "dip-breach") == []
     assert await store.delete_subscription("eastborough-housing", str(sub["id"])) is False
     assert await store.delete_subscription("eastborough-vawg", str(sub["id"])) is True
@@ -79,20 +95,36 @@ async def test_message_completes_only_when_every_delivery_is_terminal(store: Sto
     now = dt.datetime.now(dt.UTC)
     rows = []
     for i, party in enumerate(["a-party", "b-party"]):
-        rows.append(await store.ensure_delivery({
-            "id": f"msg_{i}", "message_id": m["id"], "recipient": party, "subscription_id": None,
-            "channel": "webhook", "status": "pending", "fields": ["release.date"], "grants": [],
-            "attempts": 0, "created_at": now, "updated_at": now,
-        }))
+        rows.append(
+            await store.ensure_delivery(
+                {
+                    "id": f"msg_{i}",
+                    "message_id": m["id"],
+                    "recipient": party,
+                    "subscription_id": None,
+                    "channel": "webhook",
+                    "status": "pending",
+                    "fields": ["release.date"],
+                    "grants": [],
+                    "attempts": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        )
     again = await store.ensure_delivery({**rows[0], "status": "pending"})
     assert again["id"] == rows[0]["id"]
     assert await store.complete_if_settled(str(m["id"])) is False
-    await store.record_attempt("msg_0", status_code=204, error=None, duration_ms=1.0,
-                               new_status="delivered")
-    await store.settle_delivery(rows[0], "delivered", message_type="release-notice", person="psn_abc")
+    await store.record_attempt(
+        "msg_0", status_code=204, error=None, duration_ms=1.0, new_status="delivered"
+    )
+    await store.settle_delivery(
+        rows[0], "delivered", message_type="release-notice", person="psn_abc"
+    )
     assert await store.complete_if_settled(str(m["id"])) is False
-    await store.settle_delivery(rows[1], "dead_lettered", message_type="release-notice",
-                                person="psn_abc", reason="HTTP 500")
+    await store.settle_delivery(
+        rows[1], "dead_lettered", message_type="release-notice", person="psn_abc", reason="HTTP 500"
+    )
     assert await store.complete_if_settled(str(m["id"])) is True
     stored = await store.get_message(str(m["id"]))
     assert stored is not None and stored["status"] == "complete"
@@ -103,8 +135,13 @@ async def test_message_completes_only_when_every_delivery_is_terminal(store: Sto
 
 
 async def test_clients_round_trip(store: Store) -> None:
-    await store.add_client("hmp-northgate.1", "hmp-northgate", ["publish:release-notice"],
-                           secret_hash="ab" * 32)
+    await store.add_client(
+        "hmp-northgate.1", "hmp-northgate", ["publish:release-notice"], secret_hash="ab" * 32
+    )
     c = await store.get_client("hmp-northgate.1")
-    assert c is not None and c["party"] == "hmp-northgate" and c["scopes"] == ["publish:release-notice"]
+    assert (
+        c is not None
+        and c["party"] == "hmp-northgate"
+        and c["scopes"] == ["publish:release-notice"]
+    )
     assert await store.get_client("nobody") is None

@@ -15,7 +15,7 @@ from typing import Any
 
 from joserfc.jwk import ECKey, KeySet
 
-TOKEN_SIGNING_ALG = "ES256"
+TOKEN_SIGNING_ALG = "ES256"  # noqa: S105 - an algorithm name
 
 
 def write_private_file(path: Path, data: bytes) -> None:
@@ -58,7 +58,7 @@ class KeyStore:
         return KeySet([ECKey.import_key(self.signing_key().as_dict(private=False))])
 
     def jwks(self) -> dict[str, Any]:
-        return self.public_keys().as_dict(private=False)
+        return dict(self.public_keys().as_dict(private=False))
 
     # -- pseudonyms ----------------------------------------------------------------------------
 

@@ -119,7 +119,10 @@ class IsaEngine:
         today = now.date()
         wanted = set(purposes) if purposes else None
         typed = [
-            (a, f) for a in self.policies.agreements for f in a.flows if message_type in f.message_types
+            (a, f)
+            for a in self.policies.agreements
+            for f in a.flows
+            if message_type in f.message_types
         ]
         if not typed:
             raise SharingRefused(
@@ -166,9 +169,10 @@ class IsaEngine:
     def recheck(self, decision: Decision, now: dt.datetime) -> dict[str, RecipientDecision | str]:
         """Re-evaluate a stored decision at delivery time.
 
-        Returns, per original recipient, either the narrowed :class:`RecipientDecision` still
-        permitted now (only grants whose agreement version is unchanged and in force) or a
-        string naming why the share is withheld."""
+        Each grant is kept only while its agreement is in force and its flow still lets the
+        sender send this message type to this recipient for the same purpose; its fields are
+        narrowed to what the flow allows now. Returns, per original recipient, the narrowed
+        :class:`RecipientDecision` or a string naming why the share is withheld."""
         out: dict[str, RecipientDecision | str] = {}
         for rd in decision.recipients:
             kept: list[Grant] = []
@@ -183,14 +187,39 @@ class IsaEngine:
                     why.append(reason)
                     continue
                 flow = next((f for f in agreement.flows if f.id == g.flow_id), None)
-                if flow is None or rd.party not in flow.recipients:
-                    why.append(f"{agreement.ref} no longer has flow {g.flow_id} to {rd.party}")
+                if (
+                    flow is None
+                    or rd.party not in flow.recipients
+                    or decision.sender not in flow.senders
+                    or decision.message_type not in flow.message_types
+                    or flow.purpose != g.purpose
+                ):
+                    why.append(
+                        f"{agreement.ref} flow {g.flow_id} no longer permits {decision.sender} "
+                        f"to send {decision.message_type} to {rd.party} for {g.purpose}"
+                    )
                     continue
-                fields = tuple(sorted(set(g.fields) & flow.fields))
-                if fields:
-                    kept.append(Grant(g.agreement_id, agreement.version, g.flow_id, g.purpose, fields))
+                fields = narrow(g.fields, flow.fields)
+                if not fields:
+                    why.append(f"{agreement.ref} flow {g.flow_id} no longer permits those fields")
+                    continue
+                kept.append(Grant(g.agreement_id, agreement.version, g.flow_id, g.purpose, fields))
             out[rd.party] = RecipientDecision(rd.party, tuple(kept)) if kept else "; ".join(why)
         return out
+
+
+def narrow(granted: Iterable[str], allowed: Iterable[str]) -> tuple[str, ...]:
+    """The paths covered by both sets, path-aware: ``person`` narrowed by
+    ``person.given_name`` is ``person.given_name``."""
+    allowed_set = set(allowed)
+    out: set[str] = set()
+    for g in granted:
+        for a in allowed_set:
+            if g == a or g.startswith(a + "."):
+                out.add(g)
+            elif a.startswith(g + "."):
+                out.add(a)
+    return tuple(sorted(out))
 
 
 def _group_by_recipient(
@@ -200,6 +229,12 @@ def _group_by_recipient(
     for agreement, flow in flows:
         for party in sorted(flow.recipients - {sender}):
             grants.setdefault(party, []).append(
-                Grant(agreement.id, agreement.version, flow.id, flow.purpose, tuple(sorted(flow.fields)))
+                Grant(
+                    agreement.id,
+                    agreement.version,
+                    flow.id,
+                    flow.purpose,
+                    tuple(sorted(flow.fields)),
+                )
             )
     return tuple(RecipientDecision(p, tuple(gs)) for p, gs in sorted(grants.items()))

@@ -23,7 +23,7 @@ from .model import Agreement, Flow, Party, PolicySet
 def _validator(schemas_dir: Path, name: str) -> jsonschema.protocols.Validator:
     schema = json.loads((schemas_dir / name).read_text())
     cls = jsonschema.validators.validator_for(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)  # type: ignore[no-any-return]
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
 def _read_yaml(path: Path, error: type[Exception]) -> Any:
@@ -68,7 +68,11 @@ def parse_agreement(
     unknown = sorted(members - parties.keys())
     if unknown:
         raise AgreementFileInvalid(f"{source}: {aid} /parties names unregistered {unknown}")
-    purposes = {p["id"]: p["description"] for p in doc["purposes"]}
+    purposes: dict[str, str] = {}
+    for p in doc["purposes"]:
+        if p["id"] in purposes:
+            raise AgreementFileInvalid(f"{source}: {aid} /purposes: id {p['id']!r} is used twice")
+        purposes[p["id"]] = p["description"]
     effective = dt.date.fromisoformat(doc["effective_from"])
     expires = dt.date.fromisoformat(doc["expires_on"])
     if expires < effective:

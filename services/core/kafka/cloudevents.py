@@ -36,8 +36,12 @@ class EventRecord:
 
 
 def to_record(
-    message_id: str, sender: str, message_type: str, accepted_at: dt.datetime,
-    person: str, payload: dict[str, Any],
+    message_id: str,
+    sender: str,
+    message_type: str,
+    accepted_at: dt.datetime,
+    person: str,
+    payload: dict[str, Any],
 ) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     """(key, value, headers) for one accepted message."""
     mt = get_message_type(message_type)
@@ -55,9 +59,11 @@ def to_record(
     return person.encode(), value, [(k, v.encode()) for k, v in headers]
 
 
-def from_record(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...], value: bytes) -> EventRecord:
-    h = {k: v.decode() for k, v in headers}
+def from_record(
+    headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...], value: bytes
+) -> EventRecord:
     try:
+        h = {k: v.decode() for k, v in headers}
         if h["ce_specversion"] != SPEC_VERSION:
             raise InvalidRequest(f"unsupported CloudEvents specversion {h['ce_specversion']!r}")
         return EventRecord(
@@ -68,7 +74,7 @@ def from_record(headers: list[tuple[str, bytes]] | tuple[tuple[str, bytes], ...]
             subject=h["ce_subject"],
             data=json.loads(value),
         )
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError) as e:  # UnicodeDecodeError is a ValueError
         raise InvalidRequest(f"record is not a binary-mode CloudEvent: {e}") from e
 
 

@@ -64,10 +64,14 @@ class EmbeddedBroker:
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._proc = subprocess.Popen(  # noqa: S603 - fixed binary, no shell
             [
-                str(tansu_binary()), "broker",
-                "--listener-url", url,
-                "--advertised-listener-url", url,
-                "--storage-engine", "memory://tansu/",
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -75,7 +79,7 @@ class EmbeddedBroker:
             preexec_fn=_bind_to_parent,  # noqa: PLW1509
             close_fds=True,
         )
-        if out is not subprocess.DEVNULL:
+        if not isinstance(out, int):
             out.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

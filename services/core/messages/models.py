@@ -36,7 +36,12 @@ class Person(_Strict):
     """Who the message is about. At least one identifier is required."""
 
     model_config = ConfigDict(
-        json_schema_extra={"anyOf": [{"required": [name]} for name in _IDENTIFIERS]}
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "string"}}}
+                for name in _IDENTIFIERS
+            ]
+        }
     )
 
     prison_number: PrisonNumber | None = Field(None, description="NOMIS prison number")
@@ -222,7 +227,7 @@ class ReleaseNotice(_Strict):
     person: Person
     release: Release
     destination: Destination
-    risk: Risk = Field(default_factory=Risk)
+    risk: Risk = Field(default_factory=lambda: Risk())
     licence_conditions: LicenceConditions | None = None
     resettlement_needs: ResettlementNeeds | None = None
     victim_contact_scheme: bool = False
@@ -296,7 +301,7 @@ class LicenceRecall(_Strict):
 
     person: Person
     recall: Recall
-    risk: Risk = Field(default_factory=Risk)
+    risk: Risk = Field(default_factory=lambda: Risk())
 
 
 # --- DIP breach -----------------------------------------------------------------------------

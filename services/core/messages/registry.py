@@ -46,7 +46,9 @@ class MessageType:
         try:
             model = self.model.model_validate_json(body)
         except PydanticValidationError as e:
-            errors = [_pointer_error(err) for err in e.errors(include_url=False, include_input=False)]
+            errors = [
+                _pointer_error(err) for err in e.errors(include_url=False, include_input=False)
+            ]
             names = ", ".join(err["pointer"] or "/" for err in errors[:5])
             raise ValidationFailed(
                 f"{len(errors)} field(s) of the {self.name} body failed validation: {names}",

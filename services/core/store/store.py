@@ -59,14 +59,24 @@ class Store:
     # -- clients -------------------------------------------------------------------------------
 
     async def add_client(
-        self, client_id: str, party: str, scopes: list[str], *,
-        secret_hash: str | None = None, jwks: dict[str, Any] | None = None,
+        self,
+        client_id: str,
+        party: str,
+        scopes: list[str],
+        *,
+        secret_hash: str | None = None,
+        jwks: dict[str, Any] | None = None,
     ) -> None:
         async with self._tx() as c:
             await c.execute(
                 t.clients.insert().values(
-                    client_id=client_id, party=party, secret_hash=secret_hash, jwks=jwks,
-                    scopes=scopes, created_at=dt.datetime.now(dt.UTC), disabled=False,
+                    client_id=client_id,
+                    party=party,
+                    secret_hash=secret_hash,
+                    jwks=jwks,
+                    scopes=scopes,
+                    created_at=dt.datetime.now(dt.UTC),
+                    disabled=False,
                 )
             )
 
@@ -87,13 +97,19 @@ class Store:
                 await c.execute(t.messages.insert().values(**message))
                 await c.execute(
                     t.outbox.insert().values(
-                        message_id=message["id"], topic=topic,
-                        created_at=message["accepted_at"], attempts=0,
+                        message_id=message["id"],
+                        topic=topic,
+                        created_at=message["accepted_at"],
+                        attempts=0,
                     )
                 )
                 await self._audit(
-                    c, "accepted", message_id=message["id"], message_type=message["message_type"],
-                    actor=message["sender"], person=message["person"],
+                    c,
+                    "accepted",
+                    message_id=message["id"],
+                    message_type=message["message_type"],
+                    actor=message["sender"],
+                    person=message["person"],
                     detail={"client_id": message["client_id"], "decision": message["decision"]},
                 )
             return None
@@ -168,7 +184,9 @@ class Store:
         async with self._tx() as c:
             await c.execute(t.subscriptions.insert().values(**sub))
             await self._audit(
-                c, "subscription_created", actor=sub["party"],
+                c,
+                "subscription_created",
+                actor=sub["party"],
                 detail={"subscription_id": sub["id"], "message_types": sub["message_types"]},
             )
 
@@ -221,35 +239,53 @@ class Store:
             return _row(r.first())
 
     async def record_attempt(
-        self, delivery_id: str, *, status_code: int | None, error: str | None, duration_ms: float,
+        self,
+        delivery_id: str,
+        *,
+        status_code: int | None,
+        error: str | None,
+        duration_ms: float,
         new_status: str,
     ) -> None:
         now = dt.datetime.now(dt.UTC)
         async with self._tx() as c:
             await c.execute(
                 t.delivery_attempts.insert().values(
-                    delivery_id=delivery_id, at=now, status_code=status_code,
-                    error=error[:500] if error else None, duration_ms=duration_ms,
+                    delivery_id=delivery_id,
+                    at=now,
+                    status_code=status_code,
+                    error=error[:500] if error else None,
+                    duration_ms=duration_ms,
                 )
             )
             await c.execute(
                 t.deliveries.update()
                 .where(t.deliveries.c.id == delivery_id)
                 .values(
-                    attempts=t.deliveries.c.attempts + 1, last_status_code=status_code,
-                    last_error=error[:500] if error else None, status=new_status, updated_at=now,
+                    attempts=t.deliveries.c.attempts + 1,
+                    last_status_code=status_code,
+                    last_error=error[:500] if error else None,
+                    status=new_status,
+                    updated_at=now,
                 )
             )
 
     async def settle_delivery(
-        self, delivery: dict[str, Any], status: str, *, message_type: str, person: str,
+        self,
+        delivery: dict[str, Any],
+        status: str,
+        *,
+        message_type: str,
+        person: str,
         reason: str | None = None,
     ) -> None:
         """Record a terminal outcome and its disclosure-log entry (field names, never values)."""
         now = dt.datetime.now(dt.UTC)
         detail: dict[str, Any] = {
-            "delivery_id": delivery["id"], "channel": delivery["channel"],
-            "fields": delivery["fields"], "grants": delivery["grants"],
+            "delivery_id": delivery["id"],
+            "channel": delivery["channel"],
+            "fields": delivery["fields"],
+            "grants": delivery["grants"],
         }
         if reason:
             detail["reason"] = reason
@@ -260,8 +296,13 @@ class Store:
                 .values(status=status, updated_at=now)
             )
             await self._audit(
-                c, status, message_id=delivery["message_id"], message_type=message_type,
-                recipient=delivery["recipient"], person=person, detail=detail,
+                c,
+                status,
+                message_id=delivery["message_id"],
+                message_type=message_type,
+                recipient=delivery["recipient"],
+                person=person,
+                detail=detail,
             )
 
     async def list_deliveries(

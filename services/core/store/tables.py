@@ -66,7 +66,9 @@ deliveries = sa.Table(
     "deliveries",
     metadata,
     sa.Column("id", sa.String(40), primary_key=True),
-    sa.Column("message_id", sa.String(36), sa.ForeignKey("messages.id"), nullable=False, index=True),
+    sa.Column(
+        "message_id", sa.String(36), sa.ForeignKey("messages.id"), nullable=False, index=True
+    ),
     sa.Column("recipient", sa.String(64), nullable=False, index=True),
     sa.Column("subscription_id", sa.String(36)),
     sa.Column("channel", sa.String(16), nullable=False),
@@ -85,7 +87,9 @@ delivery_attempts = sa.Table(
     "delivery_attempts",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("delivery_id", sa.String(40), sa.ForeignKey("deliveries.id"), nullable=False, index=True),
+    sa.Column(
+        "delivery_id", sa.String(40), sa.ForeignKey("deliveries.id"), nullable=False, index=True
+    ),
     sa.Column("at", TS, nullable=False),
     sa.Column("status_code", sa.Integer),
     sa.Column("error", sa.String(500)),

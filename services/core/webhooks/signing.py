@@ -12,7 +12,7 @@ import hmac
 
 from ..errors import AuthenticationFailed
 
-SECRET_PREFIX = "whsec_"
+SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
 
 
 def _key(secret: str) -> bytes:
@@ -35,8 +35,13 @@ def headers(secrets_: list[str], msg_id: str, timestamp: int, body: bytes) -> di
 
 
 def verify(
-    secret: str, msg_id: str, timestamp: int, body: bytes, signature_header: str,
-    now: int, tolerance: int = 300,
+    secret: str,
+    msg_id: str,
+    timestamp: int,
+    body: bytes,
+    signature_header: str,
+    now: int,
+    tolerance: int = 300,
 ) -> None:
     """Raise :class:`AuthenticationFailed` unless one v1 signature matches and the timestamp
     is within ``tolerance`` seconds of ``now``. Used by the demo receivers."""

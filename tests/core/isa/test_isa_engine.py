@@ -522,7 +522,8 @@ def test_recheck_withholds_when_the_flow_is_gone(
     )
     current = IsaEngine(with_agreement(demo_policies, no_housing_flow)).recheck(decision, NOW)
     assert current[HOUSING] == (
-        "ISA-EB-001@2.1 no longer has flow release-to-housing to eastborough-housing"
+        "ISA-EB-001@2.1 flow release-to-housing no longer permits hmp-northgate to send "
+        "release-notice to eastborough-housing for resettlement"
     )
     assert isinstance(current[PDU], RecipientDecision)
 
@@ -534,8 +535,10 @@ def test_recheck_withholds_when_the_recipient_is_dropped_from_the_flow(
     assert eb1 is not None
     moved = replace_flow(eb1, "release-to-iom", recipients=frozenset({PDU}))
     current = IsaEngine(with_agreement(demo_policies, moved)).recheck(decision, NOW)
-    assert current[IOM] == "ISA-EB-001@2.1 no longer has flow release-to-iom to " \
-        "eastborough-police-iom"
+    assert current[IOM] == (
+        "ISA-EB-001@2.1 flow release-to-iom no longer permits hmp-northgate to send "
+        "release-notice to eastborough-police-iom for public-protection"
+    )
 
 
 def test_recheck_narrows_when_a_flow_loses_fields(
@@ -589,12 +592,6 @@ def test_recheck_joins_the_reasons_when_every_grant_is_withheld() -> None:
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: IsaEngine.recheck keeps a grant when the agreement's new version no longer "
-    "lets the flow carry the message type (it never re-checks flow.message_types, "
-    "flow.senders or flow.purpose, nor that the version is unchanged as its docstring says)",
-)
 def test_recheck_withholds_when_the_flow_no_longer_covers_the_message_type(
     demo_policies: PolicySet, decision: Decision
 ) -> None:
@@ -611,12 +608,6 @@ def test_recheck_withholds_when_the_flow_no_longer_covers_the_message_type(
     assert isinstance(engine.recheck(decision, NOW)[HOUSING], str)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: IsaEngine.recheck narrows with a plain set intersection of path strings, so "
-    "when a flow's object path 'person' becomes leaf paths 'person.given_name' the grant "
-    "loses person entirely instead of narrowing to person.given_name",
-)
 def test_recheck_narrows_an_object_path_to_the_leaves_still_allowed() -> None:
     before = agreement(flow(fields=["person", "release"]))
     decision = IsaEngine(policy_set(before)).decide("a", "release-notice", NOW)
@@ -628,11 +619,6 @@ def test_recheck_narrows_an_object_path_to_the_leaves_still_allowed() -> None:
     assert b.project(payload) == expected
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: IsaEngine.recheck returns an empty withheld reason ('') when the flow is in "
-    "force but none of the granted fields remain in it",
-)
 def test_recheck_withheld_reason_is_never_empty() -> None:
     before = agreement(flow(fields=["person"]))
     decision = IsaEngine(policy_set(before)).decide("a", "release-notice", NOW)

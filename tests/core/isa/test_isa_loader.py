@@ -298,11 +298,6 @@ def test_duplicate_id_is_reported_against_the_later_file(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: loader.parse_agreement builds purposes as a dict keyed by id, so a "
-    "repeated purpose id is accepted and the later description silently replaces the first",
-)
 def test_duplicate_purpose_id_is_refused(policies_copy: Path, schemas_dir: Path) -> None:
     _edit(
         policies_copy,
