@@ -167,7 +167,7 @@ async def run_demo(data_dir: Path | None = None, out: Any = print) -> bool:
                     if row.received
                     else "nothing (no agreement in force)"
                 )
-                out(f"   {row.party.ljust(width)}  {sig:<9}  {fields}")
+                out(f"   {row.party.ljust(width)}  {verdict:<9}  {fields}")
             expected = {r["party"]: set(r["fields"]) for r in accepted.get("recipients", [])}
             for row in rows:
                 if row.party in ENTITLED:

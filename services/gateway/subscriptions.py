@@ -81,7 +81,7 @@ def _public(row: dict[str, object]) -> SubscriptionPublic:
         message_types=list(row["message_types"]),  # type: ignore[call-overload]
         webhook=Webhook(url=str(row["url"])),
         status=str(row["status"]),
-        created_at=row["created_at"],  # type: ignore[arg-type]
+        created_at=row["created_at"],
     )
 
 
