@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import logging
 import sys
@@ -76,11 +77,11 @@ def _policies_check(_: argparse.Namespace) -> int:
 
     settings = _settings()
     policies = load_policies(settings.policies_dir, settings.schemas_dir)
+    today = dt.datetime.now(dt.UTC).date()
     for a in policies.agreements:
-        print(
-            f"{a.id} v{a.version} {a.status}: {len(a.flows)} flow(s), "
-            f"{a.effective_from}..{a.expires_on}"
-        )
+        state = a.not_in_force_reason(today) or "in force"
+        span = f"{a.effective_from}..{a.expires_on}"
+        print(f"{a.id} v{a.version}: {state}; {len(a.flows)} flow(s), {span}")
     print(f"ok: {len(policies.parties)} parties, {len(policies.agreements)} agreements")
     return 0
 

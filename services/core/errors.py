@@ -10,6 +10,8 @@ an HTTP ``status`` and a ``title``; the gateway renders them all as RFC 9457 pro
     │   └── UnknownMessageType      404
     ├── Conflict                    409
     │   └── IdempotencyKeyReused    409
+    ├── PayloadTooLarge             413
+    ├── UnsupportedMediaType        415
     ├── InvalidRequest              400
     │   └── InvalidClient           401  (OAuth token endpoint, RFC 6749 s5.2)
     ├── ValidationFailed            422  (carries a list of {pointer, message})
@@ -87,6 +89,18 @@ class Conflict(IsaBrokerError):
 class IdempotencyKeyReused(Conflict):
     code = "idempotency_key_reused"
     title = "Idempotency-Key was already used with a different request"
+
+
+class PayloadTooLarge(IsaBrokerError):
+    code = "payload_too_large"
+    status = 413
+    title = "Payload too large"
+
+
+class UnsupportedMediaType(IsaBrokerError):
+    code = "unsupported_media_type"
+    status = 415
+    title = "Unsupported media type"
 
 
 class InvalidRequest(IsaBrokerError, ValueError):

@@ -15,9 +15,10 @@ from pydantic import BaseModel, Field
 from services.core.errors import (
     IdempotencyKeyReused,
     InvalidRequest,
-    IsaBrokerError,
+    PayloadTooLarge,
     SharingRefused,
     UnknownMessageType,
+    UnsupportedMediaType,
 )
 from services.core.isa.engine import Decision
 from services.core.messages import MESSAGE_TYPES, MessageType, get_message_type
@@ -28,18 +29,6 @@ from .deps import CurrentAgency, RelayDep, RuntimeDep, require_scope
 log = logging.getLogger("isa_broker.gateway")
 
 MAX_BODY_BYTES = 256 * 1024
-
-
-class UnsupportedMediaType(IsaBrokerError):
-    code = "unsupported_media_type"
-    status = 415
-    title = "Unsupported media type"
-
-
-class PayloadTooLarge(IsaBrokerError):
-    code = "payload_too_large"
-    status = 413
-    title = "Payload too large"
 
 
 class AgreementRef(BaseModel):
@@ -168,9 +157,7 @@ async def accept(
         len(decision.recipients),
     )
     body_out = accepted_body(message_id, decision, payload)
-    return JSONResponse(
-        body_out.model_dump(), status_code=202, headers={"Location": f"/v1/messages/{message_id}"}
-    )
+    return JSONResponse(body_out.model_dump(), status_code=202)
 
 
 def _replayed(existing: dict[str, Any], request_hash: str) -> JSONResponse:
@@ -183,7 +170,7 @@ def _replayed(existing: dict[str, Any], request_hash: str) -> JSONResponse:
     return JSONResponse(
         body.model_dump(),
         status_code=202,
-        headers={"Idempotent-Replayed": "true", "Location": f"/v1/messages/{existing['id']}"},
+        headers={"Idempotent-Replayed": "true"},
     )
 
 

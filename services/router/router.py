@@ -249,7 +249,15 @@ class Router:
                 self.runtime.kafka.dead_letter_topic,
                 message["person"].encode(),
                 value,
-                [("ce_id", row["id"].encode())],
+                [
+                    ("ce_specversion", b"1.0"),
+                    ("ce_id", row["id"].encode()),
+                    ("ce_source", b"urn:isa-broker:router"),
+                    ("ce_type", b"org.isa-broker.dead-letter.v1"),
+                    ("ce_time", self.runtime.clock().isoformat().encode()),
+                    ("ce_subject", message["id"].encode()),
+                    ("content-type", b"application/json"),
+                ],
             )
         except Unavailable as e:
             log.warning("dead-letter record not published delivery_id=%s: %s", row["id"], e)
@@ -261,15 +269,17 @@ class Router:
         )
 
     async def resume_pending(self) -> None:
-        """After a restart, pick up deliveries that were mid-retry."""
-        for row in await self.runtime.store.list_deliveries():
-            if row["status"] in TERMINAL_DELIVERY or row["channel"] != "webhook":
-                continue
-            message = await self.runtime.store.get_message(row["message_id"])
-            if message is None:
-                continue
-            record_headers = _headers_for(message)
-            await self.handle(record_headers, json.dumps(message["payload"]).encode())
+        """After a restart, route again every message that still has an unfinished webhook
+        delivery (each message once; finished deliveries are skipped by their stable id)."""
+        unfinished = {
+            row["message_id"]
+            for row in await self.runtime.store.list_deliveries()
+            if row["status"] not in TERMINAL_DELIVERY and row["channel"] == "webhook"
+        }
+        for message_id in sorted(unfinished):
+            message = await self.runtime.store.get_message(message_id)
+            if message is not None:
+                await self.handle(_headers_for(message), json.dumps(message["payload"]).encode())
 
 
 def _headers_for(message: dict[str, Any]) -> list[tuple[str, bytes]]:

@@ -20,6 +20,7 @@ TOKEN_SIGNING_ALG = "ES256"  # noqa: S105 - an algorithm name
 
 def write_private_file(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.parent.chmod(0o700)
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
@@ -37,6 +38,10 @@ class KeyStore:
 
     # -- token signing -------------------------------------------------------------------------
 
+    def _ensure_root(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.root.chmod(0o700)  # mkdir's mode applies only to a folder it creates
+
     def signing_key(self) -> ECKey:
         if self._signing is None:
             folder = self.root / "token-signing"
@@ -44,6 +49,7 @@ class KeyStore:
             if existing:
                 self._signing = ECKey.import_key(json.loads(existing[-1].read_text()))
             else:
+                self._ensure_root()
                 kid = uuid.uuid4().hex[:16]
                 key = ECKey.generate_key(
                     "P-256", parameters={"kid": kid, "use": "sig", "alg": TOKEN_SIGNING_ALG}
@@ -68,6 +74,7 @@ class KeyStore:
             if path.exists():
                 self._pseudonym_key = base64.b64decode(path.read_bytes())
             else:
+                self._ensure_root()
                 key = secrets.token_bytes(32)
                 write_private_file(path, base64.b64encode(key))
                 self._pseudonym_key = key

@@ -41,6 +41,7 @@ def test_keys_are_created_on_first_use_with_mode_0600(tmp_path: Path) -> None:
     for path in (*signing, pseudonym):
         assert _mode(path) == 0o600, path
     assert _mode(tmp_path / "keys" / "token-signing") == 0o700
+    assert _mode(tmp_path / "keys") == 0o700
     assert not list((tmp_path / "keys").rglob("*.tmp"))
 
 
