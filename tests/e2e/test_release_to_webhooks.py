@@ -173,6 +173,24 @@ async def test_failing_receiver_is_retried_then_dead_lettered(
     assert ds["eastborough-housing"]["status"] == "dead_lettered"
     attempts = await store.attempts(ds["eastborough-housing"]["id"])
     assert [a["status_code"] for a in attempts] == [503, 503, 503]
+    # the dead letter is announced on the dead-letter topic as a CloudEvent, without payload
+    consumer = AIOKafkaConsumer(
+        system.runtime.kafka.dead_letter_topic,
+        **system.runtime.kafka.consumer_kwargs(f"dlq-{uuid.uuid4().hex}"),
+    )
+    await consumer.start()
+    try:
+        record = await asyncio.wait_for(consumer.getone(), 20)
+    finally:
+        await consumer.stop()
+    event = from_binary(
+        KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value)
+    )
+    assert event["type"] == "org.isa-broker.dead-letter.v1"
+    assert event["id"] == ds["eastborough-housing"]["id"]
+    data = event.get_data()
+    assert data["recipient"] == "eastborough-housing" and data["attempts"] == 3
+    assert "Alexis" not in record.value.decode()
     for c in clients.values():
         await c.aclose()
 
