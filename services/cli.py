@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -18,9 +19,11 @@ from .core.settings import Settings
 
 def _settings(**overrides: object) -> Settings:
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as e:
         raise SystemExit(f"isa-broker: invalid settings: {e}") from e
+    logging.getLogger().setLevel(settings.log_level)
+    return settings
 
 
 async def _dev(args: argparse.Namespace) -> int:
@@ -45,6 +48,26 @@ async def _dev(args: argparse.Namespace) -> int:
         print(f"store            {settings.resolved_database_url}")
         print(f"demo clients     {settings.data_dir / 'demo-clients.json'}")
         print("Ctrl-C stops.", flush=True)
+        await system.wait()
+    finally:
+        await system.stop()
+    return 0
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    """``isa-broker gateway`` / ``isa-broker router``: one part, configured only from the
+    environment (production mode included), sharing Kafka and the store with the others."""
+    from .system import System
+
+    settings = _settings()
+    system = System(settings)
+    await system.start(with_gateway=args.command == "gateway", with_router=args.command == "router")
+    try:
+        if args.command == "gateway":
+            print(f"gateway listening on {settings.host}:{settings.port} as {settings.issuer}")
+        else:
+            print(f"router consuming from {settings.kafka_bootstrap_servers}")
+        sys.stdout.flush()
         await system.wait()
     finally:
         await system.stop()
@@ -115,6 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path)
     p.set_defaults(run=_dev, is_async=True)
 
+    p = sub.add_parser("gateway", help="run the gateway and outbox relay (settings from env)")
+    p.set_defaults(run=_serve, is_async=True)
+
+    p = sub.add_parser("router", help="run the router, one member of its consumer group")
+    p.set_defaults(run=_serve, is_async=True)
+
     p = sub.add_parser("demo", help="run the scripted scenario on a fresh embedded system")
     p.add_argument("--data-dir", type=Path)
     p.set_defaults(run=_demo, is_async=True)
@@ -147,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Everything this process writes (store, keys, logs) holds personal data or secrets.
+    os.umask(0o077)
     try:
         if args.is_async:
             return int(asyncio.run(args.run(args)))

@@ -16,6 +16,7 @@ import uvicorn
 
 from .core.clients import create_client
 from .core.crypto.keys import write_private_file
+from .core.errors import ConfigurationError, Unavailable
 from .core.kafka.embedded import EmbeddedBroker, free_port
 from .core.kafka.publisher import KafkaPublisher
 from .core.kafka.topics import ensure_topics
@@ -47,9 +48,17 @@ class System:
         assert self.runtime is not None  # noqa: S101
         return self.runtime.kafka.bootstrap_servers
 
-    async def start(self, *, with_router: bool = True) -> System:
+    async def start(self, *, with_gateway: bool = True, with_router: bool = True) -> System:
+        """Start the gateway (with its outbox relay), the router, or both. A part started
+        alone must share a Kafka cluster and a store with the others, so it needs
+        ``KAFKA_BOOTSTRAP_SERVERS``; only the whole system may start the embedded broker."""
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not (with_gateway and with_router) and not s.kafka_bootstrap_servers:
+            raise ConfigurationError(
+                "running the gateway or the router on its own needs KAFKA_BOOTSTRAP_SERVERS "
+                "(the embedded broker serves only the whole system started by 'isa-broker dev')"
+            )
         if s.kafka_bootstrap_servers:
             bootstrap, embedded = s.kafka_bootstrap_servers, s.kafka_compat == "tansu"
         else:
@@ -60,18 +69,8 @@ class System:
             await ensure_topics(self.runtime.kafka)
             self.publisher = KafkaPublisher(self.runtime.kafka)
             await self.publisher.start()
-            relay = OutboxRelay(self.runtime.store, self.publisher, s.relay_poll_seconds)
-            app = create_app(self.runtime, relay)
-            config = uvicorn.Config(
-                app, host=s.host, port=s.port, log_level="warning", lifespan="on", access_log=False
-            )
-            self._server = uvicorn.Server(config)
-            self._tasks.append(asyncio.create_task(self._server.serve(), name="gateway"))
-            while not self._server.started:
-                if self._tasks[0].done():
-                    self._tasks[0].result()
-                    raise RuntimeError("gateway stopped during start-up")
-                await asyncio.sleep(0.01)
+            if with_gateway:
+                await self._start_gateway()
             if with_router:
                 self.router = Router(self.runtime, self.publisher)
                 self._tasks.append(asyncio.create_task(self.router.run(), name="router"))
@@ -79,6 +78,23 @@ class System:
             await self.stop()
             raise
         return self
+
+    async def _start_gateway(self) -> None:
+        assert self.runtime is not None and self.publisher is not None  # noqa: S101
+        s = self.settings
+        relay = OutboxRelay(self.runtime.store, self.publisher, s.relay_poll_seconds)
+        app = create_app(self.runtime, relay)
+        config = uvicorn.Config(
+            app, host=s.host, port=s.port, log_level="warning", lifespan="on", access_log=False
+        )
+        self._server = uvicorn.Server(config)
+        task = asyncio.create_task(self._server.serve(), name="gateway")
+        self._tasks.append(task)
+        while not self._server.started:
+            if task.done():
+                task.result()
+                raise Unavailable(f"the gateway could not listen on {s.host}:{s.port}")
+            await asyncio.sleep(0.01)
 
     async def wait(self) -> None:
         """Serve until a part stops; re-raise what stopped it."""

@@ -17,6 +17,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ISA_BROKER_", extra="ignore")
 
     mode: Literal["dev", "production"] = "dev"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     data_dir: Path = Field(default=REPO_ROOT / ".data")
     database_url: str | None = Field(
         default=None,
