@@ -36,11 +36,36 @@ class AgreementRef(BaseModel):
     version: str
 
 
+class Withheld(BaseModel):
+    agreement: str
+    version: str
+    rule: str = Field(description="The flow (prohibition) or hard block that removed the fields")
+    kind: str = Field(description="prohibited | hard_block")
+    fields: list[str]
+    reason: str
+
+
 class RecipientPublic(BaseModel):
     party: str
     fields: list[str] = Field(description="Dotted paths of the fields this recipient receives")
     agreements: list[AgreementRef]
     purposes: list[str]
+    grants: list[dict[str, Any]] = Field(
+        description="Each agreement, version and flow that permits fields, with those fields"
+    )
+    withheld: list[Withheld] = Field(description="Prohibitions and hard blocks that applied")
+
+
+class NotApplied(BaseModel):
+    agreement: str
+    version: str
+    flow: str
+    recipient: str | None
+    outcome: str = Field(
+        description="not_in_force | purpose_not_requested | condition_false | condition_error "
+        "| all_fields_blocked"
+    )
+    detail: str
 
 
 class MessageAccepted(BaseModel):
@@ -49,6 +74,10 @@ class MessageAccepted(BaseModel):
     message_type: str
     recipients: list[RecipientPublic]
     agreements: list[AgreementRef]
+    not_applied: list[NotApplied] = Field(
+        description="Candidate flows that shared nothing, and the rule that failed"
+    )
+    warnings: list[str] = Field(description="e.g. an agreement whose review date has passed")
 
 
 def person_identifier(payload: dict[str, Any]) -> str:
@@ -74,10 +103,14 @@ def accepted_body(message_id: str, decision: Decision, payload: dict[str, Any]) 
                     for a, v in sorted({(g.agreement_id, g.agreement_version) for g in r.grants})
                 ],
                 purposes=sorted({g.purpose for g in r.grants}),
+                grants=[g.to_dict() for g in r.grants],
+                withheld=[Withheld(**b.to_dict()) for b in r.blocks],
             )
             for r in decision.recipients
         ],
         agreements=[AgreementRef(**a) for a in decision.agreements],
+        not_applied=[NotApplied(**c.to_dict()) for c in decision.considered],
+        warnings=list(decision.warnings),
     )
 
 
@@ -119,7 +152,7 @@ async def accept(
     now = runtime.clock()
     person = runtime.keys.pseudonymise(person_identifier(payload))
     try:
-        decision = runtime.engine.decide(agency.party, mt.name, now, purposes)
+        decision = runtime.engine.decide(agency.party, mt.name, now, purposes, payload)
     except SharingRefused as e:
         await runtime.store.audit(
             "refused",

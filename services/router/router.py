@@ -95,7 +95,7 @@ class Router:
 
     async def route(self, event: EventRecord, message: dict[str, Any]) -> None:
         decision = Decision.from_dict(message["decision"])
-        current = self.runtime.engine.recheck(decision, self.runtime.clock())
+        current = self.runtime.engine.recheck(decision, self.runtime.clock(), message["payload"])
         tasks = []
         for party, permitted in current.items():
             subs = await self.runtime.store.active_subscriptions(party, event.message_type)

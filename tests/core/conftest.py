@@ -33,8 +33,18 @@ def repo_settings() -> Settings:
         return Settings()
 
 
+FIXTURE_POLICIES = Path(__file__).resolve().parents[1] / "fixtures" / "isa_policies"
+
+
 @pytest.fixture(scope="session")
-def policies_dir(repo_settings: Settings) -> Path:
+def policies_dir() -> Path:
+    """A fixed agreement set for unit tests (tests/fixtures/isa_policies), so that the demo
+    partnership in isa_policies/ can change without rewriting them."""
+    return FIXTURE_POLICIES
+
+
+@pytest.fixture(scope="session")
+def repo_policies_dir(repo_settings: Settings) -> Path:
     return repo_settings.policies_dir
 
 

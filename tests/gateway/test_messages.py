@@ -26,17 +26,29 @@ async def test_accepted_release_notice_lists_recipients_fields_and_agreements(
         "eastborough-housing",
         "eastborough-recovery",
         "eastborough-vawg",
+        "eastborough-vlo",
     }
     vawg = recipients["eastborough-vawg"]
     assert "release.date" in vawg["fields"]
     assert not [
         f for f in vawg["fields"] if f.startswith(("resettlement_needs", "destination.address"))
     ]
-    assert vawg["agreements"] == [{"id": "ISA-EB-002", "version": "1.0"}]
+    assert vawg["agreements"] == [{"id": "ISA-EB-020", "version": "1.2"}]
+    # explainable: the grant, and the prohibition and hard blocks that applied
+    assert [g["flow"] for g in vawg["grants"]] == ["perpetrator-release-alert"]
+    assert {(w["agreement"], w["rule"]) for w in vawg["withheld"]} == {
+        ("ISA-EB-020", "perpetrator-release-alert"),
+        ("ISA-EB-000", "health-data-stays-clinical"),
+        ("ISA-EB-000", "no-release-address-to-victim-services"),
+    }
+    assert {(n["agreement"], n["outcome"]) for n in body["not_applied"]} == {
+        ("ISA-EB-050", "not_in_force"),
+        ("ISA-WS-003", "not_in_force"),
+    }
     assert recipients["eastborough-housing"]["fields"] == sorted(
         recipients["eastborough-housing"]["fields"]
     )
-    assert {"id": "ISA-EB-001", "version": "2.1"} in body["agreements"]
+    assert {"id": "ISA-EB-010", "version": "2.1"} in body["agreements"]
     # stored durably, with its outbox row, before the 202
     stored = await runtime.store.get_message(body["id"])
     assert stored is not None and stored["status"] == "pending"
@@ -116,7 +128,29 @@ async def test_purpose_narrows_recipients(http: httpx.AsyncClient, token_for: To
         headers=bearer(token),
     )
     assert r.status_code == 202
-    assert [x["party"] for x in r.json()["recipients"]] == ["eastborough-vawg"]
+    assert [x["party"] for x in r.json()["recipients"]] == ["eastborough-vawg", "eastborough-vlo"]
+
+
+async def test_conditions_decide_who_receives(http: httpx.AsyncClient, token_for: TokenFor) -> None:
+    """No domestic-abuse flag: no VAWG alert; no OST: no treatment provider; low risk and no
+    MAPPA: no IOM; housing only for its own area."""
+    token = await token_for("hmp-northgate")
+    body = release_notice()
+    body["risk"] = {"rosh_level": "low", "domestic_abuse": False}
+    body["resettlement_needs"] = {"accommodation": True}
+    body["destination"]["local_authority"] = "Northshire"
+    body["victim_contact_scheme"] = False
+    r = await http.post("/v1/messages/release-notice", json=body, headers=bearer(token))
+    assert r.status_code == 202, r.text
+    assert [x["party"] for x in r.json()["recipients"]] == ["eastborough-pdu"]
+    outcomes = {(n["flow"], n["outcome"]) for n in r.json()["not_applied"]}
+    assert {
+        ("perpetrator-release-alert", "condition_false"),
+        ("release-to-treatment", "condition_false"),
+        ("release-to-iom", "condition_false"),
+        ("release-to-housing", "condition_false"),
+        ("victim-contact-scheme", "condition_false"),
+    } <= outcomes
 
 
 async def test_invalid_body_is_422_listing_each_pointer(

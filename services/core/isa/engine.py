@@ -1,24 +1,32 @@
-"""The ISA engine: for (sender, message type, purposes, time) it answers which parties may
-receive the message and, per recipient, which fields and under which agreement and flow; or
-it refuses, naming why.
+"""The ISA engine: for (sender, message type, purposes, message, time) it answers which
+parties may receive the message and, per recipient, which fields under which agreement and
+flow, which fields were removed by which prohibition or hard block, and why every other
+candidate flow did not apply; or it refuses, naming why.
+
+Rules, in order:
+
+1. Candidate flows are those naming the sender and the message type (compiled into an index
+   at load time, so a decision never scans every agreement).
+2. A flow applies when its agreement is in force on the decision date, its purpose was asked
+   for (or no purpose was given), and its CEL condition, if any, is true for the recipient.
+   A condition that cannot be evaluated (a missing field, a type error) is false.
+3. Permissions of all applicable flows combine per recipient.
+4. Prohibited fields of an applicable flow, and hard blocks of every agreement that is not a
+   draft, override any permission. A recipient left with no field receives nothing.
 
 Refusal reasons, checked in this order so the most useful one is reported:
-
-``no_agreement``           no agreement has a flow for the message type at all, or none lets
-                           this sender send it
-``sender_not_party``       agreements cover the message type but the sender is party to none
-``purpose_not_covered``    flows exist for the sender but none for the purposes asked
-``agreement_not_in_force`` the only covering agreements are expired, suspended, draft,
-                           terminated or not yet effective
-``no_recipient``           flows in force exist but name no recipient other than the sender
+``no_agreement``, ``sender_not_party``, ``purpose_not_covered``, ``agreement_not_in_force``,
+``no_recipient`` (flows in force exist, but conditions or blocks leave nobody).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import cel
 
 from ..errors import SharingRefused
 from ..messages.fields import leaf_paths, project
@@ -32,6 +40,10 @@ class Grant:
     flow_id: str
     purpose: str
     fields: tuple[str, ...]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.agreement_id}@{self.agreement_version}#{self.flow_id}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,26 +60,119 @@ class Grant:
 
 
 @dataclass(frozen=True)
+class Block:
+    """Fields removed from a recipient's share by a prohibition or a hard block."""
+
+    agreement_id: str
+    agreement_version: str
+    rule: str  # flow id (prohibition) or hard-block id
+    kind: str  # "prohibited" | "hard_block"
+    fields: tuple[str, ...]
+    reason: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.agreement_id}@{self.agreement_version}#{self.rule}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "agreement": self.agreement_id,
+            "version": self.agreement_version,
+            "rule": self.rule,
+            "kind": self.kind,
+            "fields": list(self.fields),
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Block:
+        return cls(
+            d["agreement"], d["version"], d["rule"], d["kind"], tuple(d["fields"]), d["reason"]
+        )
+
+
+@dataclass(frozen=True)
+class Consideration:
+    """A candidate flow that did not grant anything, and why."""
+
+    agreement_id: str
+    agreement_version: str
+    flow_id: str
+    recipient: str | None
+    outcome: str  # not_in_force | purpose_not_requested | condition_false | condition_error
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "agreement": self.agreement_id,
+            "version": self.agreement_version,
+            "flow": self.flow_id,
+            "recipient": self.recipient,
+            "outcome": self.outcome,
+            "detail": self.detail,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Consideration:
+        return cls(
+            d["agreement"], d["version"], d["flow"], d["recipient"], d["outcome"], d["detail"]
+        )
+
+
+@dataclass(frozen=True)
 class RecipientDecision:
     party: str
     grants: tuple[Grant, ...]
+    blocks: tuple[Block, ...] = ()
 
     @property
     def allowed(self) -> frozenset[str]:
         return frozenset(f for g in self.grants for f in g.fields)
 
+    @property
+    def blocked(self) -> frozenset[str]:
+        return frozenset(f for b in self.blocks for f in b.fields)
+
     def project(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        return project(payload, self.allowed)
+        return project(payload, self.allowed, self.blocked)
 
     def disclosed(self, payload: Mapping[str, Any]) -> list[str]:
         return leaf_paths(self.project(payload))
 
+    def explain(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Per field of the message: the grants that disclose it, or what withheld it."""
+        out: dict[str, Any] = {}
+        shared = set(self.disclosed(payload))
+        for leaf in leaf_paths(payload):
+            if leaf in shared:
+                out[leaf] = {
+                    "disclosed": True,
+                    "allowed_by": [g.ref for g in self.grants if _covers(g.fields, leaf)],
+                }
+            else:
+                blocked_by = [b.ref for b in self.blocks if _covers(b.fields, leaf)]
+                allowed = [g.ref for g in self.grants if _covers(g.fields, leaf)]
+                out[leaf] = {
+                    "disclosed": False,
+                    "withheld_by": blocked_by or ["no flow permits it"],
+                    **({"would_be_allowed_by": allowed} if allowed else {}),
+                }
+        return out
+
     def to_dict(self) -> dict[str, Any]:
-        return {"party": self.party, "grants": [g.to_dict() for g in self.grants]}
+        return {
+            "party": self.party,
+            "grants": [g.to_dict() for g in self.grants],
+            "blocks": [b.to_dict() for b in self.blocks],
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RecipientDecision:
-        return cls(d["party"], tuple(Grant.from_dict(g) for g in d["grants"]))
+        return cls(
+            d["party"],
+            tuple(Grant.from_dict(g) for g in d["grants"]),
+            tuple(Block.from_dict(b) for b in d.get("blocks", [])),
+        )
 
 
 @dataclass(frozen=True)
@@ -76,6 +181,9 @@ class Decision:
     message_type: str
     decided_at: dt.datetime
     recipients: tuple[RecipientDecision, ...]
+    considered: tuple[Consideration, ...] = ()
+    warnings: tuple[str, ...] = ()
+    purposes: tuple[str, ...] = ()
 
     @property
     def agreements(self) -> list[dict[str, str]]:
@@ -90,7 +198,10 @@ class Decision:
             "sender": self.sender,
             "message_type": self.message_type,
             "decided_at": self.decided_at.isoformat(),
+            "purposes": list(self.purposes),
             "recipients": [r.to_dict() for r in self.recipients],
+            "considered": [c.to_dict() for c in self.considered],
+            "warnings": list(self.warnings),
         }
 
     @classmethod
@@ -100,7 +211,16 @@ class Decision:
             message_type=d["message_type"],
             decided_at=dt.datetime.fromisoformat(d["decided_at"]),
             recipients=tuple(RecipientDecision.from_dict(r) for r in d["recipients"]),
+            considered=tuple(Consideration.from_dict(c) for c in d.get("considered", [])),
+            warnings=tuple(d.get("warnings", [])),
+            purposes=tuple(d.get("purposes", [])),
         )
+
+
+@dataclass
+class _Share:
+    grants: list[Grant] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
 
 
 class IsaEngine:
@@ -108,6 +228,19 @@ class IsaEngine:
 
     def __init__(self, policies: PolicySet) -> None:
         self.policies = policies
+        self._index: dict[tuple[str, str], list[tuple[Agreement, Flow]]] = {}
+        self._typed: set[str] = set()
+        self._members: dict[str, set[str]] = {}
+        for agreement in policies.agreements:
+            for flow in agreement.flows:
+                for mt in flow.message_types:
+                    self._typed.add(mt)
+                    self._members.setdefault(mt, set()).update(agreement.parties)
+                    for sender in flow.senders:
+                        self._index.setdefault((sender, mt), []).append((agreement, flow))
+        self._blocks = [
+            (a, b) for a in policies.agreements if a.status != "draft" for b in a.hard_blocks
+        ]
 
     def decide(
         self,
@@ -115,96 +248,225 @@ class IsaEngine:
         message_type: str,
         now: dt.datetime,
         purposes: Iterable[str] | None = None,
+        payload: Mapping[str, Any] | None = None,
     ) -> Decision:
         today = now.date()
-        wanted = set(purposes) if purposes else None
-        typed = [
-            (a, f)
-            for a in self.policies.agreements
-            for f in a.flows
-            if message_type in f.message_types
-        ]
-        if not typed:
-            raise SharingRefused(
-                f"no information sharing agreement covers {message_type}", reason="no_agreement"
-            )
-        if not any(sender in a.parties for a, _ in typed):
-            ids = sorted({a.id for a, _ in typed})
-            raise SharingRefused(
-                f"party {sender!r} is not a party to any agreement covering {message_type} "
-                f"({', '.join(ids)})",
-                reason="sender_not_party",
-            )
-        own = [(a, f) for a, f in typed if sender in f.senders]
-        if not own:
+        wanted = frozenset(purposes) if purposes else None
+        candidates = self._index.get((sender, message_type), [])
+        if not candidates:
+            if message_type not in self._typed:
+                raise SharingRefused(
+                    f"no information sharing agreement covers {message_type}",
+                    reason="no_agreement",
+                )
+            if sender not in self._members[message_type]:
+                raise SharingRefused(
+                    f"party {sender!r} is not a party to any agreement covering {message_type}",
+                    reason="sender_not_party",
+                )
             raise SharingRefused(
                 f"no flow in any agreement permits {sender!r} to send {message_type}",
                 reason="no_agreement",
             )
-        if wanted is not None:
-            on_purpose = [(a, f) for a, f in own if f.purpose in wanted]
-            if not on_purpose:
-                allowed = ", ".join(sorted({f.purpose for _, f in own}))
+        considered: list[Consideration] = []
+        applicable: list[tuple[Agreement, Flow]] = []
+        for agreement, flow in candidates:
+            if wanted is not None and flow.purpose not in wanted:
+                considered.append(
+                    _consider(
+                        agreement,
+                        flow,
+                        None,
+                        "purpose_not_requested",
+                        f"flow is for {flow.purpose}",
+                    )
+                )
+                continue
+            reason = agreement.not_in_force_reason(today)
+            if reason:
+                considered.append(_consider(agreement, flow, None, "not_in_force", reason))
+                continue
+            applicable.append((agreement, flow))
+        if not applicable:
+            rules = [c.to_dict() for c in considered]
+            if wanted is not None and all(c.outcome == "purpose_not_requested" for c in considered):
+                agreed = ", ".join(sorted({f.purpose for _, f in candidates}))
                 raise SharingRefused(
                     f"purpose(s) {', '.join(sorted(wanted))} not covered for {sender!r} sending "
-                    f"{message_type}; agreed purposes: {allowed}",
+                    f"{message_type}; agreed purposes: {agreed}",
                     reason="purpose_not_covered",
+                    rules=rules,
                 )
-            own = on_purpose
-        in_force = [(a, f) for a, f in own if a.not_in_force_reason(today) is None]
-        if not in_force:
-            reasons = sorted({r for a, _ in own if (r := a.not_in_force_reason(today))})
+            reasons = sorted({c.detail for c in considered if c.outcome == "not_in_force"})
             raise SharingRefused(
                 "no agreement in force permits this share: " + "; ".join(reasons),
                 reason="agreement_not_in_force",
+                rules=rules,
             )
-        recipients = _group_by_recipient(in_force, sender)
+        shares = self._shares(sender, message_type, applicable, payload or {}, considered)
+        recipients = tuple(
+            RecipientDecision(p, tuple(s.grants), tuple(s.blocks))
+            for p, s in sorted(shares.items())
+            if _allowed_after_blocks(s)
+        )
+        for party, s in sorted(shares.items()):
+            if not _allowed_after_blocks(s):
+                considered.append(
+                    Consideration(
+                        s.grants[0].agreement_id,
+                        s.grants[0].agreement_version,
+                        s.grants[0].flow_id,
+                        party,
+                        "all_fields_blocked",
+                        "prohibitions or hard blocks remove every permitted field",
+                    )
+                )
         if not recipients:
             raise SharingRefused(
-                f"agreements in force name no recipient for {message_type} from {sender!r}",
+                f"no recipient is entitled to this {message_type} from {sender!r} "
+                "(conditions or blocks exclude every recipient)",
                 reason="no_recipient",
+                rules=[c.to_dict() for c in considered],
             )
-        return Decision(sender, message_type, now, recipients)
+        warnings = tuple(
+            sorted(
+                {
+                    f"{a.id} v{a.version} review was due on {a.review_date}"
+                    for a, _ in applicable
+                    if a.review_overdue(today)
+                }
+            )
+        )
+        return Decision(
+            sender,
+            message_type,
+            now,
+            recipients,
+            tuple(considered),
+            warnings,
+            tuple(sorted(wanted)) if wanted else (),
+        )
 
-    def recheck(self, decision: Decision, now: dt.datetime) -> dict[str, RecipientDecision | str]:
-        """Re-evaluate a stored decision at delivery time.
+    def _shares(
+        self,
+        sender: str,
+        message_type: str,
+        applicable: list[tuple[Agreement, Flow]],
+        payload: Mapping[str, Any],
+        considered: list[Consideration],
+    ) -> dict[str, _Share]:
+        parties = self.policies.parties
+        context: cel.Context | None = None
+        shares: dict[str, _Share] = {}
+        for agreement, flow in applicable:
+            for party in sorted(flow.recipients - {sender}):
+                if flow.program is not None:
+                    if context is None:
+                        context = cel.Context(
+                            {"message": dict(payload), "sender": parties[sender].as_cel()}
+                        )
+                    context.add_variable("recipient", parties[party].as_cel())
+                    try:
+                        ok = flow.program.execute(context) is True
+                    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+                        considered.append(
+                            _consider(
+                                agreement,
+                                flow,
+                                party,
+                                "condition_error",
+                                f"{flow.condition}: {type(e).__name__} {e}",
+                            )
+                        )
+                        continue
+                    if not ok:
+                        considered.append(
+                            _consider(
+                                agreement,
+                                flow,
+                                party,
+                                "condition_false",
+                                f"condition is false: {flow.condition}",
+                            )
+                        )
+                        continue
+                share = shares.setdefault(party, _Share())
+                share.grants.append(
+                    Grant(
+                        agreement.id,
+                        agreement.version,
+                        flow.id,
+                        flow.purpose,
+                        tuple(sorted(flow.fields)),
+                    )
+                )
+                if flow.prohibited:
+                    share.blocks.append(
+                        Block(
+                            agreement.id,
+                            agreement.version,
+                            flow.id,
+                            "prohibited",
+                            tuple(sorted(flow.prohibited)),
+                            "prohibited by the flow",
+                        )
+                    )
+        for party, share in shares.items():
+            for agreement, block in self._blocks:
+                if block.applies(party, message_type):
+                    share.blocks.append(
+                        Block(
+                            agreement.id,
+                            agreement.version,
+                            block.id,
+                            "hard_block",
+                            tuple(sorted(block.fields)),
+                            block.reason,
+                        )
+                    )
+        return shares
 
-        Each grant is kept only while its agreement is in force and its flow still lets the
-        sender send this message type to this recipient for the same purpose; its fields are
-        narrowed to what the flow allows now. Returns, per original recipient, the narrowed
-        :class:`RecipientDecision` or a string naming why the share is withheld."""
+    def recheck(
+        self, decision: Decision, now: dt.datetime, payload: Mapping[str, Any]
+    ) -> dict[str, RecipientDecision | str]:
+        """Re-evaluate a stored decision at delivery time against the agreements now in force.
+
+        Per original recipient: the share still permitted (never wider than the stored one:
+        fields narrowed path by path, current prohibitions and hard blocks applied), or a
+        string naming why it is withheld."""
+        try:
+            current = self.decide(
+                decision.sender, decision.message_type, now, decision.purposes or None, payload
+            )
+        except SharingRefused as e:
+            return {r.party: e.detail for r in decision.recipients}
         out: dict[str, RecipientDecision | str] = {}
         for rd in decision.recipients:
-            kept: list[Grant] = []
-            why: list[str] = []
-            for g in rd.grants:
-                agreement = self.policies.agreement(g.agreement_id)
-                if agreement is None:
-                    why.append(f"{g.agreement_id} no longer exists")
-                    continue
-                reason = agreement.not_in_force_reason(now.date())
-                if reason:
-                    why.append(reason)
-                    continue
-                flow = next((f for f in agreement.flows if f.id == g.flow_id), None)
-                if (
-                    flow is None
-                    or rd.party not in flow.recipients
-                    or decision.sender not in flow.senders
-                    or decision.message_type not in flow.message_types
-                    or flow.purpose != g.purpose
-                ):
-                    why.append(
-                        f"{agreement.ref} flow {g.flow_id} no longer permits {decision.sender} "
-                        f"to send {decision.message_type} to {rd.party} for {g.purpose}"
-                    )
-                    continue
-                fields = narrow(g.fields, flow.fields)
-                if not fields:
-                    why.append(f"{agreement.ref} flow {g.flow_id} no longer permits those fields")
-                    continue
-                kept.append(Grant(g.agreement_id, agreement.version, g.flow_id, g.purpose, fields))
-            out[rd.party] = RecipientDecision(rd.party, tuple(kept)) if kept else "; ".join(why)
+            now_rd = current.recipient(rd.party)
+            if now_rd is None:
+                why = [c.detail for c in current.considered if c.recipient in (rd.party, None)]
+                out[rd.party] = (
+                    "; ".join(why) or f"no agreement in force now shares with {rd.party}"
+                )
+                continue
+            before = rd.allowed
+            grants = tuple(
+                Grant(g.agreement_id, g.agreement_version, g.flow_id, g.purpose, kept)
+                for g in now_rd.grants
+                if (kept := narrow(g.fields, before))
+            )
+            if not grants:
+                out[rd.party] = (
+                    "the agreements now in force no longer permit the fields first granted "
+                    f"to {rd.party}"
+                )
+                continue
+            narrowed = RecipientDecision(rd.party, grants, now_rd.blocks + rd.blocks)
+            out[rd.party] = (
+                narrowed
+                if _has_unblocked(narrowed.allowed, narrowed.blocked)
+                else f"every field for {rd.party} is now blocked"
+            )
         return out
 
 
@@ -222,19 +484,29 @@ def narrow(granted: Iterable[str], allowed: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
-def _group_by_recipient(
-    flows: list[tuple[Agreement, Flow]], sender: str
-) -> tuple[RecipientDecision, ...]:
-    grants: dict[str, list[Grant]] = {}
-    for agreement, flow in flows:
-        for party in sorted(flow.recipients - {sender}):
-            grants.setdefault(party, []).append(
-                Grant(
-                    agreement.id,
-                    agreement.version,
-                    flow.id,
-                    flow.purpose,
-                    tuple(sorted(flow.fields)),
-                )
-            )
-    return tuple(RecipientDecision(p, tuple(gs)) for p, gs in sorted(grants.items()))
+def _covers(paths: Iterable[str], leaf: str) -> bool:
+    return any(leaf == p or leaf.startswith(p + ".") or p.startswith(leaf + ".") for p in paths)
+
+
+def _allowed_after_blocks(share: _Share) -> bool:
+    return _has_unblocked(
+        {f for g in share.grants for f in g.fields}, {f for b in share.blocks for f in b.fields}
+    )
+
+
+def _has_unblocked(allowed: Iterable[str], blocked: Iterable[str]) -> bool:
+    """Whether some allowed path is not wholly inside a blocked one. (An allowed ``person``
+    with a blocked ``person.date_of_birth`` still discloses the rest of ``person``.)"""
+    blocked_set = set(blocked)
+    return any(not _covers_strict(blocked_set, a) for a in allowed)
+
+
+def _covers_strict(blocked: set[str], path: str) -> bool:
+    """True when ``path`` lies entirely inside a blocked path."""
+    return any(path == b or path.startswith(b + ".") for b in blocked)
+
+
+def _consider(
+    agreement: Agreement, flow: Flow, recipient: str | None, outcome: str, detail: str
+) -> Consideration:
+    return Consideration(agreement.id, agreement.version, flow.id, recipient, outcome, detail)

@@ -12,12 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cel
 import jsonschema
 import yaml
 
 from ..errors import AgreementFileInvalid, PartyRegisterInvalid
 from ..messages import MESSAGE_TYPES
-from .model import Agreement, Flow, Party, PolicySet
+from .model import Agreement, AgreementParty, Flow, HardBlock, Party, PolicySet
 
 
 def _validator(schemas_dir: Path, name: str) -> jsonschema.protocols.Validator:
@@ -57,6 +58,38 @@ def load_parties(path: Path, schemas_dir: Path) -> dict[str, Party]:
     return parties
 
 
+def _expand(refs: list[str], members: dict[str, Party], where: str) -> frozenset[str]:
+    """Party ids and ``kind:<kind>`` references -> the agreement's parties they name."""
+    out: set[str] = set()
+    for ref in refs:
+        if ref.startswith("kind:"):
+            kind = ref.removeprefix("kind:")
+            matched = {p.id for p in members.values() if p.kind == kind}
+            if not matched:
+                raise AgreementFileInvalid(f"{where}: no party of kind {kind!r} in the agreement")
+            out |= matched
+        elif ref not in members:
+            raise AgreementFileInvalid(f"{where}: {ref!r} is not a party to the agreement")
+        else:
+            out.add(ref)
+    return frozenset(out)
+
+
+def _check_paths(paths: list[str], message_types: list[str], where: str) -> None:
+    for mt_name in message_types:
+        missing = sorted(p for p in paths if p not in MESSAGE_TYPES[mt_name].paths)
+        if missing:
+            raise AgreementFileInvalid(f"{where}: {mt_name} has no field(s) {missing}")
+
+
+def _compile_condition(source: str, where: str) -> Any:
+    try:
+        return cel.compile(source)
+    except (ValueError, RuntimeError) as e:
+        first = str(e).splitlines()[0]
+        raise AgreementFileInvalid(f"{where}: /condition is not valid CEL: {first}") from e
+
+
 def parse_agreement(
     doc: Any, source: str, parties: dict[str, Party], validator: jsonschema.protocols.Validator
 ) -> Agreement:
@@ -64,10 +97,24 @@ def parse_agreement(
     if problems:
         raise AgreementFileInvalid(f"{source}: " + "; ".join(problems))
     aid = doc["id"]
-    members = frozenset(doc["parties"])
-    unknown = sorted(members - parties.keys())
-    if unknown:
-        raise AgreementFileInvalid(f"{source}: {aid} /parties names unregistered {unknown}")
+    roles: list[AgreementParty] = []
+    for entry in doc["parties"]:
+        if entry["id"] not in parties:
+            raise AgreementFileInvalid(
+                f"{source}: {aid} /parties names {entry['id']!r}, who is not in the register"
+            )
+        if any(r.id == entry["id"] for r in roles):
+            raise AgreementFileInvalid(f"{source}: {aid} /parties lists {entry['id']!r} twice")
+        roles.append(
+            AgreementParty(
+                id=entry["id"],
+                role=entry["role"],
+                competent_authority=bool(
+                    entry.get("competent_authority", parties[entry["id"]].competent_authority)
+                ),
+            )
+        )
+    members = {r.id: parties[r.id] for r in roles}
     purposes: dict[str, str] = {}
     for p in doc["purposes"]:
         if p["id"] in purposes:
@@ -77,6 +124,34 @@ def parse_agreement(
     expires = dt.date.fromisoformat(doc["expires_on"])
     if expires < effective:
         raise AgreementFileInvalid(f"{source}: {aid} /expires_on is before /effective_from")
+    for key in ("signatories", "retention", "breach_contacts"):
+        for i, item in enumerate(doc.get(key, [])):
+            if item["party"] not in members:
+                raise AgreementFileInvalid(
+                    f"{source}: {aid} /{key}/{i} names {item['party']!r}, "
+                    "who is not a party to the agreement"
+                )
+    data_items: dict[str, dict[str, str]] = doc["data_items"]
+    for mt_name, items in data_items.items():
+        _check_paths(list(items), [mt_name], f"{source}: {aid} /data_items")
+    blocks: list[HardBlock] = []
+    for i, b in enumerate(doc.get("hard_blocks", [])):
+        where = f"{source}: {aid} /hard_blocks/{i} ({b['id']})"
+        mts = b.get("message_types") or [
+            m for m in MESSAGE_TYPES if all(p in MESSAGE_TYPES[m].paths for p in b["fields"])
+        ]
+        if not mts:
+            raise AgreementFileInvalid(f"{where}: no message type has all of {b['fields']}")
+        _check_paths(b["fields"], mts, where)
+        blocks.append(
+            HardBlock(
+                id=b["id"],
+                fields=frozenset(b["fields"]),
+                parties=_expand_blocked(b["never_to"], parties, where),
+                reason=b["reason"],
+                message_types=frozenset(b.get("message_types", [])),
+            )
+        )
     flows: list[Flow] = []
     seen: set[str] = set()
     for i, f in enumerate(doc["flows"]):
@@ -84,46 +159,66 @@ def parse_agreement(
         if f["id"] in seen:
             raise AgreementFileInvalid(f"{where}: flow id is used twice")
         seen.add(f["id"])
-        for role in ("from", "to"):
-            outside = sorted(set(f[role]) - members)
-            if outside:
-                raise AgreementFileInvalid(
-                    f"{where}: /{role} names {outside}, who are not parties to the agreement"
-                )
         if f["purpose"] not in purposes:
             raise AgreementFileInvalid(
                 f"{where}: purpose {f['purpose']!r} is not declared in /purposes"
             )
-        for mt_name in f["message_types"]:
-            mt = MESSAGE_TYPES[mt_name]
-            missing = sorted(p for p in f["fields"] if p not in mt.paths)
-            if missing:
-                raise AgreementFileInvalid(f"{where}: {mt_name} has no field(s) {missing}")
+        _check_paths(f["fields"], f["message_types"], where)
+        _check_paths(f.get("prohibited_fields", []), f["message_types"], where)
+        condition = f.get("condition")
         flows.append(
             Flow(
                 id=f["id"],
-                senders=frozenset(f["from"]),
-                recipients=frozenset(f["to"]),
+                senders=_expand(f["from"], members, where + " /from"),
+                recipients=_expand(f["to"], members, where + " /to"),
                 message_types=frozenset(f["message_types"]),
                 purpose=f["purpose"],
                 fields=frozenset(f["fields"]),
+                prohibited=frozenset(f.get("prohibited_fields", [])),
+                condition=condition,
+                legal_regime=dict(f["legal_regime"]),
                 description=f.get("description", ""),
+                program=_compile_condition(condition, where) if condition else None,
             )
         )
     return Agreement(
         id=aid,
         title=doc["title"],
+        type=doc["type"],
         version=str(doc["version"]),
+        supersedes=doc.get("supersedes"),
         status=doc["status"],
-        parties=members,
+        parties=frozenset(members),
+        party_roles=tuple(roles),
+        signatories=tuple(doc.get("signatories", [])),
         purposes=purposes,
-        lawful_basis=tuple(doc["lawful_basis"]),
+        legal_gateways=tuple(doc["legal_gateways"]),
+        data_subjects=tuple(doc["data_subjects"]),
+        data_items=data_items,
+        retention={r["party"]: r["period"] for r in doc.get("retention", [])},
         effective_from=effective,
         expires_on=expires,
-        review_date=dt.date.fromisoformat(doc["review_date"]) if "review_date" in doc else None,
+        review_date=dt.date.fromisoformat(doc["review_date"]),
+        dpia_reference=doc.get("dpia_reference"),
+        breach_contacts=tuple(doc.get("breach_contacts", [])),
+        hard_blocks=tuple(blocks),
         flows=tuple(flows),
         source=source,
     )
+
+
+def _expand_blocked(refs: list[str], parties: dict[str, Party], where: str) -> frozenset[str]:
+    """A hard block may name any registered party or kind, not only the agreement's own:
+    it protects data whatever other agreement would share it."""
+    out: set[str] = set()
+    for ref in refs:
+        if ref.startswith("kind:"):
+            out |= {p.id for p in parties.values() if p.kind == ref.removeprefix("kind:")}
+        elif ref in parties:
+            out.add(ref)
+        else:
+            raise AgreementFileInvalid(f"{where}: /never_to names unregistered {ref!r}")
+    return frozenset(out)
 
 
 def load_policies(policies_dir: Path, schemas_dir: Path) -> PolicySet:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,17 @@ class Party:
     area: str | None = None
     competent_authority: bool = False
 
+    def as_cel(self) -> dict[str, Any]:
+        """What a flow condition sees as ``sender`` or ``recipient``."""
+        return {"id": self.id, "kind": self.kind, "area": self.area or ""}
+
+
+@dataclass(frozen=True)
+class AgreementParty:
+    id: str
+    role: str  # controller | joint-controller | processor
+    competent_authority: bool
+
 
 @dataclass(frozen=True)
 class Flow:
@@ -23,7 +35,25 @@ class Flow:
     message_types: frozenset[str]
     purpose: str
     fields: frozenset[str]
+    prohibited: frozenset[str] = frozenset()
+    condition: str | None = None
+    legal_regime: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    program: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class HardBlock:
+    id: str
+    fields: frozenset[str]
+    parties: frozenset[str]
+    reason: str
+    message_types: frozenset[str] = frozenset()  # empty: every message type
+
+    def applies(self, party: str, message_type: str) -> bool:
+        return party in self.parties and (
+            not self.message_types or message_type in self.message_types
+        )
 
 
 @dataclass(frozen=True)
@@ -34,11 +64,21 @@ class Agreement:
     status: str
     parties: frozenset[str]
     purposes: dict[str, str]
-    lawful_basis: tuple[str, ...]
+    legal_gateways: tuple[str, ...]
     effective_from: dt.date
     expires_on: dt.date
     flows: tuple[Flow, ...]
     review_date: dt.date | None = None
+    type: str = "information-sharing-protocol"
+    supersedes: str | None = None
+    party_roles: tuple[AgreementParty, ...] = ()
+    signatories: tuple[dict[str, str], ...] = ()
+    data_subjects: tuple[str, ...] = ()
+    data_items: dict[str, dict[str, str]] = field(default_factory=dict)
+    retention: dict[str, str] = field(default_factory=dict)
+    dpia_reference: str | None = None
+    breach_contacts: tuple[dict[str, str], ...] = ()
+    hard_blocks: tuple[HardBlock, ...] = ()
     source: str = ""
 
     def not_in_force_reason(self, today: dt.date) -> str | None:
@@ -50,6 +90,9 @@ class Agreement:
         if today > self.expires_on:
             return f"{self.id} v{self.version} expired on {self.expires_on}"
         return None
+
+    def review_overdue(self, today: dt.date) -> bool:
+        return self.review_date is not None and today > self.review_date
 
     @property
     def ref(self) -> str:

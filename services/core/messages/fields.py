@@ -51,23 +51,33 @@ def _leads_to_allowed(path: str, allowed: frozenset[str]) -> bool:
     return any(a.startswith(prefix) for a in allowed)
 
 
-def project(payload: Mapping[str, Any], allowed: Iterable[str]) -> dict[str, Any]:
-    """The part of ``payload`` that the ``allowed`` paths cover, and nothing else."""
+def project(
+    payload: Mapping[str, Any], allowed: Iterable[str], blocked: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The part of ``payload`` that the ``allowed`` paths cover, less everything under a
+    ``blocked`` path (blocks always win), and nothing else."""
     allowed_set = frozenset(allowed)
+    blocked_set = frozenset(blocked)
 
-    def walk(node: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    def walk(node: Mapping[str, Any], prefix: str, inherited: bool) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in node.items():
             path = f"{prefix}{key}"
-            if _covered(path, allowed_set):
-                out[key] = value
-            elif isinstance(value, Mapping) and _leads_to_allowed(path, allowed_set):
-                sub = walk(value, path + ".")
+            if _covered(path, blocked_set):
+                continue
+            covered = inherited or path in allowed_set
+            if isinstance(value, Mapping) and (
+                _leads_to_allowed(path, blocked_set)
+                or (not covered and _leads_to_allowed(path, allowed_set))
+            ):
+                sub = walk(value, path + ".", covered)
                 if sub:
                     out[key] = sub
+            elif covered:
+                out[key] = value
         return out
 
-    return walk(payload, "")
+    return walk(payload, "", False)
 
 
 def leaf_paths(payload: Mapping[str, Any], prefix: str = "") -> list[str]:
