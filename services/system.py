@@ -17,6 +17,7 @@ import uvicorn
 from .core.clients import create_client
 from .core.crypto.keys import write_private_file
 from .core.errors import ConfigurationError, Unavailable
+from .core.isa.reload import PolicyWatcher
 from .core.kafka.embedded import EmbeddedBroker, free_port
 from .core.kafka.publisher import KafkaPublisher
 from .core.kafka.topics import ensure_topics
@@ -36,6 +37,7 @@ class System:
         self.runtime: Runtime | None = None
         self.publisher: KafkaPublisher | None = None
         self.router: Router | None = None
+        self.watcher: PolicyWatcher | None = None
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -69,6 +71,9 @@ class System:
             await ensure_topics(self.runtime.kafka)
             self.publisher = KafkaPublisher(self.runtime.kafka)
             await self.publisher.start()
+            self.watcher = PolicyWatcher(self.runtime)
+            if s.policies_reload_seconds > 0:
+                self._tasks.append(asyncio.create_task(self.watcher.run(), name="policy-watcher"))
             if with_gateway:
                 await self._start_gateway()
             if with_router:

@@ -16,6 +16,9 @@ from .store import Store
 
 Clock = Callable[[], dt.datetime]
 
+#: Information governance officers: read any decision. Never granted by default.
+IG_AUDIT_SCOPE = "ig:audit"
+
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -56,11 +59,13 @@ class Runtime:
             for flow in agreement.flows:
                 if party in flow.senders:
                     scopes.update(f"publish:{mt}" for mt in flow.message_types)
+                    scopes.add("decisions:read")
                 if party in flow.recipients:
                     scopes.update({"subscriptions:manage", "deliveries:read"})
         return sorted(scopes)
 
 
 ALL_SCOPES = sorted(
-    [f"publish:{name}" for name in MESSAGE_TYPES] + ["subscriptions:manage", "deliveries:read"]
+    [f"publish:{name}" for name in MESSAGE_TYPES]
+    + ["subscriptions:manage", "deliveries:read", "decisions:read", IG_AUDIT_SCOPE]
 )

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         default=True, description="Allow plain http:// webhook URLs (dev only)."
     )
     relay_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    policies_reload_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="How often to look for changed agreement files (0: never reload).",
+    )
 
     @model_validator(mode="after")
     def _production_is_strict(self) -> Settings:

@@ -1,0 +1,91 @@
+"""Agreements reload without a restart; a bad file leaves the previous set in force."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+
+import pytest
+
+from services.core.errors import SharingRefused
+from services.core.isa.reload import PolicyWatcher
+from services.core.runtime import Runtime
+from services.core.settings import REPO_ROOT
+from tests.conftest import make_settings
+from tests.factories import release_notice
+
+pytestmark = pytest.mark.integration
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture
+async def runtime(tmp_path: Path) -> Runtime:
+    policies = tmp_path / "isa_policies"
+    shutil.copytree(REPO_ROOT / "isa_policies", policies)
+    rt = await Runtime.create(make_settings(tmp_path, policies_dir=policies), "", embedded=True)
+    yield rt  # type: ignore[misc]
+    await rt.aclose()
+
+
+def _recipients(rt: Runtime) -> list[str]:
+    d = rt.engine.decide("hmp-northgate", "release-notice", NOW, None, release_notice())
+    return [r.party for r in d.recipients]
+
+
+def _edit(rt: Runtime, name: str, old: str, new: str) -> None:
+    path = rt.settings.agreements_dir / name
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+async def test_suspending_an_agreement_takes_effect_on_reload(runtime: Runtime) -> None:
+    watcher = PolicyWatcher(runtime)
+    assert "eastborough-vawg" in _recipients(runtime)
+    _edit(runtime, "ISA-EB-020.yaml", "status: active", "status: suspended")
+    assert await watcher.reload() is True
+    assert "eastborough-vawg" not in _recipients(runtime)
+    events = [e["event"] for e in await runtime.store.audit_entries()]
+    assert events == ["policies_reloaded"]
+
+
+async def test_a_bad_file_is_refused_and_the_previous_set_stays(runtime: Runtime) -> None:
+    watcher = PolicyWatcher(runtime)
+    before = runtime.engine
+    _edit(
+        runtime,
+        "ISA-EB-020.yaml",
+        "message.risk.domestic_abuse == true",
+        "message.risk.domestic_abuse ==",
+    )
+    assert await watcher.reload() is False
+    assert runtime.engine is before
+    assert watcher.last_error is not None
+    assert (
+        "ISA-EB-020.yaml" in watcher.last_error
+        and "perpetrator-release-alert" in watcher.last_error
+    )
+    assert "eastborough-vawg" in _recipients(runtime)
+    [entry] = await runtime.store.audit_entries()
+    assert entry["event"] == "policies_reload_refused"
+
+
+async def test_the_watcher_notices_a_changed_file(runtime: Runtime) -> None:
+    import asyncio
+
+    runtime.settings.policies_reload_seconds = 0.05
+    watcher = PolicyWatcher(runtime)
+    task = asyncio.create_task(watcher.run())
+    try:
+        _edit(runtime, "ISA-WS-003.yaml", 'expires_on: "2022-12-31"', 'expires_on: "2099-12-31"')
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if "westshire-youth-justice" in _recipients(runtime):
+                break
+        assert "westshire-youth-justice" in _recipients(runtime)
+    finally:
+        task.cancel()
+    with pytest.raises(SharingRefused):
+        runtime.engine.decide("eastborough-vawg", "release-notice", NOW, None, release_notice())
