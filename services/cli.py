@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from .core.errors import IsaBrokerError
+from .core.messages import MESSAGE_TYPES as MESSAGE_TYPE_NAMES
 from .core.settings import Settings
 
 
@@ -95,17 +96,146 @@ async def _clients_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def _policies_check(_: argparse.Namespace) -> int:
+def _isa_lint(args: argparse.Namespace) -> int:
+    from .core.isa.lint import lint
+
+    settings = _settings()
+    today = _date(args.at) if getattr(args, "at", None) else dt.datetime.now(dt.UTC).date()
+    findings = lint(settings.policies_dir, settings.schemas_dir, today)
+    for f in findings:
+        print(f)
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = len(findings) - errors
+    agreements = len(list(settings.agreements_dir.glob("*.yaml")))
+    print(f"{agreements} agreement file(s): {errors} error(s), {warnings} warning(s)")
+    if errors:
+        return 1
+    return 1 if getattr(args, "strict", False) and warnings else 0
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as e:
+        raise SystemExit(f"isa-broker: --at must be a date such as 2026-12-01: {text!r}") from e
+
+
+def _isa_explain(args: argparse.Namespace) -> int:
+    from .core.errors import SharingRefused, ValidationFailed
+    from .core.isa import IsaEngine, load_policies
+    from .core.messages import MESSAGE_TYPES, get_message_type
+    from .core.messages.fields import leaf_paths
+
+    settings = _settings()
+    engine = IsaEngine(load_policies(settings.policies_dir, settings.schemas_dir))
+    raw = Path(args.message).read_bytes()
+    names = [args.type] if args.type else list(MESSAGE_TYPES)
+    payload, mt_name, last_error = None, "", None
+    for name in names:
+        try:
+            payload = get_message_type(name).validate_json(raw)
+            mt_name = name
+            break
+        except ValidationFailed as e:
+            last_error = e
+    if payload is None:
+        assert last_error is not None  # noqa: S101
+        print(f"{args.message} is not a valid {' or '.join(names)}:")
+        for err in last_error.errors:
+            print(f"  {err['pointer'] or '/'}: {err['message']}")
+        return 1
+    at = _date(args.at) if args.at else dt.datetime.now(dt.UTC).date()
+    when = dt.datetime.combine(at, dt.time(12), tzinfo=dt.UTC)
+    print(
+        f"{mt_name} from {args.as_party} on {at}"
+        + (f" for {', '.join(args.purpose)}" if args.purpose else "")
+        + ":"
+    )
+    try:
+        decision = engine.decide(args.as_party, mt_name, when, args.purpose, payload)
+    except SharingRefused as e:
+        print(f"\nREFUSED ({e.reason}): {e.detail}")
+        for rule in e.extra.get("rules", []):
+            print(
+                f"  - {rule['agreement']} v{rule['version']} flow {rule['flow']}: {rule['detail']}"
+            )
+        return 3
+    all_fields = leaf_paths(payload)
+    for r in decision.recipients:
+        explained = r.explain(payload)
+        shared = [f for f in all_fields if explained[f]["disclosed"]]
+        print(f"\n{r.party} receives {len(shared)} of {len(all_fields)} fields")
+        for f in shared:
+            print(f"  + {f:<55} {', '.join(explained[f]['allowed_by'])}")
+        blocked = [
+            f
+            for f in all_fields
+            if not explained[f]["disclosed"] and "would_be_allowed_by" in explained[f]
+        ]
+        for f in blocked:
+            print(f"  - {f:<55} withheld by {', '.join(explained[f]['withheld_by'])}")
+        rest = len(all_fields) - len(shared) - len(blocked)
+        if rest:
+            print(f"    ({rest} other field(s) not shared: no flow permits them)")
+    if decision.considered:
+        print("\nNot applied:")
+        for c in decision.considered:
+            who = f" for {c.recipient}" if c.recipient else ""
+            print(f"  {c.agreement_id} v{c.agreement_version} flow {c.flow_id}{who}: {c.detail}")
+    for w in decision.warnings:
+        print(f"\nWARNING: {w}")
+    return 0
+
+
+def _isa_coverage(args: argparse.Namespace) -> int:
     from .core.isa import load_policies
+    from .core.isa.coverage import coverage, load_needs
 
     settings = _settings()
     policies = load_policies(settings.policies_dir, settings.schemas_dir)
-    today = dt.datetime.now(dt.UTC).date()
-    for a in policies.agreements:
-        state = a.not_in_force_reason(today) or "in force"
-        span = f"{a.effective_from}..{a.expires_on}"
-        print(f"{a.id} v{a.version}: {state}; {len(a.flows)} flow(s), {span}")
-    print(f"ok: {len(policies.parties)} parties, {len(policies.agreements)} agreements")
+    today = _date(args.at) if args.at else dt.datetime.now(dt.UTC).date()
+    needs = load_needs(settings.policies_dir / "needs.yaml", policies)
+    cov = coverage(policies, needs, today)
+    print(f"Who can send what to whom under the agreements in force on {today}:")
+    for mt, cells in sorted(cov.matrix.items()):
+        print(f"\n  {mt}")
+        for (sender, recipient), refs in sorted(cells.items()):
+            print(f"    {sender:<24} -> {recipient:<26} {'; '.join(refs)}")
+    marks = {"covered": "ok ", "conditional": "ok?", "not_in_force": "GAP", "not_covered": "GAP"}
+    print("\nThe partnership's needs (isa_policies/needs.yaml):")
+    for n in cov.needs:
+        print(
+            f"  {marks[n.status]} {n.need.message_type} {n.need.sender} -> {n.need.recipient}: "
+            f"{n.detail}"
+        )
+        if n.status in ("not_in_force", "not_covered"):
+            print(f"      why it matters: {n.need.why}")
+    print("\n(ok? = covered only when the flow's condition holds for the message)")
+    if cov.expiring:
+        print("\nExpiring within 90 days:")
+        for aid, date, days in cov.expiring:
+            print(f"  {aid} on {date} ({days} days)")
+    if cov.reviews_due:
+        print("\nReviews due or overdue within 90 days:")
+        for aid, date in cov.reviews_due:
+            print(f"  {aid} review {'was due' if date < today else 'due'} on {date}")
+    gaps = sum(n.status in ("not_in_force", "not_covered") for n in cov.needs)
+    print(f"\n{len(cov.needs) - gaps} of {len(cov.needs)} needs covered, {gaps} gap(s)")
+    return 0
+
+
+def _isa_export_odrl(args: argparse.Namespace) -> int:
+    from .core.isa import load_policies
+    from .core.isa.odrl import export_all
+
+    settings = _settings()
+    policies = load_policies(settings.policies_dir, settings.schemas_dir)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for aid, doc in export_all(policies).items():
+        path = out / f"{aid}.odrl.jsonld"
+        path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        print(f"wrote {path}")
     return 0
 
 
@@ -161,11 +291,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jwks", help="file with the client's public JWK set (private_key_jwt)")
     p.set_defaults(run=_clients_create, is_async=True)
 
-    policies = sub.add_parser("policies", help="ISA files").add_subparsers(
+    isa = sub.add_parser("isa", help="tools for information governance officers")
+    isa_sub = isa.add_subparsers(dest="isa_command", required=True)
+    p = isa_sub.add_parser("lint", help="check the parties register and every agreement")
+    p.add_argument("--strict", action="store_true", help="warnings fail too (exit 1)")
+    p.add_argument("--at", help="check as on this date (default today)")
+    p.set_defaults(run=_isa_lint, is_async=False)
+    p = isa_sub.add_parser("explain", help="what a message would share with whom, and why")
+    p.add_argument("message", help="a JSON file holding one message body")
+    p.add_argument("--as", dest="as_party", required=True, help="the sending party")
+    p.add_argument("--type", choices=sorted(MESSAGE_TYPE_NAMES), help="default: detected")
+    p.add_argument("--purpose", action="append", help="purpose of the share (repeatable)")
+    p.add_argument("--at", help="decide as on this date (default today)")
+    p.set_defaults(run=_isa_explain, is_async=False)
+    p = isa_sub.add_parser("coverage", help="partnership matrix, gaps, expiring agreements")
+    p.add_argument("--at", help="as on this date (default today)")
+    p.set_defaults(run=_isa_coverage, is_async=False)
+    p = isa_sub.add_parser("export-odrl", help="write each agreement as ODRL 2.2 JSON-LD")
+    p.add_argument("--out", default="odrl", help="output folder (default ./odrl)")
+    p.set_defaults(run=_isa_export_odrl, is_async=False)
+
+    policies = sub.add_parser("policies", help="alias of 'isa lint'").add_subparsers(
         dest="policies_command", required=True
     )
-    p = policies.add_parser("check", help="validate the parties register and agreements")
-    p.set_defaults(run=_policies_check, is_async=False)
+    p = policies.add_parser("check", help="same as 'isa lint'")
+    p.add_argument("--strict", action="store_true")
+    p.set_defaults(run=_isa_lint, is_async=False)
 
     schemas = sub.add_parser("schemas", help="JSON Schemas").add_subparsers(
         dest="schemas_command", required=True
