@@ -42,7 +42,8 @@ def test_lint_reports_every_broken_file_and_contradictions(
     eb10.write_text(
         eb10.read_text().replace(
             "fields: [person, release, destination, risk, licence_conditions]\n",
-            "fields: [person, release, destination, risk, licence_conditions, resettlement_needs]\n",
+            "fields: [person, release, destination, risk, licence_conditions,"
+            " resettlement_needs]\n",
             1,
         )
     )
