@@ -21,8 +21,15 @@ from .agency import AgencyClient
 from .receivers import Receivers
 
 PRISON = "hmp-northgate"
-ENTITLED = ["eastborough-vawg", "eastborough-housing", "eastborough-police-iom"]
-NOT_ENTITLED = "westshire-youth-justice"
+ENTITLED = [
+    "eastborough-vawg",
+    "eastborough-vlo",
+    "eastborough-housing",
+    "eastborough-recovery",
+    "eastborough-police-iom",
+]
+#: Subscribed, but their agreements are expired (youth justice) or still draft (mental health).
+NOT_ENTITLED = ["westshire-youth-justice", "eastborough-mental-health"]
 
 
 def release_notice(today: dt.date) -> dict[str, Any]:
@@ -84,11 +91,14 @@ def _leaves(data: Any, prefix: str = "") -> list[str]:
 
 
 def grouped(paths: list[str]) -> str:
-    """person.given_name, person.family_name -> person{given_name,family_name}."""
+    """person.given_name, person.family_name -> person{given_name,family_name}; past ten
+    fields only the group sizes: person:7 release:4."""
     groups: dict[str, list[str]] = {}
     for path in sorted(paths):
         head, _, rest = path.partition(".")
         groups.setdefault(head, []).append(rest)
+    if len(paths) > 10:
+        return " ".join(f"{head}:{len(rests)}" for head, rests in groups.items())
     return " ".join(
         head if rests == [""] else f"{head}{{{','.join(rests)}}}" for head, rests in groups.items()
     )
@@ -116,7 +126,7 @@ async def run_demo(data_dir: Path | None = None, out: Any = print) -> bool:
                 for p, c in creds.items()
             }
             secrets = {}
-            for party in [*ENTITLED, NOT_ENTITLED]:
+            for party in [*ENTITLED, *NOT_ENTITLED]:
                 sub = await clients[party].subscribe(["release-notice"], receivers.url(party))
                 secrets[party] = sub["secret"]
 
@@ -136,7 +146,7 @@ async def run_demo(data_dir: Path | None = None, out: Any = print) -> bool:
             ok = ok and arrived
             rows = []
             now = int(time.time())
-            for party in [*ENTITLED, NOT_ENTITLED]:
+            for party in [*ENTITLED, *NOT_ENTITLED]:
                 got = receivers.for_party(party)
                 if not got:
                     rows.append(Row(party, False, [], None))
@@ -160,14 +170,22 @@ async def run_demo(data_dir: Path | None = None, out: Any = print) -> bool:
             out("\n2. What each partner received (projections, signatures checked):")
             width = max(len(r.party) for r in rows)
             out(f"   {'recipient'.ljust(width)}  signature  fields received")
+            withheld = {
+                r["party"]: sorted({w["rule"] for w in r["withheld"] if w["kind"] == "hard_block"})
+                for r in accepted.get("recipients", [])
+            }
             for row in rows:
                 verdict = {True: "valid", False: "INVALID", None: "-"}[row.signature_ok]
                 fields = (
                     f"{len(row.fields):>2}: {grouped(row.fields)}"
                     if row.received
-                    else "nothing (no agreement in force)"
+                    else "nothing (agreement expired or still draft)"
                 )
                 out(f"   {row.party.ljust(width)}  {verdict:<9}  {fields}")
+                if withheld.get(row.party):
+                    out(
+                        f"   {'':{width}}             hard blocks: {', '.join(withheld[row.party])}"
+                    )
             expected = {r["party"]: set(r["fields"]) for r in accepted.get("recipients", [])}
             for row in rows:
                 if row.party in ENTITLED:
