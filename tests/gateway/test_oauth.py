@@ -39,7 +39,9 @@ async def test_client_secret_basic_issues_an_es256_jwt_verifiable_with_the_jwks(
     assert c["sub"] == creds["client_id"] and c["party"] == "hmp-northgate"
     assert c["exp"] - c["iat"] == runtime.settings.access_token_ttl_seconds
     # least privilege from the agreements: it sends release notices and receives recalls
-    assert c["scope"] == "deliveries:read publish:release-notice subscriptions:manage"
+    assert c["scope"] == (
+        "decisions:read deliveries:read publish:release-notice subscriptions:manage"
+    )
 
 
 async def test_wrong_secret_and_unknown_client_look_identical(
