@@ -30,7 +30,7 @@ import cel
 
 from ..errors import SharingRefused
 from ..messages.fields import leaf_paths, project
-from .model import Agreement, Flow, PolicySet
+from .model import Agreement, Flow, HardBlock, PolicySet
 
 
 @dataclass(frozen=True)
@@ -238,9 +238,14 @@ class IsaEngine:
                     self._members.setdefault(mt, set()).update(agreement.parties)
                     for sender in flow.senders:
                         self._index.setdefault((sender, mt), []).append((agreement, flow))
-        self._blocks = [
-            (a, b) for a in policies.agreements if a.status != "draft" for b in a.hard_blocks
-        ]
+        # hard blocks indexed by the party they protect data from
+        self._blocks: dict[str, list[tuple[Agreement, HardBlock]]] = {}
+        for a in policies.agreements:
+            if a.status == "draft":
+                continue
+            for b in a.hard_blocks:
+                for party in b.parties:
+                    self._blocks.setdefault(party, []).append((a, b))
 
     def decide(
         self,
@@ -412,7 +417,7 @@ class IsaEngine:
                         )
                     )
         for party, share in shares.items():
-            for agreement, block in self._blocks:
+            for agreement, block in self._blocks.get(party, ()):
                 if block.applies(party, message_type):
                     share.blocks.append(
                         Block(
