@@ -62,8 +62,7 @@ class NotApplied(BaseModel):
     flow: str
     recipient: str | None
     outcome: str = Field(
-        description="not_in_force | purpose_not_requested | condition_false | condition_error "
-        "| all_fields_blocked"
+        description="not_in_force | condition_false | condition_error | all_fields_blocked"
     )
     detail: str
 

@@ -22,8 +22,11 @@ Refusal reasons, checked in this order so the most useful one is reported:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import cel
@@ -31,6 +34,9 @@ import cel
 from ..errors import SharingRefused
 from ..messages.fields import leaf_paths, project
 from .model import Agreement, Flow, HardBlock, PolicySet
+
+_MESSAGE_PATH = re.compile(r"\bmessage(?:\.[a-z_]+)+")
+_RECIPIENT_ATTR = re.compile(r"\brecipient\.(id|kind|area)\b")
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,7 @@ class Consideration:
     agreement_version: str
     flow_id: str
     recipient: str | None
-    outcome: str  # not_in_force | purpose_not_requested | condition_false | condition_error
+    outcome: str  # not_in_force | condition_false | condition_error | all_fields_blocked
     detail: str
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,11 +131,11 @@ class RecipientDecision:
     grants: tuple[Grant, ...]
     blocks: tuple[Block, ...] = ()
 
-    @property
+    @cached_property
     def allowed(self) -> frozenset[str]:
         return frozenset(f for g in self.grants for f in g.fields)
 
-    @property
+    @cached_property
     def blocked(self) -> frozenset[str]:
         return frozenset(f for b in self.blocks for f in b.fields)
 
@@ -230,9 +236,17 @@ class IsaEngine:
         self.policies = policies
         self._index: dict[tuple[str, str], list[tuple[Agreement, Flow]]] = {}
         self._typed: set[str] = set()
+        # per flow, computed once: its fields sorted for grants, and whether its condition
+        # depends on the recipient (if not, it is evaluated once per decision, not per party)
+        self._sorted_fields: dict[int, tuple[str, ...]] = {}
+        self._per_recipient: dict[int, bool] = {}
+        self._programs: dict[tuple[int, str], Any] = {}
+        self._message_paths: set[str] | None = set()
         self._members: dict[str, set[str]] = {}
         for agreement in policies.agreements:
             for flow in agreement.flows:
+                self._sorted_fields[id(flow)] = tuple(sorted(flow.fields))
+                self._prepare_condition(agreement, flow)
                 for mt in flow.message_types:
                     self._typed.add(mt)
                     self._members.setdefault(mt, set()).update(agreement.parties)
@@ -246,6 +260,33 @@ class IsaEngine:
             for b in a.hard_blocks:
                 for party in b.parties:
                     self._blocks.setdefault(party, []).append((a, b))
+
+    def _prepare_condition(self, agreement: Agreement, flow: Flow) -> None:
+        """Compile-time work on a flow's condition, so that a decision evaluates it cheaply:
+        note which message fields it reads (only those are handed to CEL), and
+        fold the recipient's register attributes into one program per recipient."""
+        if flow.program is None or flow.condition is None:
+            self._per_recipient[id(flow)] = False
+            return
+        paths = _MESSAGE_PATH.findall(flow.condition)
+        if self._message_paths is not None:
+            if re.search(r"\bmessage\b(?!\.[a-z_])", flow.condition):
+                self._message_paths = None  # the whole message is used: hand it all over
+            else:
+                self._message_paths.update(p.removeprefix("message.") for p in paths)
+        uses_recipient = "recipient" in flow.program.variables()
+        self._per_recipient[id(flow)] = uses_recipient
+        if not uses_recipient:
+            return
+        for party_id in flow.recipients:
+            party = self.policies.parties[party_id].as_cel()
+            folded = _RECIPIENT_ATTR.sub(_literal(party), flow.condition)
+            try:
+                program = cel.compile(folded)
+            except ValueError:  # pragma: no cover - the original compiled, so this does too
+                continue
+            if "recipient" not in program.variables():
+                self._programs[(id(flow), party_id)] = program
 
     def decide(
         self,
@@ -275,18 +316,13 @@ class IsaEngine:
             )
         considered: list[Consideration] = []
         applicable: list[tuple[Agreement, Flow]] = []
+        # Flows for purposes that were not asked for are left out of the explanation: the
+        # sender chose the purposes. Only when none matches is that the refusal.
+        on_purpose = 0
         for agreement, flow in candidates:
             if wanted is not None and flow.purpose not in wanted:
-                considered.append(
-                    _consider(
-                        agreement,
-                        flow,
-                        None,
-                        "purpose_not_requested",
-                        f"flow is for {flow.purpose}",
-                    )
-                )
                 continue
+            on_purpose += 1
             reason = agreement.not_in_force_reason(today)
             if reason:
                 considered.append(_consider(agreement, flow, None, "not_in_force", reason))
@@ -294,7 +330,7 @@ class IsaEngine:
             applicable.append((agreement, flow))
         if not applicable:
             rules = [c.to_dict() for c in considered]
-            if wanted is not None and all(c.outcome == "purpose_not_requested" for c in considered):
+            if on_purpose == 0 and wanted is not None:
                 agreed = ", ".join(sorted({f.purpose for _, f in candidates}))
                 raise SharingRefused(
                     f"purpose(s) {', '.join(sorted(wanted))} not covered for {sender!r} sending "
@@ -309,13 +345,11 @@ class IsaEngine:
                 rules=rules,
             )
         shares = self._shares(sender, message_type, applicable, payload or {}, considered)
-        recipients = tuple(
-            RecipientDecision(p, tuple(s.grants), tuple(s.blocks))
-            for p, s in sorted(shares.items())
-            if _allowed_after_blocks(s)
-        )
+        kept: list[RecipientDecision] = []
         for party, s in sorted(shares.items()):
-            if not _allowed_after_blocks(s):
+            if not s.blocks or _allowed_after_blocks(s):
+                kept.append(RecipientDecision(party, tuple(s.grants), tuple(s.blocks)))
+            else:
                 considered.append(
                     Consideration(
                         s.grants[0].agreement_id,
@@ -326,6 +360,7 @@ class IsaEngine:
                         "prohibitions or hard blocks remove every permitted field",
                     )
                 )
+        recipients = tuple(kept)
         if not recipients:
             raise SharingRefused(
                 f"no recipient is entitled to this {message_type} from {sender!r} "
@@ -352,6 +387,13 @@ class IsaEngine:
             tuple(sorted(wanted)) if wanted else (),
         )
 
+    def _condition_view(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Only the fields the conditions name (handing values to CEL costs microseconds
+        each, far more than evaluating the condition)."""
+        if self._message_paths is None:
+            return dict(payload)
+        return project(payload, self._message_paths)
+
     def _shares(
         self,
         sender: str,
@@ -362,38 +404,36 @@ class IsaEngine:
     ) -> dict[str, _Share]:
         parties = self.policies.parties
         context: cel.Context | None = None
+        results: dict[tuple[str, str | None], str | None] = {}  # None: true; else why not
         shares: dict[str, _Share] = {}
         for agreement, flow in applicable:
             for party in sorted(flow.recipients - {sender}):
-                if flow.program is not None:
-                    if context is None:
-                        context = cel.Context(
-                            {"message": dict(payload), "sender": parties[sender].as_cel()}
-                        )
-                    context.add_variable("recipient", parties[party].as_cel())
-                    try:
-                        ok = flow.program.execute(context) is True
-                    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-                        considered.append(
-                            _consider(
-                                agreement,
-                                flow,
-                                party,
-                                "condition_error",
-                                f"{flow.condition}: {type(e).__name__} {e}",
+                if flow.program is not None and flow.condition is not None:
+                    key = (flow.condition, party if self._per_recipient[id(flow)] else None)
+                    if key not in results:
+                        if context is None:
+                            context = cel.Context(
+                                {
+                                    "message": self._condition_view(payload),
+                                    "sender": parties[sender].as_cel(),
+                                }
                             )
+                        program = self._programs.get((id(flow), party), flow.program)
+                        recipient = (
+                            parties[party].as_cel()
+                            if program is flow.program and self._per_recipient[id(flow)]
+                            else None
                         )
-                        continue
-                    if not ok:
-                        considered.append(
-                            _consider(
-                                agreement,
-                                flow,
-                                party,
-                                "condition_false",
-                                f"condition is false: {flow.condition}",
-                            )
+                        results[key] = _evaluate(program, context, recipient)
+                    failed = results[key]
+                    if failed is not None:
+                        outcome = "condition_false" if failed == "" else "condition_error"
+                        detail = (
+                            f"condition is false: {flow.condition}"
+                            if failed == ""
+                            else f"{flow.condition}: {failed}"
                         )
+                        considered.append(_consider(agreement, flow, party, outcome, detail))
                         continue
                 share = shares.setdefault(party, _Share())
                 share.grants.append(
@@ -402,7 +442,7 @@ class IsaEngine:
                         agreement.version,
                         flow.id,
                         flow.purpose,
-                        tuple(sorted(flow.fields)),
+                        self._sorted_fields[id(flow)],
                     )
                 )
                 if flow.prohibited:
@@ -509,6 +549,26 @@ def _has_unblocked(allowed: Iterable[str], blocked: Iterable[str]) -> bool:
 def _covers_strict(blocked: set[str], path: str) -> bool:
     """True when ``path`` lies entirely inside a blocked path."""
     return any(path == b or path.startswith(b + ".") for b in blocked)
+
+
+def _literal(values: dict[str, Any]) -> Callable[[re.Match[str]], str]:
+    """Replace ``recipient.<attr>`` by the attribute's value as a CEL string literal."""
+
+    def replace(match: re.Match[str]) -> str:
+        return json.dumps(values[match.group(1)])
+
+    return replace
+
+
+def _evaluate(program: Any, context: cel.Context, recipient: dict[str, Any] | None) -> str | None:
+    """None when the condition holds; "" when it is false; else why it could not be
+    evaluated (an error counts as false: fail closed)."""
+    if recipient is not None:
+        context.add_variable("recipient", recipient)
+    try:
+        return None if program.execute(context) is True else ""
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        return f"{type(e).__name__} {e}"
 
 
 def _consider(

@@ -8,6 +8,8 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
@@ -41,14 +43,24 @@ def field_paths(model: type[BaseModel], prefix: str = "") -> dict[str, bool]:
     return paths
 
 
-def _covered(path: str, allowed: frozenset[str]) -> bool:
-    parts = path.split(".")
-    return any(".".join(parts[: i + 1]) in allowed for i in range(len(parts)))
+@dataclass
+class _Node:
+    allowed: bool = False
+    blocked: bool = False
+    children: dict[str, _Node] = field(default_factory=dict)
 
 
-def _leads_to_allowed(path: str, allowed: frozenset[str]) -> bool:
-    prefix = path + "."
-    return any(a.startswith(prefix) for a in allowed)
+@lru_cache(maxsize=4096)
+def _plan(allowed: frozenset[str], blocked: frozenset[str]) -> _Node:
+    """The allowed and blocked paths as a trie, built once per distinct pair of sets."""
+    root = _Node()
+    for paths, attr in ((allowed, "allowed"), (blocked, "blocked")):
+        for path in paths:
+            node = root
+            for part in path.split("."):
+                node = node.children.setdefault(part, _Node())
+            setattr(node, attr, True)
+    return root
 
 
 def project(
@@ -56,28 +68,28 @@ def project(
 ) -> dict[str, Any]:
     """The part of ``payload`` that the ``allowed`` paths cover, less everything under a
     ``blocked`` path (blocks always win), and nothing else."""
-    allowed_set = frozenset(allowed)
-    blocked_set = frozenset(blocked)
+    plan = _plan(frozenset(allowed), frozenset(blocked))
 
-    def walk(node: Mapping[str, Any], prefix: str, inherited: bool) -> dict[str, Any]:
+    def walk(node: Mapping[str, Any], at: _Node, inherited: bool) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in node.items():
-            path = f"{prefix}{key}"
-            if _covered(path, blocked_set):
+            child = at.children.get(key)
+            if child is None:
+                if inherited:
+                    out[key] = value
                 continue
-            covered = inherited or path in allowed_set
-            if isinstance(value, Mapping) and (
-                _leads_to_allowed(path, blocked_set)
-                or (not covered and _leads_to_allowed(path, allowed_set))
-            ):
-                sub = walk(value, path + ".", covered)
+            if child.blocked:
+                continue
+            covered = inherited or child.allowed
+            if child.children and isinstance(value, Mapping):
+                sub = walk(value, child, covered)
                 if sub:
                     out[key] = sub
             elif covered:
                 out[key] = value
         return out
 
-    return walk(payload, "", False)
+    return walk(payload, plan, False)
 
 
 def leaf_paths(payload: Mapping[str, Any], prefix: str = "") -> list[str]:
