@@ -74,17 +74,26 @@ TARGET_RATIO = 20.0
 # --- synthetic policy sets ------------------------------------------------------------------
 
 
-def make_parties() -> dict[str, Party]:
+def make_parties(count: int = N_PARTIES) -> dict[str, Party]:
     return {
-        f"p{i:02d}": Party(
-            id=f"p{i:02d}",
+        f"p{i:04d}": Party(
+            id=f"p{i:04d}",
             name=f"Synthetic party {i}",
             kind=KINDS[i % len(KINDS)],
             area=f"Area-{i % 5}",
             competent_authority=i % 3 == 0,
         )
-        for i in range(N_PARTIES)
+        for i in range(count)
     }
+
+
+def parties_for(n_agreements: int, sparse: bool) -> int:
+    """Dense: the same 50 parties whatever the number of agreements, so a sender is in ever
+    more flows. Sparse: the partnership grows by adding agencies, each party in about three
+    agreements, as when more boroughs and services sign their own agreements."""
+    if not sparse:
+        return N_PARTIES
+    return max(N_PARTIES, n_agreements * PARTIES_PER_AGREEMENT // 3)
 
 
 def make_policies(n_agreements: int, parties: dict[str, Party]) -> PolicySet:
@@ -360,21 +369,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="200 iterations per size, not 2,000")
     ap.add_argument("--profile", action="store_true", help="cProfile the largest size")
+    ap.add_argument(
+        "--sparse",
+        action="store_true",
+        help="parties grow with agreements (each in about three), not a fixed 50",
+    )
     args = ap.parse_args()
     iterations = 200 if args.quick else 2_000
     cedar_budget_s = 3.0 if args.quick else 20.0
 
-    parties = make_parties()
     payload = release_notice(TODAY)
+    mode = "sparse: parties grow with agreements" if args.sparse else f"dense: {N_PARTIES} parties"
     print(
         f"isa_decisions: {dt.date.today()}, Python {platform.python_version()}, "
         f"cedarpy {version('cedarpy')}, "
-        f"{N_PARTIES} parties, {FLOWS_PER_AGREEMENT} flows per agreement, "
+        f"{mode}, {FLOWS_PER_AGREEMENT} flows per agreement, "
         f"{iterations} iterations per measure, payload: release notice"
     )
     started = time.perf_counter()
     rows = []
     for n in SIZES:
+        parties = make_parties(parties_for(n, args.sparse))
         row = run_size(
             n, parties, payload, iterations, cedar_budget_s, args.profile and n == SIZES[-1]
         )

@@ -72,16 +72,19 @@ def project(
 
     def walk(node: Mapping[str, Any], at: _Node, inherited: bool) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for key, value in node.items():
+        if inherited:  # everything here is shared, except what a child node blocks
+            items: Iterable[tuple[str, Any]] = node.items()
+        else:  # only what the plan names can be shared: visit those keys alone
+            items = ((k, node[k]) for k in at.children if k in node)
+        for key, value in items:
             child = at.children.get(key)
             if child is None:
-                if inherited:
-                    out[key] = value
+                out[key] = value  # reached only when inherited
                 continue
             if child.blocked:
                 continue
             covered = inherited or child.allowed
-            if child.children and isinstance(value, Mapping):
+            if child.children and isinstance(value, dict | Mapping):
                 sub = walk(value, child, covered)
                 if sub:
                     out[key] = sub
