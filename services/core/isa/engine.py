@@ -32,10 +32,15 @@ from typing import Any
 import cel
 
 from ..errors import SharingRefused
-from ..messages.fields import leaf_paths, project
+from ..messages import MESSAGE_TYPES
+from ..messages.fields import leaf_paths, projector
 from .model import Agreement, Flow, HardBlock, PolicySet
 
 _MESSAGE_PATH = re.compile(r"\bmessage(?:\.[a-z_]+)+")
+_MEMO_SIZE = 65_536
+_PLANS_SIZE = 16_384
+_OUTCOMES_SIZE = 256
+_UNKNOWN = object()
 _RECIPIENT_ATTR = re.compile(r"\brecipient\.(id|kind|area)\b")
 
 
@@ -139,8 +144,12 @@ class RecipientDecision:
     def blocked(self) -> frozenset[str]:
         return frozenset(f for b in self.blocks for f in b.fields)
 
+    @cached_property
+    def _projector(self) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+        return projector(self.allowed, self.blocked)
+
     def project(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        return project(payload, self.allowed, self.blocked)
+        return self._projector(payload)
 
     def disclosed(self, payload: Mapping[str, Any]) -> list[str]:
         return leaf_paths(self.project(payload))
@@ -229,6 +238,21 @@ class _Share:
     blocks: list[Block] = field(default_factory=list)
 
 
+@dataclass
+class _Plan:
+    """A compiled decision for (sender, message type, purposes, day)."""
+
+    applicable: list[tuple[Agreement, Flow]]
+    considered: tuple[Consideration, ...]
+    warnings: tuple[str, ...]
+    checks: tuple[tuple[str, str | None], ...]
+    programs: dict[tuple[str, str | None], tuple[Any, dict[str, Any] | None]]
+    outcomes: dict[
+        tuple[str | None, ...],
+        tuple[tuple[RecipientDecision, ...], tuple[Consideration, ...]],
+    ] = field(default_factory=dict)
+
+
 class IsaEngine:
     """Decides shares against one immutable :class:`PolicySet`. Swap the engine to reload."""
 
@@ -236,30 +260,60 @@ class IsaEngine:
         self.policies = policies
         self._index: dict[tuple[str, str], list[tuple[Agreement, Flow]]] = {}
         self._typed: set[str] = set()
-        # per flow, computed once: its fields sorted for grants, and whether its condition
-        # depends on the recipient (if not, it is evaluated once per decision, not per party)
-        self._sorted_fields: dict[int, tuple[str, ...]] = {}
+        # per flow, computed once: the grant and prohibition it yields, and whether its
+        # condition depends on the recipient (if not, it is evaluated once per decision)
+        self._grant: dict[int, Grant] = {}
+        self._prohibition: dict[int, Block] = {}
         self._per_recipient: dict[int, bool] = {}
         self._programs: dict[tuple[int, str], Any] = {}
         self._message_paths: set[str] | None = set()
+        # Condition outcomes by (condition, recipient or None, the fields it reads): CEL is
+        # pure, and handing values to it costs far more than looking the answer up.
+        self._memo: dict[tuple[str, str | None, Any], str | None] = {}
+        # Compiled decisions by (sender, message type, purposes, day), each with its outcomes
+        # by the vector of condition results. The policy set is immutable, so they stay true.
+        self._plans: dict[tuple[str, str, frozenset[str] | None, dt.date], _Plan] = {}
         self._members: dict[str, set[str]] = {}
         for agreement in policies.agreements:
             for flow in agreement.flows:
-                self._sorted_fields[id(flow)] = tuple(sorted(flow.fields))
+                self._grant[id(flow)] = Grant(
+                    agreement.id,
+                    agreement.version,
+                    flow.id,
+                    flow.purpose,
+                    tuple(sorted(flow.fields)),
+                )
+                if flow.prohibited:
+                    self._prohibition[id(flow)] = Block(
+                        agreement.id,
+                        agreement.version,
+                        flow.id,
+                        "prohibited",
+                        tuple(sorted(flow.prohibited)),
+                        "prohibited by the flow",
+                    )
                 self._prepare_condition(agreement, flow)
                 for mt in flow.message_types:
                     self._typed.add(mt)
                     self._members.setdefault(mt, set()).update(agreement.parties)
                     for sender in flow.senders:
                         self._index.setdefault((sender, mt), []).append((agreement, flow))
+        self._view_paths = sorted(
+            p
+            for p in (self._message_paths or ())
+            if not any(p.startswith(q + ".") for q in (self._message_paths or ()))
+        )
         # hard blocks indexed by the party they protect data from
-        self._blocks: dict[str, list[tuple[Agreement, HardBlock]]] = {}
+        self._blocks: dict[str, list[tuple[HardBlock, Block]]] = {}
         for a in policies.agreements:
             if a.status == "draft":
                 continue
             for b in a.hard_blocks:
+                record = Block(
+                    a.id, a.version, b.id, "hard_block", tuple(sorted(b.fields)), b.reason
+                )
                 for party in b.parties:
-                    self._blocks.setdefault(party, []).append((a, b))
+                    self._blocks.setdefault(party, []).append((b, record))
 
     def _prepare_condition(self, agreement: Agreement, flow: Flow) -> None:
         """Compile-time work on a flow's condition, so that a decision evaluates it cheaply:
@@ -298,6 +352,44 @@ class IsaEngine:
     ) -> Decision:
         today = now.date()
         wanted = frozenset(purposes) if purposes else None
+        key = (sender, message_type, wanted, today)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plan(sender, message_type, wanted, today)  # raises refusals
+            if len(self._plans) >= _PLANS_SIZE:
+                self._plans.clear()
+            self._plans[key] = plan
+        results = self._condition_results(plan, sender, payload or {})
+        vector = tuple(results[k] for k in plan.checks)
+        outcome = plan.outcomes.get(vector)
+        if outcome is None:
+            outcome = self._outcome(plan, sender, message_type, results)
+            if len(plan.outcomes) >= _OUTCOMES_SIZE:
+                plan.outcomes.clear()
+            plan.outcomes[vector] = outcome
+        recipients, considered = outcome
+        if not recipients:
+            raise SharingRefused(
+                f"no recipient is entitled to this {message_type} from {sender!r} "
+                "(conditions or blocks exclude every recipient)",
+                reason="no_recipient",
+                rules=[c.to_dict() for c in considered],
+            )
+        return Decision(
+            sender,
+            message_type,
+            now,
+            recipients,
+            considered,
+            plan.warnings,
+            tuple(sorted(wanted)) if wanted else (),
+        )
+
+    def _plan(
+        self, sender: str, message_type: str, wanted: frozenset[str] | None, today: dt.date
+    ) -> _Plan:
+        """What does not depend on the message: the flows that apply on ``today`` for these
+        purposes, the ones that do not and why, and the conditions left to evaluate."""
         candidates = self._index.get((sender, message_type), [])
         if not candidates:
             if message_type not in self._typed:
@@ -344,30 +436,20 @@ class IsaEngine:
                 reason="agreement_not_in_force",
                 rules=rules,
             )
-        shares = self._shares(sender, message_type, applicable, payload or {}, considered)
-        kept: list[RecipientDecision] = []
-        for party, s in sorted(shares.items()):
-            if not s.blocks or _allowed_after_blocks(s):
-                kept.append(RecipientDecision(party, tuple(s.grants), tuple(s.blocks)))
-            else:
-                considered.append(
-                    Consideration(
-                        s.grants[0].agreement_id,
-                        s.grants[0].agreement_version,
-                        s.grants[0].flow_id,
-                        party,
-                        "all_fields_blocked",
-                        "prohibitions or hard blocks remove every permitted field",
+        checks: dict[tuple[str, str | None], tuple[Any, dict[str, Any] | None]] = {}
+        for _, flow in applicable:
+            if flow.program is None or flow.condition is None:
+                continue
+            for party in sorted(flow.recipients - {sender}):
+                per_party = self._per_recipient[id(flow)]
+                ck = (flow.condition, party if per_party else None)
+                if ck not in checks:
+                    program = self._programs.get((id(flow), party), flow.program)
+                    needs_var = program is flow.program and per_party
+                    checks[ck] = (
+                        program,
+                        self.policies.parties[party].as_cel() if needs_var else None,
                     )
-                )
-        recipients = tuple(kept)
-        if not recipients:
-            raise SharingRefused(
-                f"no recipient is entitled to this {message_type} from {sender!r} "
-                "(conditions or blocks exclude every recipient)",
-                reason="no_recipient",
-                rules=[c.to_dict() for c in considered],
-            )
         warnings = tuple(
             sorted(
                 {
@@ -377,55 +459,50 @@ class IsaEngine:
                 }
             )
         )
-        return Decision(
-            sender,
-            message_type,
-            now,
-            recipients,
-            tuple(considered),
-            warnings,
-            tuple(sorted(wanted)) if wanted else (),
-        )
+        return _Plan(applicable, tuple(considered), warnings, tuple(checks), checks)
 
-    def _condition_view(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        """Only the fields the conditions name (handing values to CEL costs microseconds
-        each, far more than evaluating the condition)."""
-        if self._message_paths is None:
-            return dict(payload)
-        return project(payload, self._message_paths)
+    def _condition_results(
+        self, plan: _Plan, sender: str, payload: Mapping[str, Any]
+    ) -> dict[tuple[str, str | None], str | None]:
+        """Each condition's outcome for this message: None when it holds, "" when false,
+        else why it could not be evaluated."""
+        results: dict[tuple[str, str | None], str | None] = {}
+        if not plan.checks:
+            return results
+        view = self._condition_view(payload)
+        view_key = (sender, _frozen(view))
+        context: cel.Context | None = None
+        for ck in plan.checks:
+            memo_key = (*ck, view_key)
+            found = self._memo.get(memo_key, _UNKNOWN)
+            if found is _UNKNOWN:
+                if context is None:
+                    context = cel.Context(
+                        {"message": view, "sender": self.policies.parties[sender].as_cel()}
+                    )
+                program, recipient = plan.programs[ck]
+                found = _evaluate(program, context, recipient)
+                if len(self._memo) >= _MEMO_SIZE:
+                    self._memo.clear()
+                self._memo[memo_key] = found
+            results[ck] = found  # type: ignore[assignment]
+        return results
 
-    def _shares(
+    def _outcome(
         self,
+        plan: _Plan,
         sender: str,
         message_type: str,
-        applicable: list[tuple[Agreement, Flow]],
-        payload: Mapping[str, Any],
-        considered: list[Consideration],
-    ) -> dict[str, _Share]:
-        parties = self.policies.parties
-        context: cel.Context | None = None
-        results: dict[tuple[str, str | None], str | None] = {}  # None: true; else why not
+        results: dict[tuple[str, str | None], str | None],
+    ) -> tuple[tuple[RecipientDecision, ...], tuple[Consideration, ...]]:
+        """Recipients and explanations for one combination of condition outcomes."""
+        considered = list(plan.considered)
         shares: dict[str, _Share] = {}
-        for agreement, flow in applicable:
+        for agreement, flow in plan.applicable:
+            per_party = self._per_recipient[id(flow)]
             for party in sorted(flow.recipients - {sender}):
                 if flow.program is not None and flow.condition is not None:
-                    key = (flow.condition, party if self._per_recipient[id(flow)] else None)
-                    if key not in results:
-                        if context is None:
-                            context = cel.Context(
-                                {
-                                    "message": self._condition_view(payload),
-                                    "sender": parties[sender].as_cel(),
-                                }
-                            )
-                        program = self._programs.get((id(flow), party), flow.program)
-                        recipient = (
-                            parties[party].as_cel()
-                            if program is flow.program and self._per_recipient[id(flow)]
-                            else None
-                        )
-                        results[key] = _evaluate(program, context, recipient)
-                    failed = results[key]
+                    failed = results[(flow.condition, party if per_party else None)]
                     if failed is not None:
                         outcome = "condition_false" if failed == "" else "condition_error"
                         detail = (
@@ -436,40 +513,53 @@ class IsaEngine:
                         considered.append(_consider(agreement, flow, party, outcome, detail))
                         continue
                 share = shares.setdefault(party, _Share())
-                share.grants.append(
-                    Grant(
-                        agreement.id,
-                        agreement.version,
-                        flow.id,
-                        flow.purpose,
-                        self._sorted_fields[id(flow)],
+                share.grants.append(self._grant[id(flow)])
+                if flow.prohibited:
+                    share.blocks.append(self._prohibition[id(flow)])
+        for party, share in shares.items():
+            for block, record in self._blocks.get(party, ()):
+                if block.applies(party, message_type):
+                    share.blocks.append(record)
+        kept: list[RecipientDecision] = []
+        for party, sh in sorted(shares.items()):
+            if not sh.blocks or _allowed_after_blocks(sh, message_type):
+                kept.append(RecipientDecision(party, tuple(sh.grants), tuple(sh.blocks)))
+            else:
+                first = sh.grants[0]
+                considered.append(
+                    Consideration(
+                        first.agreement_id,
+                        first.agreement_version,
+                        first.flow_id,
+                        party,
+                        "all_fields_blocked",
+                        "prohibitions or hard blocks remove every permitted field",
                     )
                 )
-                if flow.prohibited:
-                    share.blocks.append(
-                        Block(
-                            agreement.id,
-                            agreement.version,
-                            flow.id,
-                            "prohibited",
-                            tuple(sorted(flow.prohibited)),
-                            "prohibited by the flow",
-                        )
-                    )
-        for party, share in shares.items():
-            for agreement, block in self._blocks.get(party, ()):
-                if block.applies(party, message_type):
-                    share.blocks.append(
-                        Block(
-                            agreement.id,
-                            agreement.version,
-                            block.id,
-                            "hard_block",
-                            tuple(sorted(block.fields)),
-                            block.reason,
-                        )
-                    )
-        return shares
+        return tuple(kept), tuple(considered)
+
+    def _condition_view(self, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """Only the fields the conditions name, with the objects that hold them, so that
+        ``has(message.risk.mappa)`` sees ``risk`` even when ``mappa`` is absent. (Handing
+        values to CEL costs microseconds each, far more than evaluating a condition.)"""
+        if self._message_paths is None:
+            return dict(payload)
+        view: dict[str, Any] = {}
+        for path in self._view_paths:
+            src: Any = payload
+            dst = parent_dst = view
+            parts = path.split(".")
+            for i, part in enumerate(parts):
+                if part not in src:
+                    if i > 0:  # e.g. has(message.risk.mappa), risk.all(...): the whole object
+                        parent_dst[parts[i - 1]] = dict(src)
+                    break
+                value = src[part]
+                if i == len(parts) - 1 or not isinstance(value, Mapping):
+                    dst[part] = value
+                    break
+                parent_dst, dst, src = dst, dst.setdefault(part, {}), value
+        return view
 
     def recheck(
         self, decision: Decision, now: dt.datetime, payload: Mapping[str, Any]
@@ -489,7 +579,7 @@ class IsaEngine:
         for rd in decision.recipients:
             now_rd = current.recipient(rd.party)
             if now_rd is None:
-                why = [c.detail for c in current.considered if c.recipient in (rd.party, None)]
+                why = [c.detail for c in current.considered if self._concerns(c, rd.party)]
                 out[rd.party] = (
                     "; ".join(why) or f"no agreement in force now shares with {rd.party}"
                 )
@@ -506,13 +596,22 @@ class IsaEngine:
                     f"to {rd.party}"
                 )
                 continue
-            narrowed = RecipientDecision(rd.party, grants, now_rd.blocks + rd.blocks)
+            blocks = tuple(dict.fromkeys(now_rd.blocks + rd.blocks))  # each rule once
+            narrowed = RecipientDecision(rd.party, grants, blocks)
             out[rd.party] = (
                 narrowed
-                if _has_unblocked(narrowed.allowed, narrowed.blocked)
+                if _has_unblocked(narrowed.allowed, narrowed.blocked, decision.message_type)
                 else f"every field for {rd.party} is now blocked"
             )
         return out
+
+    def _concerns(self, c: Consideration, party: str) -> bool:
+        """Whether a flow that did not apply could have shared with ``party``."""
+        if c.recipient is not None:
+            return c.recipient == party
+        agreement = self.policies.agreement(c.agreement_id)
+        flow = next((f for f in agreement.flows if f.id == c.flow_id), None) if agreement else None
+        return flow is not None and party in flow.recipients
 
 
 def narrow(granted: Iterable[str], allowed: Iterable[str]) -> tuple[str, ...]:
@@ -533,22 +632,39 @@ def _covers(paths: Iterable[str], leaf: str) -> bool:
     return any(leaf == p or leaf.startswith(p + ".") or p.startswith(leaf + ".") for p in paths)
 
 
-def _allowed_after_blocks(share: _Share) -> bool:
+def _allowed_after_blocks(share: _Share, message_type: str) -> bool:
     return _has_unblocked(
-        {f for g in share.grants for f in g.fields}, {f for b in share.blocks for f in b.fields}
+        {f for g in share.grants for f in g.fields},
+        {f for b in share.blocks for f in b.fields},
+        message_type,
     )
 
 
-def _has_unblocked(allowed: Iterable[str], blocked: Iterable[str]) -> bool:
-    """Whether some allowed path is not wholly inside a blocked one. (An allowed ``person``
-    with a blocked ``person.date_of_birth`` still discloses the rest of ``person``.)"""
+def _has_unblocked(allowed: Iterable[str], blocked: Iterable[str], message_type: str) -> bool:
+    """Whether some field of the message type that an allowed path covers is not blocked.
+    (An allowed ``person`` with a blocked ``person.date_of_birth`` still discloses the rest
+    of ``person``; an allowed object whose every field is blocked discloses nothing.)"""
     blocked_set = set(blocked)
-    return any(not _covers_strict(blocked_set, a) for a in allowed)
+    leaves = MESSAGE_TYPES[message_type].leaves
+    for path in allowed:
+        below = [leaf for leaf in leaves if leaf == path or leaf.startswith(path + ".")]
+        if any(not _covers_strict(blocked_set, leaf) for leaf in below or [path]):
+            return True
+    return False
 
 
 def _covers_strict(blocked: set[str], path: str) -> bool:
     """True when ``path`` lies entirely inside a blocked path."""
     return any(path == b or path.startswith(b + ".") for b in blocked)
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable copy of a JSON value, to key condition outcomes on the fields read."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return ("__list__", *(_frozen(v) for v in value))
+    return (type(value).__name__, value)
 
 
 def _literal(values: dict[str, Any]) -> Callable[[re.Match[str]], str]:
@@ -567,7 +683,7 @@ def _evaluate(program: Any, context: cel.Context, recipient: dict[str, Any] | No
         context.add_variable("recipient", recipient)
     try:
         return None if program.execute(context) is True else ""
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+    except Exception as e:  # noqa: BLE001 - any failure to evaluate counts as false
         return f"{type(e).__name__} {e}"
 
 

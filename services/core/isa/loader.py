@@ -213,7 +213,13 @@ def _expand_blocked(refs: list[str], parties: dict[str, Party], where: str) -> f
     out: set[str] = set()
     for ref in refs:
         if ref.startswith("kind:"):
-            out |= {p.id for p in parties.values() if p.kind == ref.removeprefix("kind:")}
+            kind = ref.removeprefix("kind:")
+            matched = {p.id for p in parties.values() if p.kind == kind}
+            if not matched:
+                raise AgreementFileInvalid(
+                    f"{where}: /never_to names {ref!r}, but no registered party is of that kind"
+                )
+            out |= matched
         elif ref in parties:
             out.add(ref)
         else:

@@ -24,6 +24,11 @@ class MessageType:
     paths: dict[str, bool] = field(default_factory=dict)
 
     @property
+    def leaves(self) -> tuple[str, ...]:
+        """Every path that names a value rather than an object."""
+        return tuple(p for p, leaf in self.paths.items() if leaf)
+
+    @property
     def ce_type(self) -> str:
         return f"{CE_TYPE_PREFIX}{self.name}.v{self.version}"
 

@@ -196,15 +196,16 @@ def test_demo_refusals(demo: IsaEngine) -> None:
     assert err.detail == (
         "no agreement in force permits this share: ISA-WS-003 v1.0 expired on 2022-12-31"
     )
-    # The refusal carries every flow considered: the lapsed one and those not asked for.
+    # The refusal carries the rules considered: the lapsed flow (flows for purposes not
+    # asked for may be listed as purpose_not_requested, or left out).
     assert {"agreement": "ISA-WS-003", "version": "1.0", "flow": "release-to-youth-justice",
             "recipient": None, "outcome": "not_in_force",
             "detail": "ISA-WS-003 v1.0 expired on 2022-12-31"} in err.extra["rules"]
-    assert {r["outcome"] for r in err.extra["rules"] if r["agreement"] != "ISA-WS-003"} == {
+    assert {r["outcome"] for r in err.extra["rules"] if r["agreement"] != "ISA-WS-003"} <= {
         "purpose_not_requested"
     }
     err = refusal(demo, PRISON, "release-notice", purposes=["marketing"])
-    assert {r["outcome"] for r in err.extra["rules"]} == {"purpose_not_requested"}
+    assert {r["outcome"] for r in err.extra["rules"]} <= {"purpose_not_requested"}
 
 
 def test_after_every_demo_agreement_has_expired(demo: IsaEngine) -> None:
@@ -477,9 +478,7 @@ def test_recheck_withholds_when_an_agreement_is_suspended(
     assert eb2 is not None
     engine = IsaEngine(with_agreement(demo_policies, dataclasses.replace(eb2, status="suspended")))
     current = engine.recheck(decision, NOW, payload)
-    withheld = current[VAWG]
-    assert isinstance(withheld, str)
-    assert "ISA-EB-002 v1.0 is suspended" in withheld
+    assert current[VAWG] == "ISA-EB-002 v1.0 is suspended"
     assert isinstance(current[PDU], RecipientDecision)
     assert current[PDU] == decision.recipient(PDU)
 
@@ -494,16 +493,11 @@ def test_recheck_withholds_when_an_agreement_is_removed(
     assert all(isinstance(current[p], RecipientDecision) for p in set(RELEASE_TO) - {VAWG})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG services/core/isa/engine.py:447 recheck() explains a withheld recipient with "
-    "every recipient-less Consideration (c.recipient is None), including not_in_force flows "
-    "of agreements that never named that recipient: VAWG is told 'ISA-WS-003 v1.0 expired "
-    "on 2022-12-31' instead of 'no agreement in force now shares with eastborough-vawg'",
-)
 def test_recheck_reason_names_no_agreement_that_never_concerned_the_recipient(
     demo_policies: PolicySet, decision: Decision, payload: dict[str, Any]
 ) -> None:
+    # Regression: the reason once listed every flow not in force (here the lapsed
+    # ISA-WS-003, which never named VAWG).
     engine = IsaEngine(without_agreement(demo_policies, "ISA-EB-002"))
     withheld = engine.recheck(decision, NOW, payload)[VAWG]
     assert isinstance(withheld, str)
@@ -515,9 +509,7 @@ def test_recheck_withholds_after_expiry(
     demo: IsaEngine, decision: Decision, payload: dict[str, Any]
 ) -> None:
     current = demo.recheck(decision, dt.datetime(2027, 9, 1, tzinfo=dt.UTC), payload)
-    withheld = current[VAWG]
-    assert isinstance(withheld, str)
-    assert "ISA-EB-002 v1.0 expired on 2027-08-31" in withheld
+    assert current[VAWG] == "ISA-EB-002 v1.0 expired on 2027-08-31"
     assert isinstance(current[HOUSING], RecipientDecision)
 
 
@@ -544,8 +536,7 @@ def test_recheck_withholds_when_the_flow_is_gone(
     )
     engine = IsaEngine(with_agreement(demo_policies, no_housing_flow))
     current = engine.recheck(decision, NOW, payload)
-    assert isinstance(current[HOUSING], str)
-    assert current[HOUSING]
+    assert current[HOUSING] == "no agreement in force now shares with eastborough-housing"
     assert isinstance(current[PDU], RecipientDecision)
 
 
@@ -556,7 +547,7 @@ def test_recheck_withholds_when_the_recipient_is_dropped_from_the_flow(
     assert eb1 is not None
     moved = replace_flow(eb1, "release-to-iom", recipients=frozenset({PDU}))
     current = IsaEngine(with_agreement(demo_policies, moved)).recheck(decision, NOW, payload)
-    assert isinstance(current[IOM], str)
+    assert current[IOM] == "no agreement in force now shares with eastborough-police-iom"
     # PDU was not granted the IOM flow's fields before, so its share does not grow.
     pdu, stored_pdu = current[PDU], decision.recipient(PDU)
     assert isinstance(pdu, RecipientDecision) and stored_pdu is not None
@@ -795,7 +786,7 @@ def _in_force(a: Agreement) -> bool:
     return a.status == "active" and a.effective_from <= TODAY <= a.expires_on
 
 
-@settings(max_examples=250, deadline=None, database=None, derandomize=True)
+@settings(max_examples=200, deadline=None, database=None, derandomize=True)
 @given(
     specs=st.lists(AGREEMENTS, max_size=4),
     sender=st.sampled_from(PARTIES),

@@ -75,7 +75,27 @@ def test_demo_agreement_is_parsed_faithfully(demo_policies: PolicySet) -> None:
         "offender-management", "public-protection", "resettlement", "continuity-of-care",
         "dip-enforcement",
     }
-    assert eb1.lawful_basis[0] == "Crime and Disorder Act 1998 s115"
+    assert eb1.legal_gateways[0] == "Crime and Disorder Act 1998 s115"
+    assert eb1.type == "information-sharing-protocol"
+    assert eb1.supersedes is None
+    assert eb1.data_subjects == ("people in custody or on licence",
+                                 "people tested positive on arrest")
+    assert eb1.data_items["licence-recall"] == {
+        "person": "personal", "recall": "personal", "risk": "personal",
+    }
+    assert [(r.id, r.role) for r in eb1.party_roles][:2] == [
+        ("hmp-northgate", "controller"), ("eastborough-pdu", "controller"),
+    ]
+    # competent_authority defaults to the register's value.
+    roles = {r.id: r.competent_authority for r in eb1.party_roles}
+    assert roles["eastborough-pdu"] is True
+    assert roles["eastborough-housing"] is False
+    assert eb1.signatories[0] == {
+        "party": "hmp-northgate", "role": "Governor", "signed_on": "2025-03-10",
+    }
+    assert (eb1.retention, eb1.hard_blocks, eb1.breach_contacts, eb1.dpia_reference) == (
+        {}, (), (), None,
+    )
     housing = next(f for f in eb1.flows if f.id == "release-to-housing")
     assert housing.senders == {"hmp-northgate"}
     assert housing.recipients == {"eastborough-housing"}
@@ -84,6 +104,11 @@ def test_demo_agreement_is_parsed_faithfully(demo_policies: PolicySet) -> None:
     assert "resettlement_needs.accommodation" in housing.fields
     assert "risk" not in housing.fields
     assert housing.description.startswith("Housing receives")
+    assert housing.legal_regime == {
+        "regime": "uk-gdpr", "article_6": "6(1)(e) public task",
+        "condition": "Art 10, DPA 2018 Sch 1 para 10",
+    }
+    assert (housing.prohibited, housing.condition, housing.program) == (frozenset(), None, None)
     recall = next(f for f in eb1.flows if f.id == "recall-to-police-and-prison")
     assert recall.recipients == {"eastborough-police-iom", "hmp-northgate"}
 
@@ -137,26 +162,121 @@ def _flow(doc: dict[str, Any], flow_id: str) -> dict[str, Any]:
     return next(f for f in doc["flows"] if f["id"] == flow_id)
 
 
+def _block(**changes: Any) -> dict[str, Any]:
+    block = {
+        "id": "no-address",
+        "fields": ["destination.address"],
+        "never_to": ["kind:vawg-service"],
+        "reason": "Victim services never receive the release address",
+    }
+    block.update(changes)
+    return block
+
+
 CASES = [
     pytest.param(
         EB2,
-        lambda d: d["parties"].append("eastborough-nobody"),
-        "ISA-EB-002.yaml: ISA-EB-002 /parties names unregistered ['eastborough-nobody']",
+        lambda d: d["parties"].append({"id": "eastborough-nobody", "role": "controller"}),
+        "ISA-EB-002.yaml: ISA-EB-002 /parties names 'eastborough-nobody', who is not in the "
+        "register",
         id="unknown-party",
     ),
     pytest.param(
         EB2,
+        lambda d: d["parties"].append({"id": "eastborough-vawg", "role": "processor"}),
+        "ISA-EB-002.yaml: ISA-EB-002 /parties lists 'eastborough-vawg' twice",
+        id="party-listed-twice",
+    ),
+    pytest.param(
+        EB2,
         lambda d: d["flows"][0]["to"].append("eastborough-pdu"),
-        "ISA-EB-002.yaml: ISA-EB-002 /flows/0 (perpetrator-release-alert): /to names "
-        "['eastborough-pdu'], who are not parties to the agreement",
+        "ISA-EB-002.yaml: ISA-EB-002 /flows/0 (perpetrator-release-alert) /to: "
+        "'eastborough-pdu' is not a party to the agreement",
         id="flow-recipient-not-in-agreement",
     ),
     pytest.param(
         EB2,
         lambda d: d["flows"][0].update({"from": ["eastborough-housing"]}),
-        "ISA-EB-002.yaml: ISA-EB-002 /flows/0 (perpetrator-release-alert): /from names "
-        "['eastborough-housing'], who are not parties to the agreement",
+        "ISA-EB-002.yaml: ISA-EB-002 /flows/0 (perpetrator-release-alert) /from: "
+        "'eastborough-housing' is not a party to the agreement",
         id="flow-sender-not-in-agreement",
+    ),
+    pytest.param(
+        EB2,
+        # the register has police, but none of them is a party to ISA-EB-002
+        lambda d: d["flows"][0].update({"to": ["kind:police"]}),
+        "ISA-EB-002.yaml: ISA-EB-002 /flows/0 (perpetrator-release-alert) /to: no party of "
+        "kind 'police' in the agreement",
+        id="flow-kind-with-no-party-in-agreement",
+    ),
+    pytest.param(
+        EB2,
+        lambda d: d["flows"][0].update({"prohibited_fields": ["destination.postcode"]}),
+        "ISA-EB-002.yaml: ISA-EB-002 /flows/0 (perpetrator-release-alert): release-notice "
+        "has no field(s) ['destination.postcode']",
+        id="unknown-prohibited-field",
+    ),
+    pytest.param(
+        EB2,
+        lambda d: d.update({"hard_blocks": [_block(never_to=["eastborough-nobody"])]}),
+        "ISA-EB-002.yaml: ISA-EB-002 /hard_blocks/0 (no-address): /never_to names "
+        "unregistered 'eastborough-nobody'",
+        id="hard-block-unregistered-party",
+    ),
+    pytest.param(
+        EB2,
+        lambda d: d.update({"hard_blocks": [_block(fields=["release.reason"])]}),
+        "ISA-EB-002.yaml: ISA-EB-002 /hard_blocks/0 (no-address): no message type has all "
+        "of ['release.reason']",
+        id="hard-block-field-in-no-message-type",
+    ),
+    pytest.param(
+        EB2,
+        lambda d: d.update({"hard_blocks": [
+            _block(fields=["recall"], message_types=["release-notice"])
+        ]}),
+        "ISA-EB-002.yaml: ISA-EB-002 /hard_blocks/0 (no-address): release-notice has no "
+        "field(s) ['recall']",
+        id="hard-block-field-missing-in-its-message-type",
+    ),
+    pytest.param(
+        EB2,
+        lambda d: d.update({"retention": [{"party": "eastborough-pdu", "period": "P1Y"}]}),
+        "ISA-EB-002.yaml: ISA-EB-002 /retention/0 names 'eastborough-pdu', who is not a party "
+        "to the agreement",
+        id="retention-party-not-in-agreement",
+    ),
+    pytest.param(
+        EB2,
+        lambda d: d["signatories"].append(
+            {"party": "eastborough-pdu", "role": "Head of PDU", "signed_on": "2025-08-21"}
+        ),
+        "ISA-EB-002.yaml: ISA-EB-002 /signatories/2 names 'eastborough-pdu', who is not a "
+        "party to the agreement",
+        id="signatory-not-in-agreement",
+    ),
+    pytest.param(
+        EB2,
+        lambda d: d.update({"breach_contacts": [
+            {"party": "eastborough-housing", "contact": "ig@council.example"}
+        ]}),
+        "ISA-EB-002.yaml: ISA-EB-002 /breach_contacts/0 names 'eastborough-housing', who is "
+        "not a party to the agreement",
+        id="breach-contact-not-in-agreement",
+    ),
+    pytest.param(
+        EB2,
+        lambda d: d["data_items"]["release-notice"].update({"release.reason": "personal"}),
+        "ISA-EB-002.yaml: ISA-EB-002 /data_items: release-notice has no field(s) "
+        "['release.reason']",
+        id="data-item-not-in-message-type",
+    ),
+    pytest.param(
+        EB2,
+        lambda d: d["data_items"].update({"licence-recall": {"destination": "personal"}}),
+        "ISA-EB-002.yaml: ISA-EB-002 /data_items: licence-recall has no field(s) "
+        "['destination']",
+        id="data-item-of-another-message-type",
     ),
     pytest.param(
         EB2,
@@ -223,15 +343,50 @@ SCHEMA_CASES = [
                  "/status: 'live' is not one of", id="bad-status"),
     pytest.param(lambda d: d.update({"version": 2.0}),
                  "/version: 2.0 is not of type 'string'", id="unquoted-version"),
-    pytest.param(lambda d: d.pop("lawful_basis"),
-                 "/: 'lawful_basis' is a required property", id="missing-lawful-basis"),
+    pytest.param(lambda d: d.pop("legal_gateways"),
+                 "/: 'legal_gateways' is a required property", id="missing-legal-gateways"),
+    pytest.param(lambda d: d.update({"lawful_basis": d.pop("legal_gateways")}),
+                 "Additional properties are not allowed ('lawful_basis' was unexpected)",
+                 id="v1-lawful-basis"),
+    pytest.param(lambda d: d.update({"parties": ["hmp-northgate", "eastborough-vawg"]}),
+                 "/parties/0: 'hmp-northgate' is not of type 'object'", id="v1-party-list"),
+    pytest.param(lambda d: d["parties"][0].update({"role": "owner"}),
+                 "/parties/0/role: 'owner' is not one of", id="bad-party-role"),
+    pytest.param(lambda d: d.pop("review_date"),
+                 "/: 'review_date' is a required property", id="missing-review-date"),
+    pytest.param(lambda d: d.pop("data_items"),
+                 "/: 'data_items' is a required property", id="missing-data-items"),
+    pytest.param(lambda d: d.update({"type": "memorandum"}),
+                 "/type: 'memorandum' is not one of", id="bad-type"),
+    pytest.param(lambda d: d.update({"supersedes": "isa-eb-001"}),
+                 "/supersedes: 'isa-eb-001' does not match", id="bad-supersedes"),
+    pytest.param(lambda d: d["flows"][0]["legal_regime"].pop("article_6"),
+                 "/flows/0/legal_regime: 'article_6' is a required property",
+                 id="uk-gdpr-without-article-6"),
+    pytest.param(lambda d: d["flows"][0].update({"legal_regime": {"regime": "dpa-2018-part-3"}}),
+                 "/flows/0/legal_regime: 'condition' is a required property",
+                 id="part-3-without-condition"),
+    pytest.param(lambda d: d["flows"][0].pop("legal_regime"),
+                 "/flows/0: 'legal_regime' is a required property", id="no-legal-regime"),
+    pytest.param(lambda d: d.update({"retention": [{"party": "eastborough-vawg",
+                                                    "period": "1 year"}]}),
+                 "/retention/0/period: '1 year' does not match", id="retention-not-iso-8601"),
+    pytest.param(lambda d: d["data_items"]["release-notice"].update({"person.crn": "secret"}),
+                 "/data_items/release-notice/person.crn: 'secret' is not one of",
+                 id="bad-classification"),
+    pytest.param(lambda d: d.update({"hard_blocks": [{"id": "x", "fields": ["person"],
+                                                      "never_to": [], "reason": "r"}]}),
+                 "/hard_blocks/0/never_to: [] should be non-empty", id="hard-block-to-nobody"),
+    pytest.param(lambda d: d["flows"][0].update({"condition": ""}),
+                 "/flows/0/condition: '' should be non-empty", id="empty-condition"),
     pytest.param(lambda d: d.update({"effective_from": "2025-02-30"}),
                  "/effective_from: '2025-02-30' is not a 'date'", id="impossible-date"),
     pytest.param(lambda d: d.update({"effective_from": dt.date(2025, 9, 1)}),
                  "/effective_from: datetime.date(2025, 9, 1) is not of type 'string'",
                  id="unquoted-date"),
-    pytest.param(lambda d: d.update({"parties": ["hmp-northgate"]}),
-                 "/parties: ['hmp-northgate'] is too short", id="one-party"),
+    pytest.param(lambda d: d.update({"parties": [{"id": "hmp-northgate", "role": "controller"}]}),
+                 "/parties: [{'id': 'hmp-northgate', 'role': 'controller'}] is too short",
+                 id="one-party"),
     pytest.param(lambda d: d["flows"][0].update({"message_types": ["parole-decision"]}),
                  "/flows/0/message_types/0: 'parole-decision' is not one of",
                  id="unknown-message-type"),
@@ -308,6 +463,148 @@ def test_duplicate_purpose_id_is_refused(policies_copy: Path, schemas_dir: Path)
     assert "victim-safety" in message
 
 
+# --- format v2: conditions, kinds, prohibitions, hard blocks and metadata ----------------
+
+
+def test_a_cel_syntax_error_is_refused_naming_the_flow(
+    policies_copy: Path, schemas_dir: Path
+) -> None:
+    _edit(policies_copy, EB2, lambda d: d["flows"][0].update(
+        {"condition": "message.risk.domestic_abuse =="}
+    ))
+    message = _refused(policies_copy, schemas_dir)
+    assert message.startswith(
+        "ISA-EB-002.yaml: ISA-EB-002 /flows/0 (perpetrator-release-alert): /condition is not "
+        "valid CEL: "
+    ), message
+    assert "\n" not in message
+
+
+def test_a_condition_is_compiled_once_at_load_time(
+    policies_copy: Path, schemas_dir: Path
+) -> None:
+    def v2(d: dict[str, Any]) -> None:
+        d["flows"][0]["condition"] = "message.risk.domestic_abuse == true"
+        d["flows"][0]["prohibited_fields"] = ["destination.address"]
+        d["flows"][0]["legal_regime"] = {
+            "regime": "dpa-2018-part-3", "condition": "s35(5); Sch 8 para 1",
+        }
+
+    _edit(policies_copy, EB2, v2)
+    eb2 = load_policies(policies_copy, schemas_dir).agreement("ISA-EB-002")
+    assert eb2 is not None
+    alert = eb2.flows[0]
+    assert alert.condition == "message.risk.domestic_abuse == true"
+    assert alert.program is not None
+    assert alert.program.source == alert.condition
+    assert alert.prohibited == {"destination.address"}
+    assert alert.legal_regime == {"regime": "dpa-2018-part-3", "condition": "s35(5); Sch 8 para 1"}
+
+
+def test_kind_references_in_flows_expand_to_the_agreements_parties_of_that_kind(
+    policies_copy: Path, schemas_dir: Path
+) -> None:
+    def by_kind(d: dict[str, Any]) -> None:
+        _flow(d, "release-to-iom").update({"from": ["kind:prison"], "to": ["kind:police"]})
+
+    _edit(policies_copy, EB1, by_kind)
+    eb1 = load_policies(policies_copy, schemas_dir).agreement("ISA-EB-001")
+    assert eb1 is not None
+    iom = next(f for f in eb1.flows if f.id == "release-to-iom")
+    assert iom.senders == {"hmp-northgate"}
+    assert iom.recipients == {"eastborough-police-iom", "eastborough-police-dip"}
+
+
+def test_kind_references_mix_with_party_ids(policies_copy: Path, schemas_dir: Path) -> None:
+    _edit(policies_copy, EB1, lambda d: _flow(d, "release-to-housing").update(
+        {"to": ["kind:council-housing", "eastborough-recovery"]}
+    ))
+    eb1 = load_policies(policies_copy, schemas_dir).agreement("ISA-EB-001")
+    assert eb1 is not None
+    housing = next(f for f in eb1.flows if f.id == "release-to-housing")
+    assert housing.recipients == {"eastborough-housing", "eastborough-recovery"}
+
+
+def test_hard_blocks_may_name_any_registered_party_or_kind(
+    policies_copy: Path, schemas_dir: Path
+) -> None:
+    # ISA-EB-002 is between the prison and VAWG, yet protects data from every police team
+    # and from housing, whatever other agreement would share it.
+    _edit(policies_copy, EB2, lambda d: d.update({"hard_blocks": [
+        _block(never_to=["kind:police", "eastborough-housing"]),
+        _block(id="no-health", fields=["resettlement_needs.opioid_substitution_therapy"],
+               never_to=["kind:vawg-service"], message_types=["release-notice"]),
+    ]}))
+    eb2 = load_policies(policies_copy, schemas_dir).agreement("ISA-EB-002")
+    assert eb2 is not None
+    address, health = eb2.hard_blocks
+    assert address.parties == {
+        "eastborough-police-iom", "eastborough-police-dip", "eastborough-housing",
+    }
+    assert address.fields == {"destination.address"}
+    assert address.message_types == frozenset()  # every message type
+    assert address.reason == "Victim services never receive the release address"
+    assert address.applies("eastborough-housing", "licence-recall")
+    assert not address.applies("eastborough-vawg", "release-notice")
+    assert health.parties == {"eastborough-vawg"}
+    assert health.applies("eastborough-vawg", "release-notice")
+    assert not health.applies("eastborough-vawg", "dip-breach")
+
+
+def test_a_hard_block_naming_an_unknown_kind_is_refused(
+    policies_copy: Path, schemas_dir: Path
+) -> None:
+    # Regression: a kind matching no registered party (a typo) once made a block that
+    # silently protected nothing.
+    _edit(policies_copy, EB2, lambda d: d.update({"hard_blocks": [
+        _block(never_to=["kind:polce"]),
+    ]}))
+    assert _refused(policies_copy, schemas_dir) == (
+        "ISA-EB-002.yaml: ISA-EB-002 /hard_blocks/0 (no-address): /never_to names "
+        "'kind:polce', but no registered party is of that kind"
+    )
+
+
+def test_agreement_metadata_is_loaded(policies_copy: Path, schemas_dir: Path) -> None:
+    def metadata(d: dict[str, Any]) -> None:
+        d["supersedes"] = "ISA-EB-002@0.9"
+        d["dpia_reference"] = "DPIA-TEST-1"
+        d["parties"][0]["competent_authority"] = False
+        d["parties"][1]["competent_authority"] = True
+        d["retention"] = [
+            {"party": "eastborough-vawg", "period": "P1Y", "note": "until the plan closes"},
+            {"party": "hmp-northgate", "period": "P6Y"},
+        ]
+        d["breach_contacts"] = [{"party": "eastborough-vawg", "contact": "dpo@vawg.example"}]
+
+    _edit(policies_copy, EB2, metadata)
+    eb2 = load_policies(policies_copy, schemas_dir).agreement("ISA-EB-002")
+    assert eb2 is not None
+    assert (eb2.type, eb2.supersedes, eb2.dpia_reference) == (
+        "one-way-disclosure", "ISA-EB-002@0.9", "DPIA-TEST-1",
+    )
+    # An agreement may override the register's competent_authority for its parties.
+    assert [(r.id, r.role, r.competent_authority) for r in eb2.party_roles] == [
+        ("hmp-northgate", "controller", False),
+        ("eastborough-vawg", "controller", True),
+    ]
+    assert eb2.retention == {"eastborough-vawg": "P1Y", "hmp-northgate": "P6Y"}
+    assert eb2.breach_contacts == ({"party": "eastborough-vawg", "contact": "dpo@vawg.example"},)
+
+
+def test_an_agreement_may_have_no_flows(policies_copy: Path, schemas_dir: Path) -> None:
+    def umbrella(d: dict[str, Any]) -> None:
+        d["flows"] = []
+        d["hard_blocks"] = [_block()]
+
+    _edit(policies_copy, EB2, umbrella)
+    loaded = load_policies(policies_copy, schemas_dir)
+    eb2 = loaded.agreement("ISA-EB-002")
+    assert eb2 is not None
+    assert eb2.flows == ()
+    assert eb2.hard_blocks[0].parties == {"eastborough-vawg"}
+
+
 # --- the party register -----------------------------------------------------------------
 
 
@@ -335,7 +632,7 @@ def test_removing_a_party_breaks_the_agreements_naming_it(
 
     _edit(policies_copy, "parties.yaml", drop_vawg)
     assert _refused(policies_copy, schemas_dir) == (
-        "ISA-EB-002.yaml: ISA-EB-002 /parties names unregistered ['eastborough-vawg']"
+        "ISA-EB-002.yaml: ISA-EB-002 /parties names 'eastborough-vawg', who is not in the register"
     )
 
 
