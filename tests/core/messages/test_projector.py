@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.core.messages import MESSAGE_TYPES
-from services.core.messages.fields import project, project_by_walking
+from services.core.messages.fields import Projector, _compiled, project, project_by_walking
 
 PATHS = sorted(MESSAGE_TYPES["release-notice"].paths)
 KEYS = sorted({part for p in PATHS for part in p.split(".")})
@@ -36,7 +36,17 @@ payloads = st.recursive(
 def test_compiled_projection_equals_the_reference_walk(
     payload: dict[str, Any], allowed: frozenset[str], blocked: frozenset[str]
 ) -> None:
-    assert project(payload, allowed, blocked) == project_by_walking(payload, allowed, blocked)
+    expected = project_by_walking(payload, allowed, blocked)
+    assert _compiled(allowed, blocked)(payload) == expected
+    assert project(payload, allowed, blocked) == expected
+
+
+def test_a_projector_compiles_after_a_few_uses_and_agrees() -> None:
+    p = {"person": {"a": 1, "b": {"c": 2}}, "release": {"date": "2026-12-01"}}
+    proj = Projector(frozenset({"person", "release.date"}), frozenset({"person.b"}))
+    results = [proj(p) for _ in range(Projector.COMPILE_AFTER + 2)]
+    assert proj.function is not None
+    assert all(r == {"person": {"a": 1}, "release": {"date": "2026-12-01"}} for r in results)
 
 
 def test_projection_of_a_nested_shape() -> None:
