@@ -58,20 +58,32 @@ def load_parties(path: Path, schemas_dir: Path) -> dict[str, Party]:
     return parties
 
 
-def _expand(refs: list[str], members: dict[str, Party], where: str) -> frozenset[str]:
-    """Party ids and ``kind:<kind>`` references -> the agreement's parties they name."""
+def _expand(
+    refs: list[str], scope: dict[str, Party], where: str, *, registry: bool = False
+) -> frozenset[str]:
+    """Party ids and ``kind:<kind>`` references -> the parties they name within ``scope``:
+    the agreement's own parties for flows, the whole register for hard blocks (a hard block
+    protects data whatever other agreement would share it)."""
     out: set[str] = set()
     for ref in refs:
         if ref.startswith("kind:"):
             kind = ref.removeprefix("kind:")
-            matched = {p.id for p in members.values() if p.kind == kind}
+            matched = {p.id for p in scope.values() if p.kind == kind}
             if not matched:
-                raise AgreementFileInvalid(f"{where}: no party of kind {kind!r} in the agreement")
+                raise AgreementFileInvalid(
+                    f"{where}: /never_to names {ref!r}, but no registered party is of that kind"
+                    if registry
+                    else f"{where}: no party of kind {kind!r} in the agreement"
+                )
             out |= matched
-        elif ref not in members:
-            raise AgreementFileInvalid(f"{where}: {ref!r} is not a party to the agreement")
-        else:
+        elif ref in scope:
             out.add(ref)
+        else:
+            raise AgreementFileInvalid(
+                f"{where}: /never_to names unregistered {ref!r}"
+                if registry
+                else f"{where}: {ref!r} is not a party to the agreement"
+            )
     return frozenset(out)
 
 
@@ -147,7 +159,7 @@ def parse_agreement(
             HardBlock(
                 id=b["id"],
                 fields=frozenset(b["fields"]),
-                parties=_expand_blocked(b["never_to"], parties, where),
+                parties=_expand(b["never_to"], parties, where, registry=True),
                 reason=b["reason"],
                 message_types=frozenset(b.get("message_types", [])),
             )
@@ -205,26 +217,6 @@ def parse_agreement(
         flows=tuple(flows),
         source=source,
     )
-
-
-def _expand_blocked(refs: list[str], parties: dict[str, Party], where: str) -> frozenset[str]:
-    """A hard block may name any registered party or kind, not only the agreement's own:
-    it protects data whatever other agreement would share it."""
-    out: set[str] = set()
-    for ref in refs:
-        if ref.startswith("kind:"):
-            kind = ref.removeprefix("kind:")
-            matched = {p.id for p in parties.values() if p.kind == kind}
-            if not matched:
-                raise AgreementFileInvalid(
-                    f"{where}: /never_to names {ref!r}, but no registered party is of that kind"
-                )
-            out |= matched
-        elif ref in parties:
-            out.add(ref)
-        else:
-            raise AgreementFileInvalid(f"{where}: /never_to names unregistered {ref!r}")
-    return frozenset(out)
 
 
 def load_policies(policies_dir: Path, schemas_dir: Path) -> PolicySet:
