@@ -239,6 +239,23 @@ def _isa_export_odrl(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _db_upgrade(_: argparse.Namespace) -> int:
+    from .core.store import Store
+    from .core.store.migrate import current, head
+
+    settings = _settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = Store(settings.resolved_database_url)
+    try:
+        await store.init_schema()
+        async with store.engine.connect() as conn:
+            revision = await conn.run_sync(current)
+    finally:
+        await store.aclose()
+    print(f"schema at revision {revision} (newest: {head()})")
+    return 0
+
+
 def _schemas_export(args: argparse.Namespace) -> int:
     from .core.messages import MESSAGE_TYPES
 
@@ -290,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--jwks", help="file with the client's public JWK set (private_key_jwt)")
     p.set_defaults(run=_clients_create, is_async=True)
+
+    db = sub.add_parser("db", help="the store").add_subparsers(dest="db_command", required=True)
+    p = db.add_parser("upgrade", help="apply pending schema migrations (also done at start-up)")
+    p.set_defaults(run=_db_upgrade, is_async=True)
 
     isa = sub.add_parser("isa", help="tools for information governance officers")
     isa_sub = isa.add_subparsers(dest="isa_command", required=True)

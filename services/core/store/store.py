@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from ..errors import Unavailable
 from . import tables as t
+from .migrate import upgrade
 
 TERMINAL_DELIVERY = frozenset({"delivered", "dead_lettered", "withheld", "no_channel"})
 
@@ -42,8 +43,12 @@ class Store:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
 
     async def init_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(t.metadata.create_all)
+        """Apply any pending schema migration (see :mod:`services.core.store.migrate`)."""
+        try:
+            await upgrade(self.engine)
+        except OperationalError as e:
+            where = self.engine.url.render_as_string()  # the password, if any, is masked
+            raise Unavailable(f"the store at {where} is unavailable") from e
 
     async def aclose(self) -> None:
         await self.engine.dispose()
