@@ -59,6 +59,13 @@ class Settings(BaseSettings):
         default=True, description="Allow plain http:// webhook URLs (dev only)."
     )
     relay_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    idempotency_key_ttl_hours: int = Field(
+        default=24,
+        ge=1,
+        le=720,
+        description="How long an Idempotency-Key replays its first answer; after that it "
+        "may be used again for a new message.",
+    )
     policies_reload_seconds: float = Field(
         default=5.0,
         ge=0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -145,6 +146,10 @@ async def accept(
         json.dumps([mt.name, sorted(purposes or []), payload], sort_keys=True).encode()
     ).hexdigest()
     if idempotency_key is not None:
+        ttl = dt.timedelta(hours=runtime.settings.idempotency_key_ttl_hours)
+        await runtime.store.release_idempotency_key(
+            agency.client_id, idempotency_key, runtime.clock() - ttl
+        )
         existing = await runtime.store.find_idempotent(agency.client_id, idempotency_key)
         if existing is not None:
             return _replayed(existing, request_hash)

@@ -262,3 +262,46 @@ async def test_openapi_documents_each_message_type(http: httpx.AsyncClient) -> N
         assert model in doc["components"]["schemas"]
         assert {"202", "401", "403", "422"} <= set(op["responses"])
     assert doc["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]
+
+
+async def test_idempotency_keys_expire(http: httpx.AsyncClient, runtime: Runtime) -> None:
+    import datetime as dt
+
+    from services.core.clients import create_client
+
+    creds = await create_client(runtime, "hmp-northgate")
+
+    async def token() -> str:
+        r = await http.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(creds["client_id"], creds["client_secret"]),
+        )
+        return str(r.json()["access_token"])
+
+    key = {"Idempotency-Key": "release-A1234BC-2"}
+    first = await http.post(
+        "/v1/messages/release-notice",
+        json=release_notice(),
+        headers={**bearer(await token()), **key},
+    )
+    assert first.status_code == 202
+    # within the period the same key with another body is a conflict
+    clash = await http.post(
+        "/v1/messages/release-notice",
+        json=release_notice(days_ahead=6),
+        headers={**bearer(await token()), **key},
+    )
+    assert clash.status_code == 409
+    ttl = dt.timedelta(hours=runtime.settings.idempotency_key_ttl_hours, minutes=1)
+    later = dt.datetime.now(dt.UTC) + ttl
+    runtime.clock = lambda: later
+    again = await http.post(
+        "/v1/messages/release-notice",
+        json=release_notice(days_ahead=6),
+        headers={**bearer(await token()), **key},
+    )
+    assert again.status_code == 202, again.text  # the same client, the key expired: new message
+    assert again.json()["id"] != first.json()["id"]
+    assert "idempotent-replayed" not in again.headers
+    assert await runtime.store.get_message(first.json()["id"]) is not None

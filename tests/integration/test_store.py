@@ -145,3 +145,16 @@ async def test_clients_round_trip(store: Store) -> None:
         and c["scopes"] == ["publish:release-notice"]
     )
     assert await store.get_client("nobody") is None
+
+
+async def test_an_expired_idempotency_key_is_released(store: Store) -> None:
+    old = _message(idempotency_key="k9", accepted_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=2))
+    await store.accept_message(old, "t")
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    assert await store.release_idempotency_key("c1", "k9", cutoff - dt.timedelta(days=2)) is False
+    assert await store.find_idempotent("c1", "k9") is not None
+    assert await store.release_idempotency_key("c1", "k9", cutoff) is True
+    assert await store.find_idempotent("c1", "k9") is None
+    assert await store.get_message(str(old["id"])) is not None
+    fresh = _message(idempotency_key="k9")
+    assert await store.accept_message(fresh, "t") is None

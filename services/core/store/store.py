@@ -126,6 +126,23 @@ class Store:
                 raise
             return existing
 
+    async def release_idempotency_key(
+        self, client_id: str, key: str, accepted_before: dt.datetime
+    ) -> bool:
+        """Forget an expired Idempotency-Key (used before ``accepted_before``) so that it can
+        be used again. The message it named is kept."""
+        async with self._tx() as c:
+            r = await c.execute(
+                t.messages.update()
+                .where(
+                    t.messages.c.client_id == client_id,
+                    t.messages.c.idempotency_key == key,
+                    t.messages.c.accepted_at < accepted_before,
+                )
+                .values(idempotency_key=None)
+            )
+            return bool(r.rowcount)
+
     async def find_idempotent(self, client_id: str, key: str) -> dict[str, Any] | None:
         async with self._tx() as c:
             r = await c.execute(
