@@ -51,8 +51,7 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "kafka_partitions": 2,
         "kafka_compat": KAFKA_COMPAT,
         "relay_poll_seconds": 0.2,
-        "webhook_retry_base_seconds": 0.05,
-        "webhook_max_attempts": 3,
+        "webhook_retry_schedule": (0, 0.05, 0.1),
     }
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -53,8 +53,15 @@ class Settings(BaseSettings):
     client_assertion_max_age_seconds: int = Field(default=300, ge=30, le=3600)
 
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
-    webhook_max_attempts: int = Field(default=5, ge=1, le=50)
-    webhook_retry_base_seconds: float = Field(default=1.0, ge=0, le=3600)
+    webhook_retry_schedule: tuple[float, ...] = Field(
+        default=(0, 5, 300, 1800, 7200, 18000, 36000, 36000),
+        min_length=1,
+        max_length=50,
+        description="Delays in seconds, as a JSON list: the first attempt is made at once, "
+        "entry n (counting from 0) is the wait before attempt n+1, and the list's length is the "
+        "number of attempts before the delivery is dead-lettered. Delays get +/-20% jitter; a "
+        "longer Retry-After from the receiver wins.",
+    )
     webhook_allow_http: bool = Field(
         default=True, description="Allow plain http:// webhook URLs (dev only)."
     )
@@ -72,6 +79,13 @@ class Settings(BaseSettings):
         le=3600,
         description="How often to look for changed agreement files (0: never reload).",
     )
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _delays_in_range(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 <= d <= 86400 for d in v):
+            raise ValueError("each delay must be between 0 and 86400 seconds")
+        return v
 
     @model_validator(mode="after")
     def _production_is_strict(self) -> Settings:

@@ -28,6 +28,8 @@ class Receivers:
     port: int = field(default_factory=free_port)
     received: list[Received] = field(default_factory=list)
     fail_first: dict[str, int] = field(default_factory=dict)
+    #: per party, answers to give before accepting: (status, headers), used in order
+    script: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
     _server: uvicorn.Server | None = None
     _task: asyncio.Task[None] | None = None
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -43,6 +45,9 @@ class Receivers:
         if self.fail_first.get(party, 0) > 0:
             self.fail_first[party] -= 1
             return Response(status_code=503)
+        if self.script.get(party):
+            status, headers = self.script[party].pop(0)
+            return Response(status_code=status, headers=headers)
         self.received.append(Received(party, dict(request.headers), await request.body()))
         self._arrived.set()
         return Response(status_code=204)

@@ -109,7 +109,7 @@ async def run_demo(data_dir: Path | None = None, out: Any = print) -> bool:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="isa-broker-demo-") as tmp:
         settings = settings_for_local(
-            data_dir or Path(tmp), relay_poll_seconds=0.2, webhook_retry_base_seconds=0.2
+            data_dir or Path(tmp), relay_poll_seconds=0.2, webhook_retry_schedule=(0, 0.2, 0.5, 1)
         )
         receivers = await Receivers().start()
         system = System(settings)

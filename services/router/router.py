@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import random
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -20,7 +21,7 @@ from services.core.messages import MESSAGE_TYPES
 from services.core.runtime import Runtime
 from services.core.store.store import TERMINAL_DELIVERY
 
-from .webhook import WebhookSender, backoff
+from .webhook import WebhookSender, next_delay
 
 log = logging.getLogger("isa_broker.router")
 
@@ -40,6 +41,7 @@ class Router:
         self.sender = WebhookSender(runtime.settings.webhook_timeout_seconds)
         self._retries: set[asyncio.Task[None]] = set()
         self._consumer: AIOKafkaConsumer | None = None
+        self._rng = random.Random()  # noqa: S311 - jitter, not security
 
     async def aclose(self) -> None:
         for task in list(self._retries):
@@ -212,20 +214,32 @@ class Router:
                 attempts,
             )
             return True
-        if not result.retryable or attempts >= settings.webhook_max_attempts:
+        delay = (
+            next_delay(attempts, settings.webhook_retry_schedule, result.retry_after, self._rng)
+            if result.retryable
+            else None
+        )
+        if delay is None:
+            if result.gone:
+                await self._disable(sub, row)
             await self._dead_letter(row, message, result.error or "failed")
             return True
+        row["next_delay"] = delay
         return False
 
     async def _retry(
         self, row: dict[str, Any], sub: dict[str, Any], body: bytes, message: dict[str, Any]
     ) -> None:
-        base = self.runtime.settings.webhook_retry_base_seconds
         while True:
-            await asyncio.sleep(backoff(int(row["attempts"]), base))
+            await asyncio.sleep(float(row.pop("next_delay", 0.0)))
             if await self._attempt(row, sub, body, message):
                 await self.runtime.store.complete_if_settled(message["id"])
                 return
+
+    async def _disable(self, sub: dict[str, Any], row: dict[str, Any]) -> None:
+        """The receiver answered 410 Gone: no further delivery goes to this subscription."""
+        if await self.runtime.store.disable_subscription(sub["id"], "receiver answered 410 Gone"):
+            log.warning("subscription_id=%s of %s disabled: HTTP 410", sub["id"], row["recipient"])
 
     async def _dead_letter(self, row: dict[str, Any], message: dict[str, Any], reason: str) -> None:
         await self.runtime.store.settle_delivery(

@@ -1,14 +1,17 @@
 """Webhook delivery: one signed POST per attempt, with a retry schedule and dead letters.
 
-Retries here are deliberately simple (exponential from a base delay, a fixed number of
-attempts); the outcome of every attempt is stored."""
+The retry schedule is a list of delays (default in the spirit of Standard Webhooks:
+immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h) with jitter; 429 and 503 answers'
+Retry-After is honoured; 410 ends the delivery and disables the subscription. The outcome of
+every attempt is stored."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import random
 import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 
 import httpx
 
@@ -26,6 +29,8 @@ class AttemptResult:
     error: str | None
     duration_ms: float
     retryable: bool
+    retry_after: float | None = None  # seconds, from a 429 or 503 Retry-After header
+    gone: bool = False  # 410: the receiver asks never to be called again
 
 
 class WebhookSender:
@@ -54,14 +59,45 @@ class WebhookSender:
         code = response.status_code
         if 200 <= code < 300:
             return AttemptResult(True, code, None, elapsed, False)
-        # 410 Gone: the receiver asks us to stop; everything else may be transient.
-        return AttemptResult(False, code, f"HTTP {code}", elapsed, code != 410)
+        if code == 410:  # Gone: stop, and stop this subscription
+            return AttemptResult(False, code, "HTTP 410", elapsed, False, gone=True)
+        retry_after = (
+            parse_retry_after(response.headers.get("retry-after", ""), time.time())
+            if code in (429, 503)
+            else None
+        )
+        return AttemptResult(False, code, f"HTTP {code}", elapsed, True, retry_after)
 
 
-def backoff(attempt: int, base: float) -> float:
-    """Delay before attempt ``attempt + 1`` (attempt counts from 1)."""
-    return float(base * 2 ** (attempt - 1))
+MAX_RETRY_AFTER = 24 * 3600.0
 
 
-async def sleep(seconds: float) -> None:
-    await asyncio.sleep(seconds)
+def parse_retry_after(value: str, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or an HTTP-date, RFC 9110
+    s10.2.3), at most a day; None when absent or unreadable."""
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return min(max(0.0, when - now), MAX_RETRY_AFTER)
+
+
+def next_delay(
+    attempts: int, schedule: tuple[float, ...], retry_after: float | None, rng: random.Random
+) -> float | None:
+    """Seconds before the next attempt after ``attempts`` have failed, or None when the
+    schedule is exhausted. Delays get +/-20% jitter so that many deliveries failing together
+    do not retry together; a receiver's Retry-After is honoured when it asks for longer."""
+    if attempts >= len(schedule):
+        return None
+    delay = schedule[attempts]
+    if delay > 0:
+        delay *= rng.uniform(0.8, 1.2)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay

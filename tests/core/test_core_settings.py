@@ -73,25 +73,48 @@ def test_safe_production_settings_are_accepted(monkeypatch: pytest.MonkeyPatch) 
 @pytest.mark.parametrize(
     ("changes", "variable", "problem"),
     [
-        pytest.param({"ISA_BROKER_PUBLIC_URL": "http://isa-broker.example.org"},
-                     "ISA_BROKER_PUBLIC_URL", "must be https:// in production", id="http-url"),
-        pytest.param({"ISA_BROKER_WEBHOOK_ALLOW_HTTP": "true"},
-                     "ISA_BROKER_WEBHOOK_ALLOW_HTTP", "must be false in production",
-                     id="webhook-http"),
-        pytest.param({"ISA_BROKER_WEBHOOK_ALLOW_HTTP": None},
-                     "ISA_BROKER_WEBHOOK_ALLOW_HTTP", "must be false in production",
-                     id="webhook-http-by-default"),
-        pytest.param({"KAFKA_BOOTSTRAP_SERVERS": None},
-                     "KAFKA_BOOTSTRAP_SERVERS", "is required in production", id="no-kafka"),
-        pytest.param({"ISA_BROKER_DATABASE_URL": None},
-                     "ISA_BROKER_DATABASE_URL", "must name PostgreSQL in production",
-                     id="default-sqlite"),
-        pytest.param({"ISA_BROKER_DATABASE_URL": "sqlite+aiosqlite:////var/lib/isa.db"},
-                     "ISA_BROKER_DATABASE_URL", "must name PostgreSQL in production",
-                     id="explicit-sqlite"),
-        pytest.param({"ISA_BROKER_DATABASE_URL": "mysql+aiomysql://db/isa"},
-                     "ISA_BROKER_DATABASE_URL", "must name PostgreSQL in production",
-                     id="mysql"),
+        pytest.param(
+            {"ISA_BROKER_PUBLIC_URL": "http://isa-broker.example.org"},
+            "ISA_BROKER_PUBLIC_URL",
+            "must be https:// in production",
+            id="http-url",
+        ),
+        pytest.param(
+            {"ISA_BROKER_WEBHOOK_ALLOW_HTTP": "true"},
+            "ISA_BROKER_WEBHOOK_ALLOW_HTTP",
+            "must be false in production",
+            id="webhook-http",
+        ),
+        pytest.param(
+            {"ISA_BROKER_WEBHOOK_ALLOW_HTTP": None},
+            "ISA_BROKER_WEBHOOK_ALLOW_HTTP",
+            "must be false in production",
+            id="webhook-http-by-default",
+        ),
+        pytest.param(
+            {"KAFKA_BOOTSTRAP_SERVERS": None},
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "is required in production",
+            id="no-kafka",
+        ),
+        pytest.param(
+            {"ISA_BROKER_DATABASE_URL": None},
+            "ISA_BROKER_DATABASE_URL",
+            "must name PostgreSQL in production",
+            id="default-sqlite",
+        ),
+        pytest.param(
+            {"ISA_BROKER_DATABASE_URL": "sqlite+aiosqlite:////var/lib/isa.db"},
+            "ISA_BROKER_DATABASE_URL",
+            "must name PostgreSQL in production",
+            id="explicit-sqlite",
+        ),
+        pytest.param(
+            {"ISA_BROKER_DATABASE_URL": "mysql+aiomysql://db/isa"},
+            "ISA_BROKER_DATABASE_URL",
+            "must name PostgreSQL in production",
+            id="mysql",
+        ),
     ],
 )
 def test_production_refuses_one_unsafe_setting(
@@ -131,8 +154,14 @@ def test_production_checks_apply_to_constructor_arguments_too() -> None:
 
 
 def test_prefixed_kafka_variable_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
-    _env(monkeypatch, {**SAFE, "KAFKA_BOOTSTRAP_SERVERS": None,
-                       "ISA_BROKER_KAFKA_BOOTSTRAP_SERVERS": "kafka:9092"})
+    _env(
+        monkeypatch,
+        {
+            **SAFE,
+            "KAFKA_BOOTSTRAP_SERVERS": None,
+            "ISA_BROKER_KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
+        },
+    )
     assert Settings().kafka_bootstrap_servers == "kafka:9092"
 
 
@@ -148,7 +177,9 @@ def test_unknown_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         ("ISA_BROKER_ACCESS_TOKEN_TTL_SECONDS", "10"),
         ("ISA_BROKER_KAFKA_PARTITIONS", "0"),
         ("ISA_BROKER_WEBHOOK_TIMEOUT_SECONDS", "0"),
-        ("ISA_BROKER_WEBHOOK_MAX_ATTEMPTS", "51"),
+        ("ISA_BROKER_WEBHOOK_RETRY_SCHEDULE", "[0, 5, 90000]"),
+        ("ISA_BROKER_WEBHOOK_RETRY_SCHEDULE", "[]"),
+        ("ISA_BROKER_WEBHOOK_RETRY_SCHEDULE", "[0, -1]"),
     ],
 )
 def test_out_of_range_values_are_refused(
@@ -160,8 +191,9 @@ def test_out_of_range_values_are_refused(
 
 
 def test_derived_urls_and_paths(tmp_path: Path) -> None:
-    s = Settings(public_url="https://broker.example.org/", data_dir=tmp_path,
-                 policies_dir=tmp_path / "p")
+    s = Settings(
+        public_url="https://broker.example.org/", data_dir=tmp_path, policies_dir=tmp_path / "p"
+    )
     assert s.issuer == "https://broker.example.org"
     assert s.token_audience == "https://broker.example.org/v1"
     assert s.token_endpoint == "https://broker.example.org/oauth/token"
@@ -171,8 +203,17 @@ def test_derived_urls_and_paths(tmp_path: Path) -> None:
 
 
 def test_environment_overrides_paths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    _env(monkeypatch, {"ISA_BROKER_DATA_DIR": str(tmp_path),
-                       "ISA_BROKER_POLICIES_DIR": str(tmp_path / "pol")})
+    _env(
+        monkeypatch,
+        {"ISA_BROKER_DATA_DIR": str(tmp_path), "ISA_BROKER_POLICIES_DIR": str(tmp_path / "pol")},
+    )
     s = Settings()
     assert s.data_dir == tmp_path
     assert s.policies_dir == tmp_path / "pol"
+
+
+def test_the_retry_schedule_is_read_as_a_json_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, {"ISA_BROKER_WEBHOOK_RETRY_SCHEDULE": "[0, 5, 300]"})
+    assert Settings().webhook_retry_schedule == (0, 5, 300)
+    monkeypatch.delenv("ISA_BROKER_WEBHOOK_RETRY_SCHEDULE")
+    assert Settings().webhook_retry_schedule == (0, 5, 300, 1800, 7200, 18000, 36000, 36000)

@@ -40,8 +40,7 @@ async def system(tmp_path: Path, kafka_bootstrap: str) -> AsyncIterator[System]:
         kafka_compat=KAFKA_COMPAT,
         kafka_topic_prefix=f"e2e{uuid.uuid4().hex[:8]}",
         relay_poll_seconds=0.2,
-        webhook_retry_base_seconds=0.05,
-        webhook_max_attempts=3,
+        webhook_retry_schedule=(0, 0.05, 0.1),
     )
     s = await System(settings).start()
     yield s
@@ -248,3 +247,52 @@ def _leaves(data: object, prefix: str = "") -> list[str]:
     if isinstance(data, dict):
         return [p for k, v in data.items() for p in _leaves(v, f"{prefix}{k}.")]
     return [prefix.rstrip(".")]
+
+
+async def test_retry_after_is_honoured_and_410_disables_the_subscription(
+    system: System, receivers: Receivers
+) -> None:
+    clients = await _agencies(system)
+    await clients["eastborough-vawg"].subscribe(
+        ["release-notice"], receivers.url("eastborough-vawg")
+    )
+    gone = await clients["eastborough-housing"].subscribe(
+        ["release-notice"], receivers.url("eastborough-housing")
+    )
+    receivers.script = {
+        "eastborough-vawg": [(429, {"Retry-After": "1"})],
+        "eastborough-housing": [(410, {})],
+    }
+    r = await clients["hmp-northgate"].publish("release-notice", release_notice())
+    assert r.status_code == 202
+    assert await receivers.wait_for({"eastborough-vawg"}, timeout=30)
+    assert system.runtime is not None
+    store = system.runtime.store
+    for _ in range(200):
+        message = await store.get_message(r.json()["id"])
+        if message and message["status"] == "complete":
+            break
+        await asyncio.sleep(0.05)
+    ds = {d["recipient"]: d for d in await store.list_deliveries(message_id=r.json()["id"])}
+    vawg = await store.attempts(ds["eastborough-vawg"]["id"])
+    assert [a["status_code"] for a in vawg] == [429, 204]
+    # the schedule says 0.05 s, the receiver asked for 1 s: the receiver wins
+    assert (vawg[1]["at"] - vawg[0]["at"]).total_seconds() >= 0.9
+    assert ds["eastborough-housing"]["status"] == "dead_lettered"
+    assert [a["status_code"] for a in await store.attempts(ds["eastborough-housing"]["id"])] == [
+        410
+    ]
+    subs = (await clients["eastborough-housing"].request("GET", "/v1/subscriptions")).json()
+    assert [(s["id"], s["status"]) for s in subs] == [(gone["id"], "disabled")]
+    # a later message does not go to the disabled endpoint
+    r2 = await clients["hmp-northgate"].publish("release-notice", release_notice(days_ahead=4))
+    for _ in range(200):
+        message = await store.get_message(r2.json()["id"])
+        if message and message["status"] == "complete":
+            break
+        await asyncio.sleep(0.05)
+    ds2 = {d["recipient"]: d for d in await store.list_deliveries(message_id=r2.json()["id"])}
+    assert ds2["eastborough-housing"]["status"] == "no_channel"
+    assert len(receivers.for_party("eastborough-housing")) == 0
+    for c in clients.values():
+        await c.aclose()

@@ -238,6 +238,19 @@ class Store:
                 )
             return bool(r.rowcount)
 
+    async def disable_subscription(self, sub_id: str, reason: str) -> bool:
+        async with self._tx() as c:
+            r = await c.execute(
+                t.subscriptions.update()
+                .where(t.subscriptions.c.id == sub_id, t.subscriptions.c.status == "active")
+                .values(status="disabled")
+            )
+            if r.rowcount:
+                await self._audit(
+                    c, "subscription_disabled", detail={"subscription_id": sub_id, "reason": reason}
+                )
+            return bool(r.rowcount)
+
     async def active_subscriptions(self, party: str, message_type: str) -> list[dict[str, Any]]:
         subs = await self.list_subscriptions(party)
         return [s for s in subs if s["status"] == "active" and message_type in s["message_types"]]
