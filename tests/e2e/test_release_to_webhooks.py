@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer
 from cloudevents.v1.kafka import KafkaMessage, from_binary
 from standardwebhooks.webhooks import Webhook
 
+from services.core.store import Store
 from services.demo.agency import AgencyClient
 from services.demo.receivers import Receivers
 from services.demo.scenario import run_demo
@@ -97,12 +98,7 @@ async def test_each_recipient_gets_only_its_fields_signed(
 
     # every recipient gets a terminal outcome; the disclosure log names fields, never values
     assert system.runtime is not None
-    for _ in range(100):
-        msg = await system.runtime.store.get_message(accepted["id"])
-        if msg and msg["status"] == "complete":
-            break
-        await asyncio.sleep(0.05)
-    assert msg is not None and msg["status"] == "complete"
+    await _settled(system.runtime.store, accepted["id"])
     deliveries = await system.runtime.store.list_deliveries(message_id=accepted["id"])
     by_party = {d["recipient"]: d["status"] for d in deliveries}
     assert {p: by_party[p] for p in RECIPIENTS} == dict.fromkeys(RECIPIENTS, "delivered")
@@ -243,6 +239,16 @@ async def test_demo_scenario_passes(tmp_path: Path) -> None:
     assert "PASS" in text and "sharing_refused" in text and "westshire-youth-justice" in text
 
 
+async def _settled(store: Store, message_id: str) -> None:
+    """Wait until the router has recorded an outcome for every recipient of the message."""
+    for _ in range(200):
+        message = await store.get_message(message_id)
+        if message and message["status"] == "complete":
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"message {message_id} was not settled within 10 s")
+
+
 def _leaves(data: object, prefix: str = "") -> list[str]:
     if isinstance(data, dict):
         return [p for k, v in data.items() for p in _leaves(v, f"{prefix}{k}.")]
@@ -268,11 +274,7 @@ async def test_retry_after_is_honoured_and_410_disables_the_subscription(
     assert await receivers.wait_for({"eastborough-vawg"}, timeout=30)
     assert system.runtime is not None
     store = system.runtime.store
-    for _ in range(200):
-        message = await store.get_message(r.json()["id"])
-        if message and message["status"] == "complete":
-            break
-        await asyncio.sleep(0.05)
+    await _settled(store, r.json()["id"])
     ds = {d["recipient"]: d for d in await store.list_deliveries(message_id=r.json()["id"])}
     vawg = await store.attempts(ds["eastborough-vawg"]["id"])
     assert [a["status_code"] for a in vawg] == [429, 204]
@@ -286,11 +288,7 @@ async def test_retry_after_is_honoured_and_410_disables_the_subscription(
     assert [(s["id"], s["status"]) for s in subs] == [(gone["id"], "disabled")]
     # a later message does not go to the disabled endpoint
     r2 = await clients["hmp-northgate"].publish("release-notice", release_notice(days_ahead=4))
-    for _ in range(200):
-        message = await store.get_message(r2.json()["id"])
-        if message and message["status"] == "complete":
-            break
-        await asyncio.sleep(0.05)
+    await _settled(store, r2.json()["id"])
     ds2 = {d["recipient"]: d for d in await store.list_deliveries(message_id=r2.json()["id"])}
     assert ds2["eastborough-housing"]["status"] == "no_channel"
     assert len(receivers.for_party("eastborough-housing")) == 0
