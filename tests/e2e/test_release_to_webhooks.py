@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from cloudevents.v1.kafka import KafkaMessage, from_binary
 from standardwebhooks.webhooks import Webhook
 
@@ -118,15 +118,7 @@ async def test_kafka_record_is_a_binary_cloudevent_keyed_by_pseudonym(
     r = await clients["hmp-northgate"].publish("release-notice", release_notice())
     assert r.status_code == 202
     assert system.runtime is not None
-    consumer = AIOKafkaConsumer(
-        system.runtime.kafka.topic("release-notice"),
-        **system.runtime.kafka.consumer_kwargs(f"probe-{uuid.uuid4().hex}"),
-    )
-    await consumer.start()
-    try:
-        record = await asyncio.wait_for(consumer.getone(), 20)
-    finally:
-        await consumer.stop()
+    record = await _first_record(system, system.runtime.kafka.topic("release-notice"))
     event = from_binary(
         KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value)
     )
@@ -169,15 +161,7 @@ async def test_failing_receiver_is_retried_then_dead_lettered(
     attempts = await store.attempts(ds["eastborough-housing"]["id"])
     assert [a["status_code"] for a in attempts] == [503, 503, 503]
     # the dead letter is announced on the dead-letter topic as a CloudEvent, without payload
-    consumer = AIOKafkaConsumer(
-        system.runtime.kafka.dead_letter_topic,
-        **system.runtime.kafka.consumer_kwargs(f"dlq-{uuid.uuid4().hex}"),
-    )
-    await consumer.start()
-    try:
-        record = await asyncio.wait_for(consumer.getone(), 20)
-    finally:
-        await consumer.stop()
+    record = await _first_record(system, system.runtime.kafka.dead_letter_topic)
     event = from_binary(
         KafkaMessage(headers=dict(record.headers), key=record.key, value=record.value)
     )
@@ -237,6 +221,19 @@ async def test_demo_scenario_passes(tmp_path: Path) -> None:
     assert await run_demo(tmp_path / "demo", out=lines.append)
     text = "\n".join(lines)
     assert "PASS" in text and "sharing_refused" in text and "westshire-youth-justice" in text
+
+
+async def _first_record(system: System, topic: str) -> ConsumerRecord[bytes, bytes]:
+    """The first record on ``topic``, read by a consumer group of its own."""
+    assert system.runtime is not None
+    consumer = AIOKafkaConsumer(
+        topic, **system.runtime.kafka.consumer_kwargs(f"probe-{uuid.uuid4().hex}")
+    )
+    await consumer.start()
+    try:
+        return await asyncio.wait_for(consumer.getone(), 20)
+    finally:
+        await consumer.stop()
 
 
 async def _settled(store: Store, message_id: str) -> None:

@@ -61,18 +61,3 @@ async def test_other_agencies_get_404_and_ig_officers_can_read(
     assert r.status_code == 200 and r.json()["message_id"] == message_id
     r = await http.get("/v1/decisions/no-such-id", headers=bearer(ig))
     assert r.status_code == 404
-
-
-async def test_refusal_names_every_rule_that_failed(
-    http: httpx.AsyncClient, token_for: TokenFor
-) -> None:
-    token = await token_for("hmp-northgate")
-    r = await http.post(
-        "/v1/messages/release-notice",
-        params={"purpose": "youth-transition"},
-        json=release_notice(),
-        headers=bearer(token),
-    )
-    p = problem_of(r)
-    assert r.status_code == 403 and p["reason"] == "agreement_not_in_force"
-    assert {(x["agreement"], x["outcome"]) for x in p["rules"]} >= {("ISA-WS-003", "not_in_force")}

@@ -102,6 +102,8 @@ async def test_lapsed_agreement_is_refused_naming_it(
     p = problem_of(r)
     assert r.status_code == 403 and p["reason"] == "agreement_not_in_force"
     assert "ISA-WS-003" in p["detail"] and "expired" in p["detail"]
+    # the refusal names every rule that failed
+    assert {(x["agreement"], x["outcome"]) for x in p["rules"]} >= {("ISA-WS-003", "not_in_force")}
     assert await runtime.store.unpublished() == []
     refused = [a for a in await runtime.store.audit_entries() if a["event"] == "refused"]
     assert len(refused) == 1 and refused[0]["detail"]["reason"] == "agreement_not_in_force"

@@ -69,7 +69,12 @@ def _under(path: str, prefixes: tuple[str, ...] | set[str]) -> bool:
 
 def test_the_demo_partnership_loads(partnership: PolicySet) -> None:
     assert [a.id for a in partnership.agreements] == [
-        "ISA-EB-000", "ISA-EB-010", "ISA-EB-020", "ISA-EB-030", "ISA-EB-040", "ISA-EB-050",
+        "ISA-EB-000",
+        "ISA-EB-010",
+        "ISA-EB-020",
+        "ISA-EB-030",
+        "ISA-EB-040",
+        "ISA-EB-050",
         "ISA-WS-003",
     ]
     assert len(partnership.parties) == 10
@@ -77,7 +82,8 @@ def test_the_demo_partnership_loads(partnership: PolicySet) -> None:
     assert eb0 is not None
     assert eb0.flows == ()
     assert [b.id for b in eb0.hard_blocks] == [
-        "health-data-stays-clinical", "no-release-address-to-victim-services",
+        "health-data-stays-clinical",
+        "no-release-address-to-victim-services",
     ]
     health, address = eb0.hard_blocks
     # kind: references in a hard block cover the whole register, not only the agreement.
@@ -140,19 +146,20 @@ def test_vawg_gets_neither_resettlement_needs_nor_the_address(
     shared = vawg.project(notice)
     assert "resettlement_needs" not in shared
     assert "address" not in shared["destination"]
-    assert not any(_under(p, {"resettlement_needs", "destination.address"})
-                   for p in vawg.disclosed(notice))
+    assert not any(
+        _under(p, {"resettlement_needs", "destination.address"}) for p in vawg.disclosed(notice)
+    )
     assert shared["risk"] == {"domestic_abuse": True}
-    assert shared["licence_conditions"]["exclusion_zones"] == (
-        notice["licence_conditions"]["exclusion_zones"]
+    assert (
+        shared["licence_conditions"]["exclusion_zones"]
+        == (notice["licence_conditions"]["exclusion_zones"])
     )
 
 
 def test_vawg_never_gets_the_address_even_when_the_notice_has_one(
     engine: IsaEngine, notice: dict[str, Any]
 ) -> None:
-    notice["destination"] = {**notice["destination"], "no_fixed_abode": False,
-                             "address": ADDRESS}
+    notice["destination"] = {**notice["destination"], "no_fixed_abode": False, "address": ADDRESS}
     decision = engine.decide(PRISON, "release-notice", NOW, payload=notice)
     vawg, vlo, pdu = _get(decision, VAWG), _get(decision, VLO), _get(decision, PDU)
     assert "destination.address" in vawg.blocked
@@ -196,7 +203,9 @@ def test_the_hard_block_beats_a_wider_police_flow(
     iom = _get(decision, IOM)
     assert "resettlement_needs" in iom.allowed
     assert set(iom.project(notice)["resettlement_needs"]) == {
-        "accommodation", "benefits", "identity_documents",
+        "accommodation",
+        "benefits",
+        "identity_documents",
     }
     explained = iom.explain(notice)
     assert explained["resettlement_needs.mental_health"] == {
@@ -210,21 +219,24 @@ def test_the_draft_and_the_expired_agreements_appear_in_considered(decision: Dec
     considered = {(c.agreement_id, c.flow_id): c for c in decision.considered}
     draft = considered[("ISA-EB-050", "release-to-mental-health")]
     assert (draft.outcome, draft.detail, draft.recipient) == (
-        "not_in_force", "ISA-EB-050 v0.3 is draft", None,
+        "not_in_force",
+        "ISA-EB-050 v0.3 is draft",
+        None,
     )
     lapsed = considered[("ISA-WS-003", "release-to-youth-justice")]
     assert (lapsed.outcome, lapsed.detail) == (
-        "not_in_force", "ISA-WS-003 v1.0 expired on 2022-12-31",
+        "not_in_force",
+        "ISA-WS-003 v1.0 expired on 2022-12-31",
     )
     assert set(considered) == {
-        ("ISA-EB-050", "release-to-mental-health"), ("ISA-WS-003", "release-to-youth-justice"),
+        ("ISA-EB-050", "release-to-mental-health"),
+        ("ISA-WS-003", "release-to-youth-justice"),
     }
 
 
 def test_the_lapsed_youth_transition_share_is_refused(engine: IsaEngine) -> None:
     notice = scenario.release_notice(NOW.date())
-    err = refusal(engine, PRISON, "release-notice", purposes=["youth-transition"],
-                  payload=notice)
+    err = refusal(engine, PRISON, "release-notice", purposes=["youth-transition"], payload=notice)
     assert err.reason == "agreement_not_in_force"
     assert err.detail == (
         "no agreement in force permits this share: ISA-WS-003 v1.0 expired on 2022-12-31"
@@ -236,13 +248,16 @@ def test_explain_for_vawg_names_its_grant_and_the_blocks(
 ) -> None:
     explained = _get(decision, VAWG).explain(notice)
     assert explained["release.date"] == {
-        "disclosed": True, "allowed_by": ["ISA-EB-020@1.2#perpetrator-release-alert"],
+        "disclosed": True,
+        "allowed_by": ["ISA-EB-020@1.2#perpetrator-release-alert"],
     }
     assert explained["resettlement_needs.mental_health"] == {
-        "disclosed": False, "withheld_by": ["ISA-EB-000@3.0#health-data-stays-clinical"],
+        "disclosed": False,
+        "withheld_by": ["ISA-EB-000@3.0#health-data-stays-clinical"],
     }
     assert explained["person.pnc_id"] == {
-        "disclosed": False, "withheld_by": ["no flow permits it"],
+        "disclosed": False,
+        "withheld_by": ["no flow permits it"],
     }
 
 

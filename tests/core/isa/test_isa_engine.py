@@ -112,8 +112,11 @@ def test_vawg_projection_of_the_first_example(demo: IsaEngine) -> None:
     vawg = demo.decide(PRISON, "release-notice", NOW).recipient(VAWG)
     assert vawg is not None
     assert vawg.project(_release(0)) == {
-        "person": {"given_name": "Alexis", "family_name": "Testperson",
-                   "date_of_birth": "1990-01-01"},
+        "person": {
+            "given_name": "Alexis",
+            "family_name": "Testperson",
+            "date_of_birth": "1990-01-01",
+        },
         "release": {"date": "2026-12-01", "type": "ecsl"},
         "destination": {"local_authority": "Eastborough"},
         "risk": {"domestic_abuse": True},
@@ -189,8 +192,10 @@ def test_demo_refusals(demo: IsaEngine) -> None:
     assert refusal(demo, PRISON, "dip-breach").reason == "no_agreement"
     err = refusal(demo, PRISON, "release-notice", purposes=["marketing"])
     assert err.reason == "purpose_not_covered"
-    assert "continuity-of-care, offender-management, public-protection, resettlement, " \
+    assert (
+        "continuity-of-care, offender-management, public-protection, resettlement, "
         "victim-safety, youth-transition" in err.detail
+    )
     err = refusal(demo, PRISON, "release-notice", purposes=["youth-transition"])
     assert err.reason == "agreement_not_in_force"
     assert err.detail == (
@@ -198,9 +203,14 @@ def test_demo_refusals(demo: IsaEngine) -> None:
     )
     # The refusal carries the rules considered: the lapsed flow (flows for purposes not
     # asked for may be listed as purpose_not_requested, or left out).
-    assert {"agreement": "ISA-WS-003", "version": "1.0", "flow": "release-to-youth-justice",
-            "recipient": None, "outcome": "not_in_force",
-            "detail": "ISA-WS-003 v1.0 expired on 2022-12-31"} in err.extra["rules"]
+    assert {
+        "agreement": "ISA-WS-003",
+        "version": "1.0",
+        "flow": "release-to-youth-justice",
+        "recipient": None,
+        "outcome": "not_in_force",
+        "detail": "ISA-WS-003 v1.0 expired on 2022-12-31",
+    } in err.extra["rules"]
     assert {r["outcome"] for r in err.extra["rules"] if r["agreement"] != "ISA-WS-003"} <= {
         "purpose_not_requested"
     }
@@ -302,10 +312,12 @@ def test_agreement_in_force_on_its_first_and_last_day() -> None:
 
 
 def test_not_in_force_lists_every_reason() -> None:
-    engine = IsaEngine(policy_set(
-        agreement(flow(), id="ISA-T-002", status="suspended"),
-        agreement(flow(), id="ISA-T-001", expires_on=dt.date(2020, 1, 1)),
-    ))
+    engine = IsaEngine(
+        policy_set(
+            agreement(flow(), id="ISA-T-002", status="suspended"),
+            agreement(flow(), id="ISA-T-001", expires_on=dt.date(2020, 1, 1)),
+        )
+    )
     err = refusal(engine, "a", "release-notice")
     assert err.detail == (
         "no agreement in force permits this share: "
@@ -339,38 +351,52 @@ def test_refusal_order_prefers_purpose_over_not_in_force() -> None:
 
 
 def test_an_in_force_agreement_is_used_when_another_is_not() -> None:
-    engine = IsaEngine(policy_set(
-        agreement(flow(recipients=["b"]), id="ISA-T-001", status="suspended"),
-        agreement(flow(recipients=["c"]), id="ISA-T-002"),
-    ))
+    engine = IsaEngine(
+        policy_set(
+            agreement(flow(recipients=["b"]), id="ISA-T-001", status="suspended"),
+            agreement(flow(recipients=["c"]), id="ISA-T-002"),
+        )
+    )
     decision = engine.decide("a", "release-notice", NOW)
     assert [r.party for r in decision.recipients] == ["c"]
     assert decision.agreements == [{"id": "ISA-T-002", "version": "1.0"}]
 
 
 def test_grants_from_several_flows_are_combined_per_recipient() -> None:
-    engine = IsaEngine(policy_set(
-        agreement(flow(id="f1", fields=["person.given_name"], purpose="p1"),
-                  flow(id="f2", fields=["release.date"], purpose="p2", recipients=["b", "c"]),
-                  id="ISA-T-001"),
-        agreement(flow(id="g1", fields=["risk"], purpose="p3"), id="ISA-T-002", version="3"),
-    ))
+    engine = IsaEngine(
+        policy_set(
+            agreement(
+                flow(id="f1", fields=["person.given_name"], purpose="p1"),
+                flow(id="f2", fields=["release.date"], purpose="p2", recipients=["b", "c"]),
+                id="ISA-T-001",
+            ),
+            agreement(flow(id="g1", fields=["risk"], purpose="p3"), id="ISA-T-002", version="3"),
+        )
+    )
     decision = engine.decide("a", "release-notice", NOW)
     b = decision.recipient("b")
     c = decision.recipient("c")
     assert b is not None and c is not None
     assert [(g.agreement_id, g.flow_id) for g in b.grants] == [
-        ("ISA-T-001", "f1"), ("ISA-T-001", "f2"), ("ISA-T-002", "g1"),
+        ("ISA-T-001", "f1"),
+        ("ISA-T-001", "f2"),
+        ("ISA-T-002", "g1"),
     ]
     assert b.allowed == {"person.given_name", "release.date", "risk"}
     assert c.allowed == {"release.date"}
     assert decision.agreements == [
-        {"id": "ISA-T-001", "version": "1.0"}, {"id": "ISA-T-002", "version": "3"},
+        {"id": "ISA-T-001", "version": "1.0"},
+        {"id": "ISA-T-002", "version": "3"},
     ]
     payload = _release(0)
-    assert b.disclosed(payload) == ["person.given_name", "release.date", "risk.domestic_abuse",
-                                    "risk.national_security_division", "risk.rosh_level",
-                                    "risk.sex_offender_register"]
+    assert b.disclosed(payload) == [
+        "person.given_name",
+        "release.date",
+        "risk.domestic_abuse",
+        "risk.national_security_division",
+        "risk.rosh_level",
+        "risk.sex_offender_register",
+    ]
 
 
 def test_empty_purposes_means_any_purpose() -> None:
@@ -390,17 +416,27 @@ def test_decision_round_trips_through_json(demo: IsaEngine) -> None:
     assert stored["warnings"] == []
     assert stored["recipients"][0] == {
         "party": HOUSING,
-        "grants": [{
-            "agreement": "ISA-EB-001", "version": "2.1", "flow": "release-to-housing",
-            "purpose": "resettlement", "fields": list(decision.recipients[0].grants[0].fields),
-        }],
+        "grants": [
+            {
+                "agreement": "ISA-EB-001",
+                "version": "2.1",
+                "flow": "release-to-housing",
+                "purpose": "resettlement",
+                "fields": list(decision.recipients[0].grants[0].fields),
+            }
+        ],
         "blocks": [],
     }
-    assert stored["considered"] == [{
-        "agreement": "ISA-WS-003", "version": "1.0", "flow": "release-to-youth-justice",
-        "recipient": None, "outcome": "not_in_force",
-        "detail": "ISA-WS-003 v1.0 expired on 2022-12-31",
-    }]
+    assert stored["considered"] == [
+        {
+            "agreement": "ISA-WS-003",
+            "version": "1.0",
+            "flow": "release-to-youth-justice",
+            "recipient": None,
+            "outcome": "not_in_force",
+            "detail": "ISA-WS-003 v1.0 expired on 2022-12-31",
+        }
+    ]
     back = Decision.from_dict(stored)
     assert back == decision
     assert back.decided_at.tzinfo is not None
@@ -424,11 +460,23 @@ def test_a_decision_with_blocks_warnings_and_purposes_round_trips() -> None:
 def test_a_stored_decision_without_the_new_keys_still_loads() -> None:
     # Decisions stored before blocks, considerations, warnings and purposes were recorded.
     old = {
-        "sender": "a", "message_type": "release-notice", "decided_at": NOW.isoformat(),
-        "recipients": [{"party": "b", "grants": [{
-            "agreement": "ISA-T-001", "version": "1.0", "flow": "f1", "purpose": "p",
-            "fields": ["person"],
-        }]}],
+        "sender": "a",
+        "message_type": "release-notice",
+        "decided_at": NOW.isoformat(),
+        "recipients": [
+            {
+                "party": "b",
+                "grants": [
+                    {
+                        "agreement": "ISA-T-001",
+                        "version": "1.0",
+                        "flow": "f1",
+                        "purpose": "p",
+                        "fields": ["person"],
+                    }
+                ],
+            }
+        ],
     }
     decision = Decision.from_dict(old)
     assert decision.recipients[0].blocks == ()
@@ -561,9 +609,7 @@ def test_recheck_narrows_when_a_flow_loses_fields(
     assert eb2 is not None
     flow_ = eb2.flows[0]
     fewer = flow_.fields - {"licence_conditions.exclusion_zones", "licence_conditions.non_contact"}
-    engine = IsaEngine(with_agreement(
-        demo_policies, replace_flow(eb2, flow_.id, fields=fewer)
-    ))
+    engine = IsaEngine(with_agreement(demo_policies, replace_flow(eb2, flow_.id, fields=fewer)))
     vawg = engine.recheck(decision, NOW, payload)[VAWG]
     assert isinstance(vawg, RecipientDecision)
     assert vawg.allowed == fewer
@@ -577,8 +623,9 @@ def test_recheck_never_widens_when_a_flow_gains_fields(
     eb2 = demo_policies.agreement("ISA-EB-002")
     assert eb2 is not None
     more = eb2.flows[0].fields | {"resettlement_needs", "destination.address"}
-    engine = IsaEngine(with_agreement(demo_policies, replace_flow(eb2, eb2.flows[0].id,
-                                                                  fields=more)))
+    engine = IsaEngine(
+        with_agreement(demo_policies, replace_flow(eb2, eb2.flows[0].id, fields=more))
+    )
     vawg = engine.recheck(decision, NOW, payload)[VAWG]
     assert isinstance(vawg, RecipientDecision)
     assert vawg.allowed == frozenset(VAWG_FIELDS)
@@ -690,7 +737,8 @@ def test_recheck_applies_a_hard_block_added_since_the_decision() -> None:
     a = agreement(flow(fields=["person", "release"]))
     decision = IsaEngine(policy_set(a)).decide("a", "release-notice", NOW)
     umbrella = agreement(
-        id="ISA-T-000", parties=["a", "b"],
+        id="ISA-T-000",
+        parties=["a", "b"],
         hard_blocks=[hard_block(fields=["person.date_of_birth"], parties=["b"])],
     )
     payload = _release(0)
@@ -701,8 +749,7 @@ def test_recheck_applies_a_hard_block_added_since_the_decision() -> None:
     assert "person.given_name" in b.disclosed(payload)
 
 
-def test_recheck_keeps_the_stored_blocks_and_withholds_when_old_and_new_cover_everything(
-) -> None:
+def test_recheck_keeps_the_stored_blocks_and_withholds_when_old_and_new_cover_everything() -> None:
     stored_block = hard_block(id="old", fields=["release"], parties=["b"])
     a = agreement(flow(fields=["person", "release"]), hard_blocks=[stored_block])
     decision = IsaEngine(policy_set(a)).decide("a", "release-notice", NOW)
@@ -752,9 +799,18 @@ def _subset(items: list[str]) -> st.SearchStrategy[frozenset[str]]:
 
 
 FLOWS = st.builds(
-    lambda senders, recipients, types, purpose, fields: (senders, recipients, types, purpose,
-                                                          fields),
-    _subset(PARTIES), _subset(PARTIES), _subset(TYPES), st.sampled_from(PURPOSES), _subset(FIELDS),
+    lambda senders, recipients, types, purpose, fields: (
+        senders,
+        recipients,
+        types,
+        purpose,
+        fields,
+    ),
+    _subset(PARTIES),
+    _subset(PARTIES),
+    _subset(TYPES),
+    st.sampled_from(PURPOSES),
+    _subset(FIELDS),
 )
 AGREEMENTS = st.tuples(
     st.lists(FLOWS, min_size=1, max_size=3),
@@ -773,12 +829,20 @@ def _build(specs: list[Any]) -> PolicySet:
             for j, (s, r, t, p, fl) in enumerate(flows)
         ]
         members = extra_parties | {x for f in built for x in f.senders | f.recipients}
-        agreements.append(Agreement(
-            id=f"ISA-H-{i:03d}", title="t", version=str(i + 1), status=status,
-            parties=frozenset(members), purposes={f.purpose: "d" for f in built},
-            legal_gateways=("x",), effective_from=min(start, end), expires_on=max(start, end),
-            flows=tuple(built),
-        ))
+        agreements.append(
+            Agreement(
+                id=f"ISA-H-{i:03d}",
+                title="t",
+                version=str(i + 1),
+                status=status,
+                parties=frozenset(members),
+                purposes={f.purpose: "d" for f in built},
+                legal_gateways=("x",),
+                effective_from=min(start, end),
+                expires_on=max(start, end),
+                flows=tuple(built),
+            )
+        )
     return policy_set(*agreements)
 
 
@@ -798,16 +862,25 @@ def test_grants_never_exceed_in_force_flows_naming_the_recipient(
 ) -> None:
     policies = _build(specs)
     eligible = [
-        (a, f) for a in policies.agreements for f in a.flows
-        if _in_force(a) and message_type in f.message_types and sender in f.senders
+        (a, f)
+        for a in policies.agreements
+        for f in a.flows
+        if _in_force(a)
+        and message_type in f.message_types
+        and sender in f.senders
         and (purposes is None or f.purpose in purposes)
     ]
     expected_recipients = {r for _, f in eligible for r in f.recipients} - {sender}
     try:
         decision = IsaEngine(policies).decide(sender, message_type, NOW, purposes)
     except SharingRefused as e:
-        assert e.reason in {"no_agreement", "sender_not_party", "purpose_not_covered",
-                            "agreement_not_in_force", "no_recipient"}
+        assert e.reason in {
+            "no_agreement",
+            "sender_not_party",
+            "purpose_not_covered",
+            "agreement_not_in_force",
+            "no_recipient",
+        }
         assert expected_recipients == set(), (e.reason, e.detail)
         return
     assert {r.party for r in decision.recipients} == expected_recipients

@@ -72,29 +72,42 @@ def test_demo_agreement_is_parsed_faithfully(demo_policies: PolicySet) -> None:
     assert eb1.review_date == dt.date(2027, 4, 1)
     assert "eastborough-vawg" not in eb1.parties
     assert set(eb1.purposes) == {
-        "offender-management", "public-protection", "resettlement", "continuity-of-care",
+        "offender-management",
+        "public-protection",
+        "resettlement",
+        "continuity-of-care",
         "dip-enforcement",
     }
     assert eb1.legal_gateways[0] == "Crime and Disorder Act 1998 s115"
     assert eb1.type == "information-sharing-protocol"
     assert eb1.supersedes is None
-    assert eb1.data_subjects == ("people in custody or on licence",
-                                 "people tested positive on arrest")
+    assert eb1.data_subjects == (
+        "people in custody or on licence",
+        "people tested positive on arrest",
+    )
     assert eb1.data_items["licence-recall"] == {
-        "person": "personal", "recall": "personal", "risk": "personal",
+        "person": "personal",
+        "recall": "personal",
+        "risk": "personal",
     }
     assert [(r.id, r.role) for r in eb1.party_roles][:2] == [
-        ("hmp-northgate", "controller"), ("eastborough-pdu", "controller"),
+        ("hmp-northgate", "controller"),
+        ("eastborough-pdu", "controller"),
     ]
     # competent_authority defaults to the register's value.
     roles = {r.id: r.competent_authority for r in eb1.party_roles}
     assert roles["eastborough-pdu"] is True
     assert roles["eastborough-housing"] is False
     assert eb1.signatories[0] == {
-        "party": "hmp-northgate", "role": "Governor", "signed_on": "2025-03-10",
+        "party": "hmp-northgate",
+        "role": "Governor",
+        "signed_on": "2025-03-10",
     }
     assert (eb1.retention, eb1.hard_blocks, eb1.breach_contacts, eb1.dpia_reference) == (
-        {}, (), (), None,
+        {},
+        (),
+        (),
+        None,
     )
     housing = next(f for f in eb1.flows if f.id == "release-to-housing")
     assert housing.senders == {"hmp-northgate"}
@@ -105,7 +118,8 @@ def test_demo_agreement_is_parsed_faithfully(demo_policies: PolicySet) -> None:
     assert "risk" not in housing.fields
     assert housing.description.startswith("Housing receives")
     assert housing.legal_regime == {
-        "regime": "uk-gdpr", "article_6": "6(1)(e) public task",
+        "regime": "uk-gdpr",
+        "article_6": "6(1)(e) public task",
         "condition": "Art 10, DPA 2018 Sch 1 para 10",
     }
     assert (housing.prohibited, housing.condition, housing.program) == (frozenset(), None, None)
@@ -232,9 +246,9 @@ CASES = [
     ),
     pytest.param(
         EB2,
-        lambda d: d.update({"hard_blocks": [
-            _block(fields=["recall"], message_types=["release-notice"])
-        ]}),
+        lambda d: d.update(
+            {"hard_blocks": [_block(fields=["recall"], message_types=["release-notice"])]}
+        ),
         "ISA-EB-002.yaml: ISA-EB-002 /hard_blocks/0 (no-address): release-notice has no "
         "field(s) ['recall']",
         id="hard-block-field-missing-in-its-message-type",
@@ -257,9 +271,9 @@ CASES = [
     ),
     pytest.param(
         EB2,
-        lambda d: d.update({"breach_contacts": [
-            {"party": "eastborough-housing", "contact": "ig@council.example"}
-        ]}),
+        lambda d: d.update(
+            {"breach_contacts": [{"party": "eastborough-housing", "contact": "ig@council.example"}]}
+        ),
         "ISA-EB-002.yaml: ISA-EB-002 /breach_contacts/0 names 'eastborough-housing', who is "
         "not a party to the agreement",
         id="breach-contact-not-in-agreement",
@@ -274,8 +288,7 @@ CASES = [
     pytest.param(
         EB2,
         lambda d: d["data_items"].update({"licence-recall": {"destination": "personal"}}),
-        "ISA-EB-002.yaml: ISA-EB-002 /data_items: licence-recall has no field(s) "
-        "['destination']",
+        "ISA-EB-002.yaml: ISA-EB-002 /data_items: licence-recall has no field(s) ['destination']",
         id="data-item-of-another-message-type",
     ),
     pytest.param(
@@ -295,9 +308,7 @@ CASES = [
     pytest.param(
         EB1,
         # recall fields exist in licence-recall but not in release-notice
-        lambda d: _flow(d, "recall-to-police-and-prison")["message_types"].append(
-            "release-notice"
-        ),
+        lambda d: _flow(d, "recall-to-police-and-prison")["message_types"].append("release-notice"),
         "ISA-EB-001.yaml: ISA-EB-001 /flows/4 (recall-to-police-and-prison): release-notice "
         "has no field(s) ['recall']",
         id="field-missing-in-second-message-type",
@@ -339,67 +350,131 @@ def test_bad_agreement_is_refused_naming_file_and_problem(
 
 
 SCHEMA_CASES = [
-    pytest.param(lambda d: d.update({"status": "live"}),
-                 "/status: 'live' is not one of", id="bad-status"),
-    pytest.param(lambda d: d.update({"version": 2.0}),
-                 "/version: 2.0 is not of type 'string'", id="unquoted-version"),
-    pytest.param(lambda d: d.pop("legal_gateways"),
-                 "/: 'legal_gateways' is a required property", id="missing-legal-gateways"),
-    pytest.param(lambda d: d.update({"lawful_basis": d.pop("legal_gateways")}),
-                 "Additional properties are not allowed ('lawful_basis' was unexpected)",
-                 id="v1-lawful-basis"),
-    pytest.param(lambda d: d.update({"parties": ["hmp-northgate", "eastborough-vawg"]}),
-                 "/parties/0: 'hmp-northgate' is not of type 'object'", id="v1-party-list"),
-    pytest.param(lambda d: d["parties"][0].update({"role": "owner"}),
-                 "/parties/0/role: 'owner' is not one of", id="bad-party-role"),
-    pytest.param(lambda d: d.pop("review_date"),
-                 "/: 'review_date' is a required property", id="missing-review-date"),
-    pytest.param(lambda d: d.pop("data_items"),
-                 "/: 'data_items' is a required property", id="missing-data-items"),
-    pytest.param(lambda d: d.update({"type": "memorandum"}),
-                 "/type: 'memorandum' is not one of", id="bad-type"),
-    pytest.param(lambda d: d.update({"supersedes": "isa-eb-001"}),
-                 "/supersedes: 'isa-eb-001' does not match", id="bad-supersedes"),
-    pytest.param(lambda d: d["flows"][0]["legal_regime"].pop("article_6"),
-                 "/flows/0/legal_regime: 'article_6' is a required property",
-                 id="uk-gdpr-without-article-6"),
-    pytest.param(lambda d: d["flows"][0].update({"legal_regime": {"regime": "dpa-2018-part-3"}}),
-                 "/flows/0/legal_regime: 'condition' is a required property",
-                 id="part-3-without-condition"),
-    pytest.param(lambda d: d["flows"][0].pop("legal_regime"),
-                 "/flows/0: 'legal_regime' is a required property", id="no-legal-regime"),
-    pytest.param(lambda d: d.update({"retention": [{"party": "eastborough-vawg",
-                                                    "period": "1 year"}]}),
-                 "/retention/0/period: '1 year' does not match", id="retention-not-iso-8601"),
-    pytest.param(lambda d: d["data_items"]["release-notice"].update({"person.crn": "secret"}),
-                 "/data_items/release-notice/person.crn: 'secret' is not one of",
-                 id="bad-classification"),
-    pytest.param(lambda d: d.update({"hard_blocks": [{"id": "x", "fields": ["person"],
-                                                      "never_to": [], "reason": "r"}]}),
-                 "/hard_blocks/0/never_to: [] should be non-empty", id="hard-block-to-nobody"),
-    pytest.param(lambda d: d["flows"][0].update({"condition": ""}),
-                 "/flows/0/condition: '' should be non-empty", id="empty-condition"),
-    pytest.param(lambda d: d.update({"effective_from": "2025-02-30"}),
-                 "/effective_from: '2025-02-30' is not a 'date'", id="impossible-date"),
-    pytest.param(lambda d: d.update({"effective_from": dt.date(2025, 9, 1)}),
-                 "/effective_from: datetime.date(2025, 9, 1) is not of type 'string'",
-                 id="unquoted-date"),
-    pytest.param(lambda d: d.update({"parties": [{"id": "hmp-northgate", "role": "controller"}]}),
-                 "/parties: [{'id': 'hmp-northgate', 'role': 'controller'}] is too short",
-                 id="one-party"),
-    pytest.param(lambda d: d["flows"][0].update({"message_types": ["parole-decision"]}),
-                 "/flows/0/message_types/0: 'parole-decision' is not one of",
-                 id="unknown-message-type"),
-    pytest.param(lambda d: d["flows"][0].update({"fields": ["Person.Name"]}),
-                 "/flows/0/fields/0: 'Person.Name' does not match", id="bad-field-syntax"),
-    pytest.param(lambda d: d["flows"][0].update({"fields": []}),
-                 "/flows/0/fields: [] should be non-empty", id="no-fields"),
-    pytest.param(lambda d: d.update({"approved_by": "someone"}),
-                 "Additional properties are not allowed ('approved_by' was unexpected)",
-                 id="extra-property"),
-    pytest.param(lambda d: d["flows"][0].update({"to": ["eastborough-vawg", "eastborough-vawg"]}),
-                 "/flows/0/to: ['eastborough-vawg', 'eastborough-vawg'] has non-unique elements",
-                 id="duplicate-recipient"),
+    pytest.param(
+        lambda d: d.update({"status": "live"}), "/status: 'live' is not one of", id="bad-status"
+    ),
+    pytest.param(
+        lambda d: d.update({"version": 2.0}),
+        "/version: 2.0 is not of type 'string'",
+        id="unquoted-version",
+    ),
+    pytest.param(
+        lambda d: d.pop("legal_gateways"),
+        "/: 'legal_gateways' is a required property",
+        id="missing-legal-gateways",
+    ),
+    pytest.param(
+        lambda d: d.update({"lawful_basis": d.pop("legal_gateways")}),
+        "Additional properties are not allowed ('lawful_basis' was unexpected)",
+        id="v1-lawful-basis",
+    ),
+    pytest.param(
+        lambda d: d.update({"parties": ["hmp-northgate", "eastborough-vawg"]}),
+        "/parties/0: 'hmp-northgate' is not of type 'object'",
+        id="v1-party-list",
+    ),
+    pytest.param(
+        lambda d: d["parties"][0].update({"role": "owner"}),
+        "/parties/0/role: 'owner' is not one of",
+        id="bad-party-role",
+    ),
+    pytest.param(
+        lambda d: d.pop("review_date"),
+        "/: 'review_date' is a required property",
+        id="missing-review-date",
+    ),
+    pytest.param(
+        lambda d: d.pop("data_items"),
+        "/: 'data_items' is a required property",
+        id="missing-data-items",
+    ),
+    pytest.param(
+        lambda d: d.update({"type": "memorandum"}),
+        "/type: 'memorandum' is not one of",
+        id="bad-type",
+    ),
+    pytest.param(
+        lambda d: d.update({"supersedes": "isa-eb-001"}),
+        "/supersedes: 'isa-eb-001' does not match",
+        id="bad-supersedes",
+    ),
+    pytest.param(
+        lambda d: d["flows"][0]["legal_regime"].pop("article_6"),
+        "/flows/0/legal_regime: 'article_6' is a required property",
+        id="uk-gdpr-without-article-6",
+    ),
+    pytest.param(
+        lambda d: d["flows"][0].update({"legal_regime": {"regime": "dpa-2018-part-3"}}),
+        "/flows/0/legal_regime: 'condition' is a required property",
+        id="part-3-without-condition",
+    ),
+    pytest.param(
+        lambda d: d["flows"][0].pop("legal_regime"),
+        "/flows/0: 'legal_regime' is a required property",
+        id="no-legal-regime",
+    ),
+    pytest.param(
+        lambda d: d.update({"retention": [{"party": "eastborough-vawg", "period": "1 year"}]}),
+        "/retention/0/period: '1 year' does not match",
+        id="retention-not-iso-8601",
+    ),
+    pytest.param(
+        lambda d: d["data_items"]["release-notice"].update({"person.crn": "secret"}),
+        "/data_items/release-notice/person.crn: 'secret' is not one of",
+        id="bad-classification",
+    ),
+    pytest.param(
+        lambda d: d.update(
+            {"hard_blocks": [{"id": "x", "fields": ["person"], "never_to": [], "reason": "r"}]}
+        ),
+        "/hard_blocks/0/never_to: [] should be non-empty",
+        id="hard-block-to-nobody",
+    ),
+    pytest.param(
+        lambda d: d["flows"][0].update({"condition": ""}),
+        "/flows/0/condition: '' should be non-empty",
+        id="empty-condition",
+    ),
+    pytest.param(
+        lambda d: d.update({"effective_from": "2025-02-30"}),
+        "/effective_from: '2025-02-30' is not a 'date'",
+        id="impossible-date",
+    ),
+    pytest.param(
+        lambda d: d.update({"effective_from": dt.date(2025, 9, 1)}),
+        "/effective_from: datetime.date(2025, 9, 1) is not of type 'string'",
+        id="unquoted-date",
+    ),
+    pytest.param(
+        lambda d: d.update({"parties": [{"id": "hmp-northgate", "role": "controller"}]}),
+        "/parties: [{'id': 'hmp-northgate', 'role': 'controller'}] is too short",
+        id="one-party",
+    ),
+    pytest.param(
+        lambda d: d["flows"][0].update({"message_types": ["parole-decision"]}),
+        "/flows/0/message_types/0: 'parole-decision' is not one of",
+        id="unknown-message-type",
+    ),
+    pytest.param(
+        lambda d: d["flows"][0].update({"fields": ["Person.Name"]}),
+        "/flows/0/fields/0: 'Person.Name' does not match",
+        id="bad-field-syntax",
+    ),
+    pytest.param(
+        lambda d: d["flows"][0].update({"fields": []}),
+        "/flows/0/fields: [] should be non-empty",
+        id="no-fields",
+    ),
+    pytest.param(
+        lambda d: d.update({"approved_by": "someone"}),
+        "Additional properties are not allowed ('approved_by' was unexpected)",
+        id="extra-property",
+    ),
+    pytest.param(
+        lambda d: d["flows"][0].update({"to": ["eastborough-vawg", "eastborough-vawg"]}),
+        "/flows/0/to: ['eastborough-vawg', 'eastborough-vawg'] has non-unique elements",
+        id="duplicate-recipient",
+    ),
 ]
 
 
@@ -469,9 +544,11 @@ def test_duplicate_purpose_id_is_refused(policies_copy: Path, schemas_dir: Path)
 def test_a_cel_syntax_error_is_refused_naming_the_flow(
     policies_copy: Path, schemas_dir: Path
 ) -> None:
-    _edit(policies_copy, EB2, lambda d: d["flows"][0].update(
-        {"condition": "message.risk.domestic_abuse =="}
-    ))
+    _edit(
+        policies_copy,
+        EB2,
+        lambda d: d["flows"][0].update({"condition": "message.risk.domestic_abuse =="}),
+    )
     message = _refused(policies_copy, schemas_dir)
     assert message.startswith(
         "ISA-EB-002.yaml: ISA-EB-002 /flows/0 (perpetrator-release-alert): /condition is not "
@@ -480,14 +557,13 @@ def test_a_cel_syntax_error_is_refused_naming_the_flow(
     assert "\n" not in message
 
 
-def test_a_condition_is_compiled_once_at_load_time(
-    policies_copy: Path, schemas_dir: Path
-) -> None:
+def test_a_condition_is_compiled_once_at_load_time(policies_copy: Path, schemas_dir: Path) -> None:
     def v2(d: dict[str, Any]) -> None:
         d["flows"][0]["condition"] = "message.risk.domestic_abuse == true"
         d["flows"][0]["prohibited_fields"] = ["destination.address"]
         d["flows"][0]["legal_regime"] = {
-            "regime": "dpa-2018-part-3", "condition": "s35(5); Sch 8 para 1",
+            "regime": "dpa-2018-part-3",
+            "condition": "s35(5); Sch 8 para 1",
         }
 
     _edit(policies_copy, EB2, v2)
@@ -516,9 +592,13 @@ def test_kind_references_in_flows_expand_to_the_agreements_parties_of_that_kind(
 
 
 def test_kind_references_mix_with_party_ids(policies_copy: Path, schemas_dir: Path) -> None:
-    _edit(policies_copy, EB1, lambda d: _flow(d, "release-to-housing").update(
-        {"to": ["kind:council-housing", "eastborough-recovery"]}
-    ))
+    _edit(
+        policies_copy,
+        EB1,
+        lambda d: _flow(d, "release-to-housing").update(
+            {"to": ["kind:council-housing", "eastborough-recovery"]}
+        ),
+    )
     eb1 = load_policies(policies_copy, schemas_dir).agreement("ISA-EB-001")
     assert eb1 is not None
     housing = next(f for f in eb1.flows if f.id == "release-to-housing")
@@ -530,16 +610,30 @@ def test_hard_blocks_may_name_any_registered_party_or_kind(
 ) -> None:
     # ISA-EB-002 is between the prison and VAWG, yet protects data from every police team
     # and from housing, whatever other agreement would share it.
-    _edit(policies_copy, EB2, lambda d: d.update({"hard_blocks": [
-        _block(never_to=["kind:police", "eastborough-housing"]),
-        _block(id="no-health", fields=["resettlement_needs.opioid_substitution_therapy"],
-               never_to=["kind:vawg-service"], message_types=["release-notice"]),
-    ]}))
+    _edit(
+        policies_copy,
+        EB2,
+        lambda d: d.update(
+            {
+                "hard_blocks": [
+                    _block(never_to=["kind:police", "eastborough-housing"]),
+                    _block(
+                        id="no-health",
+                        fields=["resettlement_needs.opioid_substitution_therapy"],
+                        never_to=["kind:vawg-service"],
+                        message_types=["release-notice"],
+                    ),
+                ]
+            }
+        ),
+    )
     eb2 = load_policies(policies_copy, schemas_dir).agreement("ISA-EB-002")
     assert eb2 is not None
     address, health = eb2.hard_blocks
     assert address.parties == {
-        "eastborough-police-iom", "eastborough-police-dip", "eastborough-housing",
+        "eastborough-police-iom",
+        "eastborough-police-dip",
+        "eastborough-housing",
     }
     assert address.fields == {"destination.address"}
     assert address.message_types == frozenset()  # every message type
@@ -556,9 +650,17 @@ def test_a_hard_block_naming_an_unknown_kind_is_refused(
 ) -> None:
     # Regression: a kind matching no registered party (a typo) once made a block that
     # silently protected nothing.
-    _edit(policies_copy, EB2, lambda d: d.update({"hard_blocks": [
-        _block(never_to=["kind:polce"]),
-    ]}))
+    _edit(
+        policies_copy,
+        EB2,
+        lambda d: d.update(
+            {
+                "hard_blocks": [
+                    _block(never_to=["kind:polce"]),
+                ]
+            }
+        ),
+    )
     assert _refused(policies_copy, schemas_dir) == (
         "ISA-EB-002.yaml: ISA-EB-002 /hard_blocks/0 (no-address): /never_to names "
         "'kind:polce', but no registered party is of that kind"
@@ -581,7 +683,9 @@ def test_agreement_metadata_is_loaded(policies_copy: Path, schemas_dir: Path) ->
     eb2 = load_policies(policies_copy, schemas_dir).agreement("ISA-EB-002")
     assert eb2 is not None
     assert (eb2.type, eb2.supersedes, eb2.dpia_reference) == (
-        "one-way-disclosure", "ISA-EB-002@0.9", "DPIA-TEST-1",
+        "one-way-disclosure",
+        "ISA-EB-002@0.9",
+        "DPIA-TEST-1",
     )
     # An agreement may override the register's competent_authority for its parties.
     assert [(r.id, r.role, r.competent_authority) for r in eb2.party_roles] == [

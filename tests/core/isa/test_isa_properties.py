@@ -75,22 +75,28 @@ Oracle = Callable[[Mapping[str, Any], Party, Party], bool]
 
 # CEL condition -> the same test in Python (sender, recipient). An evaluation error is false.
 CONDITIONS: dict[str, Oracle] = {
-    "message.risk.domestic_abuse == true":
-        lambda m, s, r: _get(m, "risk", "domestic_abuse") is True,
-    "message.victim_contact_scheme == true":
-        lambda m, s, r: _get(m, "victim_contact_scheme") is True,
-    "has(message.resettlement_needs) && message.resettlement_needs.accommodation":
-        lambda m, s, r: "resettlement_needs" in m
-        and _get(m, "resettlement_needs", "accommodation") is True,
-    "message.destination.local_authority == recipient.area":
-        lambda m, s, r: _get(m, "destination", "local_authority") == (r.area or ""),
-    'recipient.kind == "police" || has(message.risk.mappa)':
-        lambda m, s, r: r.kind == "police" or "mappa" in _get(m, "risk"),
+    "message.risk.domestic_abuse == true": lambda m, s, r: (
+        _get(m, "risk", "domestic_abuse") is True
+    ),
+    "message.victim_contact_scheme == true": lambda m, s, r: (
+        _get(m, "victim_contact_scheme") is True
+    ),
+    "has(message.resettlement_needs) && message.resettlement_needs.accommodation": lambda m, s, r: (
+        "resettlement_needs" in m and _get(m, "resettlement_needs", "accommodation") is True
+    ),
+    "message.destination.local_authority == recipient.area": lambda m, s, r: (
+        _get(m, "destination", "local_authority") == (r.area or "")
+    ),
+    'recipient.kind == "police" || has(message.risk.mappa)': lambda m, s, r: (
+        r.kind == "police" or "mappa" in _get(m, "risk")
+    ),
     # errors whenever the notice has no licence conditions
-    "message.licence_conditions.non_contact == true":
-        lambda m, s, r: _get(m, "licence_conditions", "non_contact") is True,
-    'sender.kind == "prison" && recipient.id != "vawg"':
-        lambda m, s, r: s.kind == "prison" and r.id != "vawg",
+    "message.licence_conditions.non_contact == true": lambda m, s, r: (
+        _get(m, "licence_conditions", "non_contact") is True
+    ),
+    'sender.kind == "prison" && recipient.id != "vawg"': lambda m, s, r: (
+        s.kind == "prison" and r.id != "vawg"
+    ),
 }
 PROGRAMS = {source: cel.compile(source) for source in CONDITIONS}
 
@@ -112,13 +118,15 @@ FIELD_SET = st.frozensets(st.sampled_from(PATHS), min_size=1, max_size=6)
 BLOCKED_SET = st.frozensets(st.sampled_from(PATHS), min_size=1, max_size=2)
 PROHIBITED_SET = st.just(frozenset()) | BLOCKED_SET
 PURPOSE = st.sampled_from(PURPOSES)
-FLOW_TYPES = st.sampled_from([
-    frozenset({"release-notice"}),
-    frozenset({"release-notice"}),
-    frozenset({"release-notice"}),
-    frozenset({"release-notice", "licence-recall"}),
-    frozenset({"licence-recall"}),
-])
+FLOW_TYPES = st.sampled_from(
+    [
+        frozenset({"release-notice"}),
+        frozenset({"release-notice"}),
+        frozenset({"release-notice"}),
+        frozenset({"release-notice", "licence-recall"}),
+        frozenset({"licence-recall"}),
+    ]
+)
 BLOCK_TYPES = st.sampled_from(
     [frozenset(), frozenset({"release-notice"}), frozenset({"licence-recall"})]
 )
@@ -141,8 +149,9 @@ def _days(low: int, high: int) -> st.SearchStrategy[dt.date]:
 STARTS, ENDS, REVIEWS = _days(-6, 2), _days(-2, 6), st.none() | _days(-4, 4)
 
 
-def _pick(draw: st.DrawFn, members: list[str], indexes: st.SearchStrategy[frozenset[int]]
-          ) -> frozenset[str]:
+def _pick(
+    draw: st.DrawFn, members: list[str], indexes: st.SearchStrategy[frozenset[int]]
+) -> frozenset[str]:
     return frozenset(members[i % len(members)] for i in draw(indexes))
 
 
@@ -203,14 +212,27 @@ BOOL = st.booleans()
 IDENTIFIERS = st.frozensets(st.sampled_from(["prison_number", "pnc_id", "crn"]), min_size=1)
 AUTHORITY = st.sampled_from(["Eastborough", "Westshire"])
 SENDER = st.sampled_from([*MEMBERS, OUTSIDER])
-ASKED = st.none() | st.none() | st.frozensets(st.sampled_from([*PURPOSES, "p9"]), min_size=1,
-                                              max_size=2)
+ASKED = (
+    st.none()
+    | st.none()
+    | st.frozensets(st.sampled_from([*PURPOSES, "p9"]), min_size=1, max_size=2)
+)
 SHIFT = st.integers(min_value=-2, max_value=2)
 LATER_DAYS = st.integers(min_value=0, max_value=3)
-CHANGE = st.sampled_from([
-    "same", "same", "status", "version", "drop-flow", "fields", "prohibit", "block", "unblock",
-    "cut-short",
-])
+CHANGE = st.sampled_from(
+    [
+        "same",
+        "same",
+        "status",
+        "version",
+        "drop-flow",
+        "fields",
+        "prohibit",
+        "block",
+        "unblock",
+        "cut-short",
+    ]
+)
 LATER = st.sampled_from(["same", "changed", "changed", "other"])
 
 
@@ -384,8 +406,11 @@ def _decide(case: Case) -> Decision | None:
         )
     except SharingRefused as e:
         assert e.reason in {
-            "no_agreement", "sender_not_party", "purpose_not_covered",
-            "agreement_not_in_force", "no_recipient",
+            "no_agreement",
+            "sender_not_party",
+            "purpose_not_covered",
+            "agreement_not_in_force",
+            "no_recipient",
         }
         return None
 
@@ -523,8 +548,9 @@ def query_runs(draw: st.DrawFn) -> list[Case]:
             sender = senders[draw(INDEX) % len(senders)] if senders else draw(SENDER)
             purposes = draw(ASKED)
         payload = draw(release_notices()) if draw(MOSTLY) else first.payload
-        runs.append(Case(first.policies, sender, purposes, payload,
-                         NOW + dt.timedelta(days=draw(SHIFT))))
+        runs.append(
+            Case(first.policies, sender, purposes, payload, NOW + dt.timedelta(days=draw(SHIFT)))
+        )
     return runs
 
 

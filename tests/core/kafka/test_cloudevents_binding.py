@@ -113,8 +113,9 @@ def test_no_personal_data_in_headers_or_key(
     key, value, headers = to_record(MESSAGE_ID, SENDER, name, ACCEPTED, person, payload)
     p = payload["person"]
     personal = [
-        p[k] for k in ("given_name", "family_name", "date_of_birth", "prison_number", "pnc_id",
-                       "crn") if k in p
+        p[k]
+        for k in ("given_name", "family_name", "date_of_birth", "prison_number", "pnc_id", "crn")
+        if k in p
     ]
     assert len(personal) >= 4
     exposed = [key] + [v for _, v in headers] + [k.encode() for k, _ in headers]
@@ -139,16 +140,21 @@ def test_record_parses_with_the_cloudevents_sdk(
     assert event.get_type() == MESSAGE_TYPES[name].ce_type
     assert event.get_time() == ACCEPTED
     assert event.get_subject() == person
-    assert event.get_dataschema() == (
-        f"https://isa-broker.example/schemas/{name}.schema.json"
-    )
+    assert event.get_dataschema() == (f"https://isa-broker.example/schemas/{name}.schema.json")
     assert event.get_datacontenttype() == "application/json"
     assert event.get_data() == payload
     assert event.get_extension("partitionkey") == person
     # No attribute beyond the ones we set (plus the key-derived partitionkey).
     assert set(event.get_attributes()) == {
-        "specversion", "id", "source", "type", "time", "subject", "dataschema",
-        "datacontenttype", "partitionkey",
+        "specversion",
+        "id",
+        "source",
+        "type",
+        "time",
+        "subject",
+        "dataschema",
+        "datacontenttype",
+        "partitionkey",
     }
 
 
@@ -162,8 +168,9 @@ def _good() -> tuple[list[tuple[str, bytes]], bytes]:
     return headers, value
 
 
-@pytest.mark.parametrize("missing", ["ce_id", "ce_source", "ce_type", "ce_time", "ce_subject",
-                                     "ce_specversion"])
+@pytest.mark.parametrize(
+    "missing", ["ce_id", "ce_source", "ce_type", "ce_time", "ce_subject", "ce_specversion"]
+)
 def test_missing_attribute_is_invalid(missing: str) -> None:
     headers, value = _good()
     headers = [(k, v) for k, v in headers if k != missing]

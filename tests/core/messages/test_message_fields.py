@@ -183,7 +183,10 @@ def test_leaf_paths_lists_present_leaves_sorted() -> None:
 
 KEYS = st.sampled_from(["a", "b", "ab", "a_b", "ba", "c"])
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.text(max_size=3),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.text(max_size=3),
     st.lists(st.integers(), max_size=2),
 )
 PAYLOADS = st.recursive(

@@ -182,30 +182,63 @@ def _mutations() -> list[Any]:
         d["risk"]["mappa"] = {"category": "5", "level": "1"}
 
     return [
-        pytest.param(missing, "/release/date", "missing", "/release", "required",
-                     id="missing-field"),
-        pytest.param(wrong_enum, "/release/type", "enum", "/release/type", "enum",
-                     id="wrong-enum"),
-        pytest.param(bad_date, "/release/date", "date_parsing", "/release/date",
-                     "format", id="impossible-date"),
-        pytest.param(not_a_date, "/person/date_of_birth", "date_parsing",
-                     "/person/date_of_birth", "format", id="not-a-date"),
-        pytest.param(bad_pattern, "/person/prison_number", "string_pattern_mismatch",
-                     "/person/prison_number", "pattern", id="bad-prison-number"),
-        pytest.param(bad_postcode, "/destination/address/postcode", "string_pattern_mismatch",
-                     "/destination/address/postcode", "pattern", id="bad-postcode"),
-        pytest.param(no_identifier, "/person", "value_error", "/person", "anyOf",
-                     id="no-identifier"),
-        pytest.param(nested_enum, "/risk/mappa/category", "enum", "/risk/mappa/category",
-                     "enum", id="nested-enum"),
+        pytest.param(
+            missing, "/release/date", "missing", "/release", "required", id="missing-field"
+        ),
+        pytest.param(wrong_enum, "/release/type", "enum", "/release/type", "enum", id="wrong-enum"),
+        pytest.param(
+            bad_date,
+            "/release/date",
+            "date_parsing",
+            "/release/date",
+            "format",
+            id="impossible-date",
+        ),
+        pytest.param(
+            not_a_date,
+            "/person/date_of_birth",
+            "date_parsing",
+            "/person/date_of_birth",
+            "format",
+            id="not-a-date",
+        ),
+        pytest.param(
+            bad_pattern,
+            "/person/prison_number",
+            "string_pattern_mismatch",
+            "/person/prison_number",
+            "pattern",
+            id="bad-prison-number",
+        ),
+        pytest.param(
+            bad_postcode,
+            "/destination/address/postcode",
+            "string_pattern_mismatch",
+            "/destination/address/postcode",
+            "pattern",
+            id="bad-postcode",
+        ),
+        pytest.param(
+            no_identifier, "/person", "value_error", "/person", "anyOf", id="no-identifier"
+        ),
+        pytest.param(
+            nested_enum,
+            "/risk/mappa/category",
+            "enum",
+            "/risk/mappa/category",
+            "enum",
+            id="nested-enum",
+        ),
     ]
 
 
-@pytest.mark.parametrize(
-    ("mutate", "pointer", "code", "schema_at", "schema_keyword"), _mutations()
-)
+@pytest.mark.parametrize(("mutate", "pointer", "code", "schema_at", "schema_keyword"), _mutations())
 def test_invalid_body_reports_the_json_pointer(
-    mutate: Any, pointer: str, code: str, schema_at: str, schema_keyword: str,
+    mutate: Any,
+    pointer: str,
+    code: str,
+    schema_at: str,
+    schema_keyword: str,
     schemas_dir: Path,
 ) -> None:
     doc = _release()
@@ -244,9 +277,7 @@ def test_extra_property_is_additional_properties(schemas_dir: Path) -> None:
             "message": "Extra inputs are not permitted",
         }
     ]
-    schema_errors = list(
-        _validator(schemas_dir, MESSAGE_TYPES["release-notice"]).iter_errors(doc)
-    )
+    schema_errors = list(_validator(schemas_dir, MESSAGE_TYPES["release-notice"]).iter_errors(doc))
     assert [(e.validator, _pointer(e.absolute_path)) for e in schema_errors] == [
         ("additionalProperties", "/person")
     ]
@@ -329,9 +360,7 @@ def test_models_are_strict_about_json_types(path: tuple[str, ...], value: Any) -
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value
-    assert [e["pointer"] for e in _rejects("release-notice", doc).errors] == [
-        "/" + "/".join(path)
-    ]
+    assert [e["pointer"] for e in _rejects("release-notice", doc).errors] == ["/" + "/".join(path)]
 
 
 def test_dose_out_of_range_is_refused() -> None:
@@ -362,9 +391,7 @@ def test_names_are_stripped_and_blank_names_refused() -> None:
     out = get_message_type("release-notice").validate_json(_body(doc))
     assert out["person"]["given_name"] == "Alexis"
     doc["person"]["given_name"] = "   "
-    assert [e["pointer"] for e in _rejects("release-notice", doc).errors] == [
-        "/person/given_name"
-    ]
+    assert [e["pointer"] for e in _rejects("release-notice", doc).errors] == ["/person/given_name"]
 
 
 def test_a_single_identifier_is_enough() -> None:

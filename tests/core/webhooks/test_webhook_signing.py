@@ -162,8 +162,6 @@ def test_standardwebhooks_rejects_an_old_timestamp(secret: str) -> None:
 
 def test_we_accept_standardwebhooks_signatures(secret: str) -> None:
     ts = _now()
-    theirs = Webhook(secret).sign(
-        MSG_ID, dt.datetime.fromtimestamp(ts, tz=dt.UTC), BODY.decode()
-    )
+    theirs = Webhook(secret).sign(MSG_ID, dt.datetime.fromtimestamp(ts, tz=dt.UTC), BODY.decode())
     assert theirs == sign(secret, MSG_ID, ts, BODY)
     verify(secret, MSG_ID, ts, BODY, theirs, now=ts)
