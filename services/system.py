@@ -20,7 +20,6 @@ from .core.errors import ConfigurationError, Unavailable
 from .core.isa.reload import PolicyWatcher
 from .core.kafka.embedded import EmbeddedBroker, free_port
 from .core.kafka.publisher import KafkaPublisher
-from .core.kafka.topics import ensure_topics
 from .core.outbox import OutboxRelay
 from .core.runtime import Runtime
 from .core.settings import Settings
@@ -37,6 +36,8 @@ class System:
         self.runtime: Runtime | None = None
         self.publisher: KafkaPublisher | None = None
         self.router: Router | None = None
+        self.relay: OutboxRelay | None = None
+        self.broker_restarts = 0
         self.watcher: PolicyWatcher | None = None
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -65,10 +66,11 @@ class System:
             bootstrap, embedded = s.kafka_bootstrap_servers, s.kafka_compat == "tansu"
         else:
             self.broker = EmbeddedBroker(log_path=s.data_dir / "broker.log").start()
+            self._write_broker_pid()
             bootstrap, embedded = self.broker.bootstrap_servers, True
         try:
             self.runtime = await Runtime.create(s, bootstrap, embedded=embedded)
-            await ensure_topics(self.runtime.kafka)
+            await self.runtime.ensure_topics()
             self.publisher = KafkaPublisher(self.runtime.kafka)
             await self.publisher.start()
             self.watcher = PolicyWatcher(self.runtime)
@@ -79,6 +81,11 @@ class System:
             if with_router:
                 self.router = Router(self.runtime, self.publisher)
                 self._tasks.append(asyncio.create_task(self.router.run(), name="router"))
+                self._tasks.append(
+                    asyncio.create_task(self.router.dispatcher.run(), name="dispatcher")
+                )
+            if self.broker is not None:
+                self._tasks.append(asyncio.create_task(self._supervise(), name="broker-supervisor"))
         except BaseException:
             await self.stop()
             raise
@@ -87,8 +94,8 @@ class System:
     async def _start_gateway(self) -> None:
         assert self.runtime is not None and self.publisher is not None  # noqa: S101
         s = self.settings
-        relay = OutboxRelay(self.runtime.store, self.publisher, s.relay_poll_seconds)
-        app = create_app(self.runtime, relay)
+        self.relay = OutboxRelay(self.runtime, self.publisher)
+        app = create_app(self.runtime, self.relay)
         config = uvicorn.Config(
             app, host=s.host, port=s.port, log_level="warning", lifespan="on", access_log=False
         )
@@ -101,11 +108,54 @@ class System:
                 raise Unavailable(f"the gateway could not listen on {s.host}:{s.port}")
             await asyncio.sleep(0.01)
 
+    def _write_broker_pid(self) -> None:
+        assert self.broker is not None and self.broker.pid is not None  # noqa: S101
+        (self.settings.data_dir / "broker.pid").write_text(f"{self.broker.pid}\n")
+
+    async def _supervise(self, every: float = 0.5) -> None:
+        """Restart the embedded broker when it dies. It comes back empty, so: recreate the
+        topics, drop the producer's and the consumer's stale connections and metadata, and
+        publish again at once every message not yet routed (the broker lost them)."""
+        assert self.broker is not None and self.runtime is not None  # noqa: S101
+        while True:
+            await asyncio.sleep(every)
+            if self.broker.running:
+                continue
+            log.warning("embedded broker exited; restarting it on %s", self.bootstrap_servers)
+            try:
+                await asyncio.to_thread(self.broker.start)
+                self._write_broker_pid()
+                await self.runtime.ensure_topics()
+            except Unavailable as e:
+                log.error("embedded broker restart failed: %s; trying again", e)
+                continue
+            self.broker_restarts += 1
+            if self.publisher is not None:
+                await self.publisher.reset()
+            self._restart_consumer()
+            if self.relay is not None:
+                try:
+                    await self.relay.reconcile(everything=True)
+                except Unavailable as e:
+                    log.warning("reconcile after broker restart: %s", e)
+
+    def _restart_consumer(self) -> None:
+        if self.router is None:
+            return
+        for i, task in enumerate(self._tasks):
+            if task.get_name() == "router":
+                task.cancel()
+                self._tasks[i] = asyncio.create_task(self.router.run(), name="router")
+
     async def wait(self) -> None:
-        """Serve until a part stops; re-raise what stopped it."""
-        done, _ = await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            task.result()
+        """Serve until a part stops; re-raise what stopped it. A part the supervisor has
+        replaced (the consumer after a broker restart) does not count as stopping."""
+        while True:
+            done, _ = await asyncio.wait(list(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task in self._tasks:
+                    task.result()
+                    return
 
     async def stop(self) -> None:
         if self._server is not None:

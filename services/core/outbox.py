@@ -1,6 +1,14 @@
-"""The outbox relay: publishes accepted messages from the store to Kafka. A message is stored
-before the gateway answers 202, so a broker that is down at intake loses nothing; the relay
-keeps retrying until the broker takes it."""
+"""The outbox relay and the reconciler.
+
+A message is stored (with its outbox row) before the gateway answers 202, so a broker that is
+down at intake loses nothing: the relay keeps publishing until the broker takes it.
+
+A broker's acknowledgement is not the end of the promise: the embedded broker loses
+everything when it restarts (and acknowledges writes to topics that no longer exist), and any
+broker or consumer fault can lose a record. So the reconciler, which runs beside the relay,
+publishes again every message that the router has not routed ``reconcile_after_seconds``
+after it was published, recreating missing topics first. Routing is idempotent, so a
+message published twice is routed once."""
 
 from __future__ import annotations
 
@@ -11,17 +19,19 @@ import logging
 from .errors import Unavailable
 from .kafka.cloudevents import to_record
 from .kafka.publisher import Publisher
-from .store import Store
+from .runtime import Runtime
 
 log = logging.getLogger("isa_broker.outbox")
 
 
 class OutboxRelay:
-    def __init__(self, store: Store, publisher: Publisher, poll_seconds: float = 1.0) -> None:
-        self.store = store
+    def __init__(self, runtime: Runtime, publisher: Publisher) -> None:
+        self.runtime = runtime
+        self.store = runtime.store
         self.publisher = publisher
-        self.poll_seconds = poll_seconds
+        self.poll_seconds = runtime.settings.relay_poll_seconds
         self._wake = asyncio.Event()
+        self._last_reconcile = 0.0
 
     def notify(self) -> None:
         """Called after intake so the relay publishes at once instead of at the next poll."""
@@ -29,30 +39,54 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         published = 0
-        for row in await self.store.unpublished():
-            key, value, headers = to_record(
-                row["id"],
-                row["sender"],
-                row["message_type"],
-                row["accepted_at"],
-                row["person"],
-                row["payload"],
+        while True:
+            rows = await self.store.unpublished()
+            for row in rows:
+                key, value, headers = to_record(
+                    row["id"],
+                    row["sender"],
+                    row["message_type"],
+                    row["accepted_at"],
+                    row["person"],
+                    row["payload"],
+                )
+                try:
+                    await self.publisher.publish(row["topic"], key, value, headers)
+                except Unavailable as e:
+                    log.warning("outbox publish failed message_id=%s: %s", row["id"], e)
+                    await self.store.mark_publish_failed(row["id"], str(e))
+                    return published
+                await self.store.mark_published(row["id"], self.runtime.clock())
+                published += 1
+            if len(rows) < 100:
+                return published
+
+    async def reconcile(self, *, everything: bool = False) -> int:
+        """Queue for publishing again the messages left unrouted too long (all of them when
+        ``everything``: the broker is known to have lost its data). Returns how many."""
+        settings = self.runtime.settings
+        requeued = await self.store.requeue_unrouted(
+            self.runtime.clock(), settings.reconcile_after_seconds, everything=everything
+        )
+        if requeued:
+            log.warning(
+                "reconciler: %d accepted messages not yet routed; publishing them again",
+                len(requeued),
             )
-            try:
-                await self.publisher.publish(row["topic"], key, value, headers)
-            except Unavailable as e:
-                log.warning("outbox publish failed message_id=%s: %s", row["id"], e)
-                await self.store.mark_publish_failed(row["id"], str(e))
-                break
-            await self.store.mark_published(row["id"])
-            published += 1
-        return published
+            await self.runtime.ensure_topics()
+            self._wake.set()
+        return len(requeued)
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = min(self.runtime.settings.reconcile_after_seconds / 2, 10.0)
         while True:
             self._wake.clear()
             try:
                 await self.publish_pending()
+                if loop.time() - self._last_reconcile >= interval:
+                    self._last_reconcile = loop.time()
+                    await self.reconcile()
             except Unavailable as e:
                 log.warning("outbox relay: %s", e)
             with contextlib.suppress(TimeoutError):

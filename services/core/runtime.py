@@ -51,6 +51,12 @@ class Runtime:
     async def aclose(self) -> None:
         await self.store.aclose()
 
+    async def ensure_topics(self) -> list[str]:
+        """Create any missing topic, agency topics of every registered party included."""
+        from .kafka.topics import ensure_topics
+
+        return await ensure_topics(self.kafka, list(self.engine.policies.parties))
+
     def default_scopes(self, party: str) -> list[str]:
         """Least privilege: publish scopes only for the message types the agreements let this
         party send; subscription and delivery scopes only if it is a recipient somewhere."""

@@ -65,7 +65,41 @@ class Settings(BaseSettings):
     webhook_allow_http: bool = Field(
         default=True, description="Allow plain http:// webhook URLs (dev only)."
     )
+    webhook_max_in_flight: int = Field(
+        default=4,
+        ge=1,
+        le=100,
+        description="Requests in flight at once to one subscription's endpoint, so that one "
+        "slow receiver cannot hold up the others.",
+    )
+    endpoint_disable_after_seconds: float = Field(
+        default=5 * 86400,
+        ge=60,
+        description="A webhook endpoint that has failed every attempt for this long is "
+        "disabled; its pending deliveries are dead-lettered and its owner and the senders "
+        "are told on their inbox feed.",
+    )
+    dispatch_poll_seconds: float = Field(
+        default=0.5,
+        gt=0,
+        le=60,
+        description="How often the router looks for deliveries that have become due.",
+    )
     relay_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    reconcile_after_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        le=86400,
+        description="An accepted message that the router has not routed this long after it "
+        "was published is published again (the broker may have lost it). Repeats back off "
+        "exponentially up to 64 times this.",
+    )
+    inbox_max_wait_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=120,
+        description="Longest long-poll a GET /v1/inbox may ask for.",
+    )
     idempotency_key_ttl_hours: int = Field(
         default=24,
         ge=1,

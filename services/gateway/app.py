@@ -18,7 +18,7 @@ from services.core.messages import MESSAGE_TYPES
 from services.core.outbox import OutboxRelay
 from services.core.runtime import ALL_SCOPES, Runtime
 
-from . import decisions, messages, problems, subscriptions
+from . import decisions, deliveries, messages, problems, subscriptions
 from .oauth import TokenService
 
 API_VERSION = "0.1.0"
@@ -51,6 +51,7 @@ def create_app(runtime: Runtime, relay: OutboxRelay | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(messages.router)
     app.include_router(subscriptions.router)
+    app.include_router(deliveries.router)
     app.include_router(decisions.router)
 
     @app.post(

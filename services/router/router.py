@@ -1,27 +1,29 @@
-"""The router's consumer loop and per-recipient delivery."""
+"""The router: consumes accepted messages from Kafka and records, per recipient and channel,
+the delivery to make; the :class:`~services.router.dispatch.Dispatcher` makes them.
+
+Recording is idempotent (a delivery's id is derived from the message, the recipient and the
+subscription), so a record seen twice, or published again by the reconciler after the broker
+lost it, changes nothing."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
-import random
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from services.core.errors import InvalidRequest, Unavailable
-from services.core.isa.engine import Decision, RecipientDecision
-from services.core.kafka.cloudevents import EventRecord, from_record, structured, to_record
+from services.core.isa.engine import Decision
+from services.core.kafka.cloudevents import from_record
 from services.core.kafka.publisher import Publisher
 from services.core.messages import MESSAGE_TYPES
 from services.core.runtime import Runtime
-from services.core.store.store import TERMINAL_DELIVERY
 
-from .webhook import WebhookSender, next_delay
+from .dispatch import Dispatcher
 
 log = logging.getLogger("isa_broker.router")
 
@@ -35,27 +37,35 @@ def delivery_id(message_id: str, recipient: str, subscription_id: str | None) ->
 
 
 class Router:
-    def __init__(self, runtime: Runtime, dead_letters: Publisher) -> None:
+    def __init__(self, runtime: Runtime, publisher: Publisher) -> None:
         self.runtime = runtime
-        self.dead_letters = dead_letters
-        self.sender = WebhookSender(runtime.settings.webhook_timeout_seconds)
-        self._retries: set[asyncio.Task[None]] = set()
+        self.dispatcher = Dispatcher(runtime, publisher)
         self._consumer: AIOKafkaConsumer | None = None
-        self._rng = random.Random()  # noqa: S311 - jitter, not security
 
     async def aclose(self) -> None:
-        for task in list(self._retries):
-            task.cancel()
-        for task in list(self._retries):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.sender.aclose()
+        await self.dispatcher.aclose()
+
+    async def serve(self) -> None:
+        """Consume and dispatch until cancelled (the system runs the two as separate tasks,
+        so that it can restart the consumer alone)."""
+        await asyncio.gather(self.run(), self.dispatcher.run())
 
     # -- consuming -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Consume until cancelled. Offsets are committed after each batch is handled; a
-        record seen twice is harmless because deliveries are keyed by a stable id."""
+        """Consume until cancelled, reconnecting when the broker goes away. Offsets are
+        committed after each batch is recorded; a record lost with the broker is published
+        again by the reconciler, so a gap here delays a message but never loses it."""
+        while True:
+            try:
+                await self.consume()
+            except (KafkaError, Unavailable) as e:
+                log.warning("router consumer stopped (%s); reconnecting in 1 s", e)
+                await asyncio.sleep(1)
+                with contextlib.suppress(Unavailable):
+                    await self.runtime.ensure_topics()
+
+    async def consume(self) -> None:
         profile = self.runtime.kafka
         topics = [profile.topic(name) for name in MESSAGE_TYPES]
         consumer = AIOKafkaConsumer(*topics, **profile.consumer_kwargs(GROUP_ID))
@@ -69,15 +79,15 @@ class Router:
             raise
         self._consumer = consumer
         try:
-            await self.resume_pending()
             while True:
-                batches = await consumer.getmany(timeout_ms=500, max_records=100)
+                batches = await consumer.getmany(timeout_ms=500, max_records=200)
                 for records in batches.values():
                     for record in records:
                         await self.handle(list(record.headers), record.value or b"")
                 if batches:
                     await consumer.commit()
         finally:
+            self._consumer = None
             with contextlib.suppress(KafkaError):
                 await consumer.stop()
 
@@ -91,218 +101,66 @@ class Router:
         if message is None:
             log.warning("record for unknown message_id=%s skipped", event.id)
             return
-        if message["status"] == "complete":
-            return
-        await self.route(event, message)
+        if message["routed_at"] is not None:
+            return  # seen before (a repeat from the broker or the reconciler)
+        await self.route(message)
 
-    async def route(self, event: EventRecord, message: dict[str, Any]) -> None:
-        decision = Decision.from_dict(message["decision"])
-        current = self.runtime.engine.recheck(decision, self.runtime.clock(), message["payload"])
-        tasks = []
-        for party, permitted in current.items():
-            subs = await self.runtime.store.active_subscriptions(party, event.message_type)
-            if isinstance(permitted, str):
-                await self._settle_without_sending(message, party, subs, "withheld", permitted)
-                continue
-            if not subs:
-                await self._settle_without_sending(
-                    message, party, [], "no_channel", "recipient has no active subscription"
-                )
-                continue
-            for sub in subs:
-                tasks.append(self._deliver_first(event, message, permitted, sub))
-        await asyncio.gather(*tasks)
-        await self.runtime.store.complete_if_settled(message["id"])
-
-    async def _settle_without_sending(
-        self,
-        message: dict[str, Any],
-        party: str,
-        subs: list[dict[str, Any]],
-        status: str,
-        reason: str,
-    ) -> None:
-        for sub_id in [s["id"] for s in subs] or [None]:
-            now = self.runtime.clock()
-            row = await self.runtime.store.ensure_delivery(
-                {
-                    "id": delivery_id(message["id"], party, sub_id),
-                    "message_id": message["id"],
-                    "recipient": party,
-                    "subscription_id": sub_id,
-                    "channel": "webhook" if sub_id else "none",
-                    "status": "pending",
-                    "fields": [],
-                    "grants": [],
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            if row["status"] not in TERMINAL_DELIVERY:
-                await self.runtime.store.settle_delivery(
-                    row,
-                    status,
-                    message_type=message["message_type"],
-                    person=message["person"],
-                    reason=reason,
-                )
-
-    async def _deliver_first(
-        self,
-        event: EventRecord,
-        message: dict[str, Any],
-        permitted: RecipientDecision,
-        sub: dict[str, Any],
-    ) -> None:
-        projection = permitted.project(message["payload"])
+    async def route(self, message: dict[str, Any]) -> None:
+        """Record one delivery per recipient and active subscription (or the reason there is
+        none) and mark the message routed, in one transaction."""
         now = self.runtime.clock()
-        row = await self.runtime.store.ensure_delivery(
-            {
-                "id": delivery_id(message["id"], permitted.party, sub["id"]),
+        decision = Decision.from_dict(message["decision"])
+        current = self.runtime.engine.recheck(decision, now, message["payload"])
+        rows: list[dict[str, Any]] = []
+        by_party = await self.runtime.store.active_subscriptions_of(
+            sorted(current), message["message_type"]
+        )
+        for party, permitted in sorted(current.items()):
+            subs = by_party.get(party, [])
+            common = {
                 "message_id": message["id"],
-                "recipient": permitted.party,
-                "subscription_id": sub["id"],
-                "channel": "webhook",
-                "status": "pending",
-                "fields": permitted.disclosed(message["payload"]),
-                "grants": [g.to_dict() for g in permitted.grants],
+                "recipient": party,
+                "person": message["person"],
+                "accepted_at": message["accepted_at"],
+                "message_type": message["message_type"],
                 "attempts": 0,
+                "retry_index": 0,
                 "created_at": now,
                 "updated_at": now,
+                "next_attempt_at": now,
             }
-        )
-        if row["status"] in TERMINAL_DELIVERY:
-            return
-        refs = ",".join(
-            sorted({f"{g.agreement_id}@{g.agreement_version}" for g in permitted.grants})
-        )
-        body = structured(
-            event, projection, {"isarecipient": permitted.party, "isaagreements": refs}
-        )
-        if not await self._attempt(row, sub, body, message):
-            task = asyncio.create_task(self._retry(row, sub, body, message))
-            self._retries.add(task)
-            task.add_done_callback(self._retries.discard)
-
-    async def _attempt(
-        self, row: dict[str, Any], sub: dict[str, Any], body: bytes, message: dict[str, Any]
-    ) -> bool:
-        """One attempt; returns True when the delivery reached a terminal state."""
-        store = self.runtime.store
-        settings = self.runtime.settings
-        ts = int(self.runtime.clock().timestamp())
-        result = await self.sender.attempt(sub["url"], sub["secret"], row["id"], body, ts)
-        attempts = int(row["attempts"]) + 1
-        row["attempts"] = attempts
-        status = "delivered" if result.ok else "retrying"
-        await store.record_attempt(
-            row["id"],
-            status_code=result.status_code,
-            error=result.error,
-            duration_ms=result.duration_ms,
-            new_status=status,
-        )
-        if result.ok:
-            await store.settle_delivery(
-                row, "delivered", message_type=message["message_type"], person=message["person"]
-            )
-            log.info(
-                "delivered delivery_id=%s recipient=%s attempts=%d",
-                row["id"],
-                row["recipient"],
-                attempts,
-            )
-            return True
-        delay = (
-            next_delay(attempts, settings.webhook_retry_schedule, result.retry_after, self._rng)
-            if result.retryable
-            else None
-        )
-        if delay is None:
-            if result.gone:
-                await self._disable(sub, row)
-            await self._dead_letter(row, message, result.error or "failed")
-            return True
-        row["next_delay"] = delay
-        return False
-
-    async def _retry(
-        self, row: dict[str, Any], sub: dict[str, Any], body: bytes, message: dict[str, Any]
-    ) -> None:
-        while True:
-            await asyncio.sleep(float(row.pop("next_delay", 0.0)))
-            if await self._attempt(row, sub, body, message):
-                await self.runtime.store.complete_if_settled(message["id"])
-                return
-
-    async def _disable(self, sub: dict[str, Any], row: dict[str, Any]) -> None:
-        """The receiver answered 410 Gone: no further delivery goes to this subscription."""
-        if await self.runtime.store.disable_subscription(sub["id"], "receiver answered 410 Gone"):
-            log.warning("subscription_id=%s of %s disabled: HTTP 410", sub["id"], row["recipient"])
-
-    async def _dead_letter(self, row: dict[str, Any], message: dict[str, Any], reason: str) -> None:
-        await self.runtime.store.settle_delivery(
-            row,
-            "dead_lettered",
-            message_type=message["message_type"],
-            person=message["person"],
-            reason=reason,
-        )
-        value = json.dumps(
-            {
-                "delivery_id": row["id"],
-                "message_id": row["message_id"],
-                "recipient": row["recipient"],
-                "attempts": row["attempts"],
-                "reason": reason,
-            }
-        ).encode()
-        try:
-            await self.dead_letters.publish(
-                self.runtime.kafka.dead_letter_topic,
-                message["person"].encode(),
-                value,
-                [
-                    ("ce_specversion", b"1.0"),
-                    ("ce_id", row["id"].encode()),
-                    ("ce_source", b"urn:isa-broker:router"),
-                    ("ce_type", b"org.isa-broker.dead-letter.v1"),
-                    ("ce_time", self.runtime.clock().isoformat().encode()),
-                    ("ce_subject", message["id"].encode()),
-                    ("content-type", b"application/json"),
-                ],
-            )
-        except Unavailable as e:
-            log.warning("dead-letter record not published delivery_id=%s: %s", row["id"], e)
-        log.warning(
-            "dead-lettered delivery_id=%s recipient=%s reason=%s",
-            row["id"],
-            row["recipient"],
-            reason,
-        )
-
-    async def resume_pending(self) -> None:
-        """After a restart, route again every message that still has an unfinished webhook
-        delivery (each message once; finished deliveries are skipped by their stable id)."""
-        unfinished = {
-            row["message_id"]
-            for row in await self.runtime.store.list_deliveries()
-            if row["status"] not in TERMINAL_DELIVERY and row["channel"] == "webhook"
-        }
-        for message_id in sorted(unfinished):
-            message = await self.runtime.store.get_message(message_id)
-            if message is not None:
-                await self.handle(_headers_for(message), json.dumps(message["payload"]).encode())
-
-
-def _headers_for(message: dict[str, Any]) -> list[tuple[str, bytes]]:
-    _, _, headers = to_record(
-        message["id"],
-        message["sender"],
-        message["message_type"],
-        message["accepted_at"],
-        message["person"],
-        message["payload"],
-    )
-    return headers
+            if isinstance(permitted, str) or not subs:
+                reason = permitted if isinstance(permitted, str) else "no active subscription"
+                status = "withheld" if isinstance(permitted, str) else "no_channel"
+                targets: list[dict[str, Any] | None] = list(subs) or [None]
+                for sub in targets:
+                    sub_id = sub["id"] if sub else None
+                    rows.append(
+                        {
+                            **common,
+                            "id": delivery_id(message["id"], party, sub_id),
+                            "subscription_id": sub_id,
+                            "channel": sub["channel"] if sub else "none",
+                            "status": status,
+                            "fields": [],
+                            "grants": [],
+                            "last_error": reason,
+                        }
+                    )
+                continue
+            fields = permitted.disclosed(message["payload"])
+            grants = [g.to_dict() for g in permitted.grants]
+            for sub in subs:
+                rows.append(
+                    {
+                        **common,
+                        "id": delivery_id(message["id"], party, sub["id"]),
+                        "subscription_id": sub["id"],
+                        "channel": sub["channel"],
+                        "status": "pending",
+                        "fields": fields,
+                        "grants": grants,
+                    }
+                )
+        await self.runtime.store.mark_routed(message["id"], rows)
+        self.dispatcher.wake()

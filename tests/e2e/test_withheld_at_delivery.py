@@ -55,7 +55,7 @@ async def test_suspended_before_delivery_is_withheld(tmp_path: Path, kafka_boots
         assert await PolicyWatcher(system.runtime).reload()
 
         router = Router(system.runtime, system.publisher)
-        router_task = asyncio.create_task(router.run())
+        router_task = asyncio.create_task(router.serve())
         assert await receivers.wait_for({"eastborough-housing"}, timeout=30)
         store = system.runtime.store
         for _ in range(100):

@@ -89,49 +89,191 @@ async def test_subscriptions_are_scoped_to_their_party(store: Store) -> None:
     assert await store.active_subscriptions("eastborough-vawg", "release-notice") == []
 
 
-async def test_message_completes_only_when_every_delivery_is_terminal(store: Store) -> None:
-    m = _message()
+T0 = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
+
+
+async def _subscribe(store: Store, party: str = "eastborough-vawg", **kw: object) -> str:
+    sub: dict[str, object] = {
+        "id": str(uuid.uuid4()),
+        "party": party,
+        "message_types": ["release-notice"],
+        "channel": "webhook",
+        "url": "http://127.0.0.1:1/h",
+        "secret": "whsec_x",
+        "created_at": T0,
+        "status": "active",
+    }
+    sub.update(kw)
+    await store.add_subscription(sub)
+    return str(sub["id"])
+
+
+def _delivery(
+    m: dict[str, object], sub_id: str | None, party: str, **kw: object
+) -> dict[str, object]:
+    row: dict[str, object] = {
+        "id": "msg_" + uuid.uuid4().hex,
+        "message_id": m["id"],
+        "recipient": party,
+        "subscription_id": sub_id,
+        "channel": "webhook",
+        "status": "pending",
+        "fields": ["release.date"],
+        "grants": [],
+        "attempts": 0,
+        "retry_index": 0,
+        "person": m["person"],
+        "accepted_at": m["accepted_at"],
+        "message_type": m["message_type"],
+        "created_at": T0,
+        "updated_at": T0,
+        "next_attempt_at": T0,
+    }
+    row.update(kw)
+    return row
+
+
+async def _accepted(store: Store, minutes: int = 0, person: str = "psn_abc") -> dict[str, object]:
+    m = _message(person=person, accepted_at=T0 + dt.timedelta(minutes=minutes))
     await store.accept_message(m, "t")
-    now = dt.datetime.now(dt.UTC)
-    rows = []
-    for i, party in enumerate(["a-party", "b-party"]):
-        rows.append(
-            await store.ensure_delivery(
-                {
-                    "id": f"msg_{i}",
-                    "message_id": m["id"],
-                    "recipient": party,
-                    "subscription_id": None,
-                    "channel": "webhook",
-                    "status": "pending",
-                    "fields": ["release.date"],
-                    "grants": [],
-                    "attempts": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-        )
-    again = await store.ensure_delivery({**rows[0], "status": "pending"})
-    assert again["id"] == rows[0]["id"]
-    assert await store.complete_if_settled(str(m["id"])) is False
-    await store.record_attempt(
-        "msg_0", status_code=204, error=None, duration_ms=1.0, new_status="delivered"
+    await store.mark_published(str(m["id"]), T0 + dt.timedelta(minutes=minutes))
+    return m
+
+
+async def test_message_completes_only_when_every_delivery_is_terminal(store: Store) -> None:
+    sub = await _subscribe(store)
+    m = await _accepted(store)
+    rows = [
+        _delivery(m, sub, "eastborough-vawg"),
+        _delivery(m, None, "b-party", status="no_channel", channel="none"),
+    ]
+    assert len(await store.mark_routed(str(m["id"]), rows)) == 2
+    assert await store.mark_routed(str(m["id"]), rows) == []  # a repeat changes nothing
+    stored = await store.get_message(str(m["id"]))
+    assert stored is not None and stored["status"] == "pending" and stored["routed_at"]
+    [due] = await store.due_deliveries(T0, 10, set())
+    assert due["url"] == "http://127.0.0.1:1/h" and due["payload"] == {"x": 1}
+    await store.record_outcome(
+        due,
+        "retrying",
+        attempt={"at": T0, "status_code": 500, "error": "HTTP 500", "duration_ms": 2.0},
+        next_attempt_at=T0 + dt.timedelta(seconds=5),
+        retry_index=1,
     )
-    await store.settle_delivery(
-        rows[0], "delivered", message_type="release-notice", person="psn_abc"
+    assert await store.due_deliveries(T0 + dt.timedelta(seconds=4), 10, set()) == []
+    [due] = await store.due_deliveries(T0 + dt.timedelta(seconds=5), 10, set())
+    assert due["attempts"] == 1 and due["retry_index"] == 1
+    await store.record_outcome(
+        due, "delivered", attempt={"at": T0, "status_code": 204, "duration_ms": 1.0}
     )
-    assert await store.complete_if_settled(str(m["id"])) is False
-    await store.settle_delivery(
-        rows[1], "dead_lettered", message_type="release-notice", person="psn_abc", reason="HTTP 500"
-    )
-    assert await store.complete_if_settled(str(m["id"])) is True
     stored = await store.get_message(str(m["id"]))
     assert stored is not None and stored["status"] == "complete"
-    attempts = await store.attempts("msg_0")
-    assert [a["status_code"] for a in attempts] == [204]
+    assert [a["status_code"] for a in await store.attempts(str(due["id"]))] == [500, 204]
     events = [(a["event"], a["recipient"]) for a in await store.audit_entries(str(m["id"]))]
-    assert events == [("accepted", None), ("delivered", "a-party"), ("dead_lettered", "b-party")]
+    assert events == [
+        ("accepted", None),
+        ("no_channel", "b-party"),
+        ("delivered", "eastborough-vawg"),
+    ]
+
+
+async def test_per_person_order_holds_back_later_deliveries(store: Store) -> None:
+    sub = await _subscribe(store)
+    first = await _accepted(store, 0)
+    second = await _accepted(store, 1)
+    other_person = await _accepted(store, 2, person="psn_other")
+    await store.mark_routed(str(second["id"]), [_delivery(second, sub, "eastborough-vawg")])
+    await store.mark_routed(
+        str(other_person["id"]), [_delivery(other_person, sub, "eastborough-vawg")]
+    )
+    # the first message about psn_abc is not routed yet: only the other person's is due
+    due = await store.due_deliveries(T0, 10, set())
+    assert [d["message_id"] for d in due] == [other_person["id"]]
+    await store.mark_routed(str(first["id"]), [_delivery(first, sub, "eastborough-vawg")])
+    due = await store.due_deliveries(T0, 10, set())
+    assert [d["message_id"] for d in due] == [first["id"], other_person["id"]]
+    # while the first is retrying, the second still waits
+    await store.record_outcome(
+        due[0], "retrying", next_attempt_at=T0 + dt.timedelta(hours=1), retry_index=1
+    )
+    assert [d["message_id"] for d in await store.due_deliveries(T0, 10, set())] == [
+        other_person["id"]
+    ]
+    await store.record_outcome(due[0], "dead_lettered", reason="exhausted")
+    assert str(second["id"]) in [d["message_id"] for d in await store.due_deliveries(T0, 10, set())]
+
+
+async def test_a_lease_goes_to_one_router_until_it_runs_out(store: Store) -> None:
+    sub = await _subscribe(store)
+    m = await _accepted(store)
+    [row] = [_delivery(m, sub, "eastborough-vawg")]
+    await store.mark_routed(str(m["id"]), [row])
+    until = T0 + dt.timedelta(seconds=60)
+    assert await store.claim([str(row["id"])], "router-a", T0, until) == {row["id"]}
+    assert await store.claim([str(row["id"])], "router-b", T0, until) == set()
+    assert await store.due_deliveries(T0, 10, set()) == []
+    later = until + dt.timedelta(seconds=1)
+    assert await store.claim([str(row["id"])], "router-b", later, later + dt.timedelta(60)) == {
+        row["id"]
+    }
+
+
+async def test_disable_dead_letters_pending_and_replay_queues_them_again(store: Store) -> None:
+    sub = await _subscribe(store)
+    m = await _accepted(store)
+    await store.mark_routed(str(m["id"]), [_delivery(m, sub, "eastborough-vawg")])
+    held = await store.disable_subscription(sub, "receiver answered 410 Gone")
+    assert held is not None and [h["sender"] for h in held] == ["hmp-northgate"]
+    assert await store.disable_subscription(sub, "again") is None
+    [dead] = await store.list_deliveries(status="dead_lettered")
+    assert "410" in dead["last_error"]
+    stored = await store.get_message(str(m["id"]))
+    assert stored is not None and stored["status"] == "complete"
+    # not while the subscription is disabled; another party cannot replay it
+    assert await store.replay("eastborough-vawg", T0) == []
+    assert await store.enable_subscription("eastborough-housing", sub) is None
+    enabled = await store.enable_subscription("eastborough-vawg", sub)
+    assert enabled is not None and enabled["status"] == "active"
+    assert await store.replay("eastborough-housing", T0) == []
+    assert await store.replay("eastborough-vawg", T0, subscription_id=sub) == [dead["id"]]
+    [due] = await store.due_deliveries(T0, 10, set())
+    assert due["id"] == dead["id"] and due["retry_index"] == 0
+    stored = await store.get_message(str(m["id"]))
+    assert stored is not None and stored["status"] == "pending"
+    events = [e["event"] for e in await store.audit_entries(str(m["id"]))]
+    assert events == ["accepted", "dead_lettered", "replay_requested"]
+
+
+async def test_inbox_cursor_moves_forward_per_client(store: Store) -> None:
+    for i in range(3):
+        await store.add_notice("eastborough-vawg", f'{{"n":{i}}}')
+    await store.add_notice("eastborough-housing", '{"n":9}')
+    entries = await store.inbox_after("eastborough-vawg", 0, 10)
+    assert [e["body"] for e in entries] == ['{"n":0}', '{"n":1}', '{"n":2}']
+    second = entries[1]["seq"]
+    assert await store.ack_inbox("eastborough-vawg", "c1", second) == (0, second)
+    assert await store.inbox_cursor("c1") == second
+    assert await store.inbox_cursor("c2") == 0
+    assert await store.ack_inbox("eastborough-vawg", "c1", 0) == (second, second)  # never back
+    assert await store.ack_inbox("eastborough-vawg", "c1", entries[2]["seq"] + 100) is None
+    assert [e["body"] for e in await store.inbox_after("eastborough-vawg", second, 10)] == [
+        '{"n":2}'
+    ]
+
+
+async def test_unrouted_messages_are_requeued_with_backoff(store: Store) -> None:
+    m = await _accepted(store)
+    routed = await _accepted(store, person="psn_other")
+    await store.mark_routed(str(routed["id"]), [])
+    assert await store.requeue_unrouted(T0 + dt.timedelta(seconds=59), 60) == []
+    assert await store.requeue_unrouted(T0 + dt.timedelta(seconds=60), 60) == [m["id"]]
+    assert [p["id"] for p in await store.unpublished()] == [m["id"]]
+    await store.mark_published(str(m["id"]), T0 + dt.timedelta(seconds=60))
+    # the second repeat waits twice as long
+    assert await store.requeue_unrouted(T0 + dt.timedelta(seconds=179), 60) == []
+    assert await store.requeue_unrouted(T0 + dt.timedelta(seconds=180), 60) == [m["id"]]
+    await store.mark_published(str(m["id"]), T0 + dt.timedelta(seconds=180))
+    assert await store.requeue_unrouted(T0, 60, everything=True) == [m["id"]]
 
 
 async def test_clients_round_trip(store: Store) -> None:

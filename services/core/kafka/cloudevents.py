@@ -35,6 +35,19 @@ class EventRecord:
         return self.type.split(".")[-2]
 
 
+def event_of(message: dict[str, Any]) -> EventRecord:
+    """The CloudEvent of a stored message (a row of the ``messages`` table)."""
+    mt = get_message_type(message["message_type"])
+    return EventRecord(
+        id=message["id"],
+        source=SOURCE_PREFIX + message["sender"],
+        type=mt.ce_type,
+        time=message["accepted_at"],
+        subject=message["person"],
+        data=message["payload"],
+    )
+
+
 def to_record(
     message_id: str,
     sender: str,

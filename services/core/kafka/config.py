@@ -47,6 +47,10 @@ class KafkaProfile:
     def topic(self, message_type: str) -> str:
         return f"{self.topic_prefix}.{message_type}.v1"
 
+    def agency_topic(self, party: str) -> str:
+        """Where the router publishes ``party``'s projections for a ``kafka`` subscription."""
+        return f"{self.topic_prefix}.agency.{party}.v1"
+
     @property
     def dead_letter_topic(self) -> str:
         return f"{self.topic_prefix}.dead-letter.v1"

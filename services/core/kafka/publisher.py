@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -21,28 +23,42 @@ class KafkaPublisher:
     def __init__(self, profile: KafkaProfile) -> None:
         self.profile = profile
         self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self._producer = AIOKafkaProducer(**self.profile.producer_kwargs())
-        try:
-            await self._producer.start()
-        except KafkaError as e:
-            await self._producer.stop()
-            self._producer = None
-            raise Unavailable(f"cannot reach Kafka at {self.profile.bootstrap_servers}") from e
+        async with self._lock:
+            if self._producer is not None:
+                return
+            producer = AIOKafkaProducer(**self.profile.producer_kwargs())
+            try:
+                await producer.start()
+            except KafkaError as e:
+                await producer.stop()
+                raise Unavailable(f"cannot reach Kafka at {self.profile.bootstrap_servers}") from e
+            self._producer = producer
 
     async def aclose(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        async with self._lock:
+            producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(KafkaError):
+                await producer.stop()
+
+    async def reset(self) -> None:
+        """Drop the producer and its cached metadata (the broker restarted); the next
+        publish connects afresh."""
+        await self.aclose()
 
     async def publish(
         self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
     ) -> None:
-        if self._producer is None:
+        producer = self._producer
+        if producer is None:
             await self.start()
-        assert self._producer is not None  # noqa: S101
+            producer = self._producer
+        if producer is None:
+            raise Unavailable(f"publishing to {topic} failed: the producer was closed")
         try:
-            await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+            await producer.send_and_wait(topic, value, key=key, headers=headers)
         except KafkaError as e:
             raise Unavailable(f"publishing to {topic} failed: {type(e).__name__}") from e

@@ -1,6 +1,10 @@
-"""Topic creation at start-up: one topic per message type plus the dead-letter topic."""
+"""Topic creation at start-up (and again by the reconciler, since the embedded broker forgets
+its topics when it restarts): one topic per message type, the dead-letter topic, and one
+topic per registered party for agencies that consume their projections from Kafka."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
@@ -12,13 +16,17 @@ from .config import KafkaProfile
 TOPIC_ALREADY_EXISTS = 36
 
 
-def all_topics(profile: KafkaProfile) -> list[str]:
-    return [profile.topic(name) for name in MESSAGE_TYPES] + [profile.dead_letter_topic]
+def all_topics(profile: KafkaProfile, parties: Iterable[str] = ()) -> list[str]:
+    return (
+        [profile.topic(name) for name in MESSAGE_TYPES]
+        + [profile.dead_letter_topic]
+        + [profile.agency_topic(p) for p in sorted(parties)]
+    )
 
 
-async def ensure_topics(profile: KafkaProfile) -> list[str]:
+async def ensure_topics(profile: KafkaProfile, parties: Iterable[str] = ()) -> list[str]:
     """Create any missing topic; an existing one is left as it is. Returns the topic names."""
-    names = all_topics(profile)
+    names = all_topics(profile, parties)
     admin = AIOKafkaAdminClient(bootstrap_servers=profile.bootstrap_servers)
     try:
         await admin.start()

@@ -3,6 +3,8 @@ escapes them except as :class:`Unavailable`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +20,8 @@ from . import tables as t
 from .migrate import upgrade
 
 TERMINAL_DELIVERY = frozenset({"delivered", "dead_lettered", "withheld", "no_channel"})
+#: a delivery still to be attempted: never yet (pending) or after a failure (retrying)
+OPEN_DELIVERY = ("pending", "retrying")
 
 
 def _utc(value: Any) -> Any:
@@ -39,8 +43,13 @@ class Store:
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30}
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        # SQLite has one writer at a time and makes a waiting writer sleep in growing steps
+        # (up to 100 ms each); queueing this process's transactions here instead keeps its
+        # own writers from ever waiting on each other that way.
+        self._serial: asyncio.Lock | None = None
         if url.startswith("sqlite"):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            self._serial = asyncio.Lock()
 
     async def init_schema(self) -> None:
         """Apply any pending schema migration (see :mod:`services.core.store.migrate`)."""
@@ -56,7 +65,7 @@ class Store:
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncConnection]:
         try:
-            async with self.engine.begin() as conn:
+            async with self._serial or contextlib.nullcontext(), self.engine.begin() as conn:
                 yield conn
         except OperationalError as e:
             raise Unavailable("the store is unavailable") from e
@@ -168,12 +177,14 @@ class Store:
             )
             return [r for r in (_row(x) for x in (await c.execute(q)).all()) if r is not None]
 
-    async def mark_published(self, message_id: str) -> None:
+    async def mark_published(self, message_id: str, at: dt.datetime | None = None) -> None:
         async with self._tx() as c:
             await c.execute(
                 t.outbox.update()
                 .where(t.outbox.c.message_id == message_id)
-                .values(published_at=dt.datetime.now(dt.UTC), attempts=t.outbox.c.attempts + 1)
+                .values(
+                    published_at=at or dt.datetime.now(dt.UTC), attempts=t.outbox.c.attempts + 1
+                )
             )
 
     async def mark_publish_failed(self, message_id: str, error: str) -> None:
@@ -187,18 +198,101 @@ class Store:
     async def complete_if_settled(self, message_id: str) -> bool:
         """Mark a message complete when every delivery has a terminal outcome."""
         async with self._tx() as c:
-            r = await c.execute(
-                sa.select(t.deliveries.c.status).where(t.deliveries.c.message_id == message_id)
+            return await self._complete_if_settled(c, message_id)
+
+    @staticmethod
+    async def _complete_if_settled(c: AsyncConnection, message_id: str) -> bool:
+        r = await c.execute(
+            sa.select(t.deliveries.c.id)
+            .where(
+                t.deliveries.c.message_id == message_id,
+                t.deliveries.c.status.not_in(TERMINAL_DELIVERY),
             )
-            statuses = [row[0] for row in r.all()]
-            if any(s not in TERMINAL_DELIVERY for s in statuses):
-                return False
+            .limit(1)
+        )
+        if r.first() is not None:
+            return False
+        await c.execute(
+            t.messages.update()
+            .where(
+                t.messages.c.id == message_id,
+                t.messages.c.status == "pending",
+                t.messages.c.routed_at.is_not(None),
+            )
+            .values(status="complete", completed_at=dt.datetime.now(dt.UTC))
+        )
+        return True
+
+    # -- reconciliation ------------------------------------------------------------------------
+
+    async def requeue_unrouted(
+        self, now: dt.datetime, after_seconds: float, *, everything: bool = False
+    ) -> list[str]:
+        """Publish again the messages the router has not routed although they were published
+        ``after_seconds`` ago (the broker or a consumer lost them). Each repeat waits twice as
+        long as the one before (at most 64 times ``after_seconds``) so that a router that is
+        down does not make the relay flood the broker. ``everything``: every unrouted message
+        at once, used after the embedded broker restarted empty. Returns the message ids."""
+        async with self._tx() as c:
+            q = (
+                sa.select(t.outbox.c.message_id, t.outbox.c.published_at, t.outbox.c.republished)
+                .join(t.messages, t.messages.c.id == t.outbox.c.message_id)
+                .where(
+                    t.messages.c.routed_at.is_(None),
+                    t.messages.c.status == "pending",
+                    t.outbox.c.published_at.is_not(None),
+                )
+                .order_by(t.outbox.c.created_at)
+                .limit(5000)
+            )
+            due = []
+            for message_id, published_at, republished in (await c.execute(q)).all():
+                wait = after_seconds * (2 ** min(int(republished), 6))
+                if everything or _utc(published_at) <= now - dt.timedelta(seconds=wait):
+                    due.append(message_id)
+            for chunk in _chunks(due, 500):
+                await c.execute(
+                    t.outbox.update()
+                    .where(t.outbox.c.message_id.in_(chunk))
+                    .values(published_at=None, republished=t.outbox.c.republished + 1)
+                )
+            return due
+
+    async def mark_routed(self, message_id: str, rows: list[dict[str, Any]]) -> list[str]:
+        """Record the router's delivery rows for a message in one transaction, skipping rows
+        that already exist (a record seen twice, or published again by the reconciler), and
+        mark the message routed. Rows created already terminal (withheld, no channel) get
+        their disclosure-log entry here. Returns the ids of the rows created."""
+        created: list[str] = []
+        async with self._tx() as c:
+            message = (
+                await c.execute(sa.select(t.messages).where(t.messages.c.id == message_id))
+            ).first()
+            if message is None:
+                return created
+            m = message._mapping
+            for row in rows:
+                r = await c.execute(_insert_ignore(c, t.deliveries, row))
+                if not r.rowcount:
+                    continue
+                created.append(row["id"])
+                if row["status"] in TERMINAL_DELIVERY:
+                    await self._audit(
+                        c,
+                        row["status"],
+                        message_id=message_id,
+                        message_type=m["message_type"],
+                        recipient=row["recipient"],
+                        person=m["person"],
+                        detail=_disclosure(row, row.get("last_error")),
+                    )
             await c.execute(
                 t.messages.update()
-                .where(t.messages.c.id == message_id, t.messages.c.status == "pending")
-                .values(status="complete", completed_at=dt.datetime.now(dt.UTC))
+                .where(t.messages.c.id == message_id, t.messages.c.routed_at.is_(None))
+                .values(routed_at=dt.datetime.now(dt.UTC))
             )
-            return True
+            await self._complete_if_settled(c, message_id)
+        return created
 
     # -- subscriptions -------------------------------------------------------------------------
 
@@ -209,8 +303,17 @@ class Store:
                 c,
                 "subscription_created",
                 actor=sub["party"],
-                detail={"subscription_id": sub["id"], "message_types": sub["message_types"]},
+                detail={
+                    "subscription_id": sub["id"],
+                    "channel": sub.get("channel", "webhook"),
+                    "message_types": sub["message_types"],
+                },
             )
+
+    async def get_subscription(self, sub_id: str) -> dict[str, Any] | None:
+        async with self._tx() as c:
+            r = await c.execute(sa.select(t.subscriptions).where(t.subscriptions.c.id == sub_id))
+            return _row(r.first())
 
     async def list_subscriptions(self, party: str) -> list[dict[str, Any]]:
         async with self._tx() as c:
@@ -236,129 +339,494 @@ class Store:
                 await self._audit(
                     c, "subscription_deleted", actor=party, detail={"subscription_id": sub_id}
                 )
+                await self._dead_letter_pending(c, sub_id, "subscription deleted")
             return bool(r.rowcount)
 
-    async def disable_subscription(self, sub_id: str, reason: str) -> bool:
+    async def disable_subscription(self, sub_id: str, reason: str) -> list[dict[str, Any]] | None:
+        """Disable an active subscription and dead-letter its unfinished deliveries (they can
+        be replayed once it is enabled again). Returns those deliveries with their senders,
+        or None when the subscription was not active."""
         async with self._tx() as c:
             r = await c.execute(
                 t.subscriptions.update()
                 .where(t.subscriptions.c.id == sub_id, t.subscriptions.c.status == "active")
-                .values(status="disabled")
+                .values(status="disabled", status_reason=reason[:500])
             )
-            if r.rowcount:
-                await self._audit(
-                    c, "subscription_disabled", detail={"subscription_id": sub_id, "reason": reason}
+            if not r.rowcount:
+                return None
+            await self._audit(
+                c, "subscription_disabled", detail={"subscription_id": sub_id, "reason": reason}
+            )
+            return await self._dead_letter_pending(c, sub_id, f"subscription disabled: {reason}")
+
+    async def _dead_letter_pending(
+        self, c: AsyncConnection, sub_id: str, reason: str
+    ) -> list[dict[str, Any]]:
+        q = (
+            sa.select(t.deliveries, t.messages.c.sender)
+            .join(t.messages, t.messages.c.id == t.deliveries.c.message_id)
+            .where(
+                t.deliveries.c.subscription_id == sub_id,
+                t.deliveries.c.status.not_in(TERMINAL_DELIVERY),
+            )
+        )
+        rows = [x for x in (_row(r) for r in (await c.execute(q)).all()) if x is not None]
+        now = dt.datetime.now(dt.UTC)
+        for row in rows:
+            await c.execute(
+                t.deliveries.update()
+                .where(t.deliveries.c.id == row["id"])
+                .values(
+                    status="dead_lettered",
+                    last_error=reason[:500],
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=now,
                 )
-            return bool(r.rowcount)
+            )
+            await self._audit(
+                c,
+                "dead_lettered",
+                message_id=row["message_id"],
+                message_type=row["message_type"],
+                recipient=row["recipient"],
+                person=row["person"],
+                detail=_disclosure(row, reason),
+            )
+            await self._complete_if_settled(c, row["message_id"])
+        return rows
+
+    async def enable_subscription(self, party: str, sub_id: str) -> dict[str, Any] | None:
+        """Re-enable a disabled subscription of ``party``; None when it has none such."""
+        async with self._tx() as c:
+            r = await c.execute(
+                t.subscriptions.update()
+                .where(
+                    t.subscriptions.c.id == sub_id,
+                    t.subscriptions.c.party == party,
+                    t.subscriptions.c.status.in_(("active", "disabled")),
+                )
+                .values(status="active", status_reason=None, failing_since=None)
+            )
+            if not r.rowcount:
+                return None
+            await self._audit(
+                c, "subscription_enabled", actor=party, detail={"subscription_id": sub_id}
+            )
+            row = await c.execute(sa.select(t.subscriptions).where(t.subscriptions.c.id == sub_id))
+            return _row(row.first())
 
     async def active_subscriptions(self, party: str, message_type: str) -> list[dict[str, Any]]:
-        subs = await self.list_subscriptions(party)
-        return [s for s in subs if s["status"] == "active" and message_type in s["message_types"]]
+        return (await self.active_subscriptions_of([party], message_type)).get(party, [])
+
+    async def active_subscriptions_of(
+        self, parties: list[str], message_type: str
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Per party, its active subscriptions that take ``message_type`` (one query)."""
+        async with self._tx() as c:
+            r = await c.execute(
+                sa.select(t.subscriptions)
+                .where(t.subscriptions.c.party.in_(parties), t.subscriptions.c.status == "active")
+                .order_by(t.subscriptions.c.created_at)
+            )
+            out: dict[str, list[dict[str, Any]]] = {}
+            for row in r.all():
+                sub = _row(row)
+                if sub is not None and message_type in sub["message_types"]:
+                    out.setdefault(sub["party"], []).append(sub)
+            return out
+
+    async def endpoint_failed(self, sub_id: str, now: dt.datetime) -> dt.datetime:
+        """Note a failed attempt; returns when the current run of failures began."""
+        async with self._tx() as c:
+            await c.execute(
+                t.subscriptions.update()
+                .where(t.subscriptions.c.id == sub_id, t.subscriptions.c.failing_since.is_(None))
+                .values(failing_since=now)
+            )
+            r = await c.execute(
+                sa.select(t.subscriptions.c.failing_since).where(t.subscriptions.c.id == sub_id)
+            )
+            since = r.scalar()
+        return _utc(since) if since is not None else now
+
+    async def endpoint_recovered(self, sub_id: str) -> None:
+        async with self._tx() as c:
+            await c.execute(
+                t.subscriptions.update()
+                .where(t.subscriptions.c.id == sub_id)
+                .values(failing_since=None)
+            )
 
     # -- deliveries ----------------------------------------------------------------------------
-
-    async def ensure_delivery(self, delivery: dict[str, Any]) -> dict[str, Any]:
-        """Create the delivery row unless it exists (the router may see a record twice)."""
-        try:
-            async with self._tx() as c:
-                await c.execute(t.deliveries.insert().values(**delivery))
-        except IntegrityError:
-            pass
-        existing = await self.get_delivery(delivery["id"])
-        assert existing is not None  # noqa: S101 - just inserted or already present
-        return existing
 
     async def get_delivery(self, delivery_id: str) -> dict[str, Any] | None:
         async with self._tx() as c:
             r = await c.execute(sa.select(t.deliveries).where(t.deliveries.c.id == delivery_id))
             return _row(r.first())
 
-    async def record_attempt(
-        self,
-        delivery_id: str,
-        *,
-        status_code: int | None,
-        error: str | None,
-        duration_ms: float,
-        new_status: str,
-    ) -> None:
-        now = dt.datetime.now(dt.UTC)
+    async def due_deliveries(
+        self, now: dt.datetime, limit: int, exclude: set[str]
+    ) -> list[dict[str, Any]]:
+        """Deliveries whose next attempt is due and that per-person order allows now: no
+        earlier message about the same person is still unfinished for the same subscription,
+        and none is still unrouted (it may concern this recipient too). Each row carries
+        its message and subscription, oldest message first."""
+        d, e, m = t.deliveries, t.deliveries.alias("e"), t.messages.alias("m")
+        earlier_unfinished = (
+            sa.select(e.c.id)
+            .where(
+                e.c.subscription_id == d.c.subscription_id,
+                e.c.person == d.c.person,
+                e.c.status.in_(OPEN_DELIVERY),
+                sa.or_(
+                    e.c.accepted_at < d.c.accepted_at,
+                    sa.and_(e.c.accepted_at == d.c.accepted_at, e.c.message_id < d.c.message_id),
+                ),
+            )
+            .exists()
+        )
+        earlier_unrouted = (
+            sa.select(m.c.id)
+            .where(
+                m.c.person == d.c.person,
+                m.c.routed_at.is_(None),
+                m.c.accepted_at < d.c.accepted_at,
+            )
+            .exists()
+        )
+        q = (
+            sa.select(
+                d,
+                t.messages.c.sender,
+                t.messages.c.payload,
+                t.messages.c.decision,
+                t.subscriptions.c.url,
+                t.subscriptions.c.secret,
+                t.subscriptions.c.status.label("subscription_status"),
+                t.subscriptions.c.failing_since,
+            )
+            .join(t.messages, t.messages.c.id == d.c.message_id)
+            .join(t.subscriptions, t.subscriptions.c.id == d.c.subscription_id)
+            .where(
+                d.c.status.in_(OPEN_DELIVERY),
+                d.c.next_attempt_at <= now,
+                sa.or_(d.c.lease_until.is_(None), d.c.lease_until < now),
+                ~earlier_unfinished,
+                ~earlier_unrouted,
+            )
+            .order_by(d.c.accepted_at, d.c.message_id)
+            .limit(limit + len(exclude))
+        )
+        async with self._tx() as c:
+            rows = [x for x in (_row(r) for r in (await c.execute(q)).all()) if x is not None]
+        return [r for r in rows if r["id"] not in exclude][:limit]
+
+    async def claim(
+        self, ids: list[str], owner: str, now: dt.datetime, until: dt.datetime
+    ) -> set[str]:
+        """Lease deliveries to one router so that two routers never attempt one delivery at
+        once; a lease outlives a crashed router only until ``until``."""
+        if not ids:
+            return set()
         async with self._tx() as c:
             await c.execute(
-                t.delivery_attempts.insert().values(
-                    delivery_id=delivery_id,
-                    at=now,
-                    status_code=status_code,
-                    error=error[:500] if error else None,
-                    duration_ms=duration_ms,
-                )
-            )
-            await c.execute(
                 t.deliveries.update()
-                .where(t.deliveries.c.id == delivery_id)
-                .values(
-                    attempts=t.deliveries.c.attempts + 1,
-                    last_status_code=status_code,
-                    last_error=error[:500] if error else None,
-                    status=new_status,
-                    updated_at=now,
+                .where(
+                    t.deliveries.c.id.in_(ids),
+                    sa.or_(t.deliveries.c.lease_until.is_(None), t.deliveries.c.lease_until < now),
+                )
+                .values(lease_owner=owner, lease_until=until)
+            )
+            r = await c.execute(
+                sa.select(t.deliveries.c.id).where(
+                    t.deliveries.c.id.in_(ids),
+                    t.deliveries.c.lease_owner == owner,
+                    t.deliveries.c.lease_until == until,
                 )
             )
+            return {row[0] for row in r.all()}
 
-    async def settle_delivery(
+    async def record_outcome(
         self,
         delivery: dict[str, Any],
         status: str,
         *,
-        message_type: str,
-        person: str,
+        attempt: dict[str, Any] | None = None,
+        next_attempt_at: dt.datetime | None = None,
+        retry_index: int | None = None,
         reason: str | None = None,
+        inbox_body: str | None = None,
     ) -> None:
-        """Record a terminal outcome and its disclosure-log entry (field names, never values)."""
+        """Apply one attempt's outcome in one transaction: its history row, the delivery's new
+        state (retrying with its next due time, or terminal with its disclosure-log entry),
+        an inbox entry for the inbox channel, and the message's completion."""
         now = dt.datetime.now(dt.UTC)
-        detail: dict[str, Any] = {
-            "delivery_id": delivery["id"],
-            "channel": delivery["channel"],
+        values: dict[str, Any] = {
+            "status": status,
+            "updated_at": now,
+            "lease_owner": None,
+            "lease_until": None,
             "fields": delivery["fields"],
             "grants": delivery["grants"],
         }
-        if reason:
-            detail["reason"] = reason
+        if next_attempt_at is not None:
+            values["next_attempt_at"] = next_attempt_at
+        if retry_index is not None:
+            values["retry_index"] = retry_index
+        if attempt is not None:
+            values["attempts"] = t.deliveries.c.attempts + 1
+            values["last_status_code"] = attempt.get("status_code")
+        error = (attempt or {}).get("error") or reason
+        values["last_error"] = error[:500] if error else None
+        async with self._tx() as c:
+            if attempt is not None:
+                await c.execute(
+                    t.delivery_attempts.insert().values(
+                        delivery_id=delivery["id"],
+                        at=attempt.get("at", now),
+                        status_code=attempt.get("status_code"),
+                        error=attempt["error"][:500] if attempt.get("error") else None,
+                        duration_ms=attempt.get("duration_ms", 0.0),
+                    )
+                )
+            await c.execute(
+                t.deliveries.update().where(t.deliveries.c.id == delivery["id"]).values(**values)
+            )
+            if inbox_body is not None:
+                await self._append_inbox(
+                    c, delivery["recipient"], "message", inbox_body, delivery["id"]
+                )
+            if status in TERMINAL_DELIVERY:
+                await self._audit(
+                    c,
+                    status,
+                    message_id=delivery["message_id"],
+                    message_type=delivery["message_type"],
+                    recipient=delivery["recipient"],
+                    person=delivery["person"],
+                    detail=_disclosure(delivery, reason),
+                )
+                await self._complete_if_settled(c, delivery["message_id"])
+
+    async def release(self, delivery_id: str) -> None:
+        """Give up a lease without attempting (e.g. the router is stopping)."""
         async with self._tx() as c:
             await c.execute(
                 t.deliveries.update()
-                .where(t.deliveries.c.id == delivery["id"])
-                .values(status=status, updated_at=now)
-            )
-            await self._audit(
-                c,
-                status,
-                message_id=delivery["message_id"],
-                message_type=message_type,
-                recipient=delivery["recipient"],
-                person=person,
-                detail=detail,
+                .where(t.deliveries.c.id == delivery_id)
+                .values(lease_owner=None, lease_until=None)
             )
 
+    async def replay(
+        self,
+        party: str,
+        now: dt.datetime,
+        *,
+        delivery_id: str | None = None,
+        subscription_id: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> list[str]:
+        """Queue dead-lettered deliveries of ``party`` again, with a fresh retry schedule,
+        to subscriptions that are active. The ISAs in force are checked again when each
+        is attempted. Returns the ids queued."""
+        d = t.deliveries
+        q = (
+            sa.select(d.c.id, d.c.message_id, d.c.message_type, d.c.person)
+            .join(t.subscriptions, t.subscriptions.c.id == d.c.subscription_id)
+            .where(
+                d.c.recipient == party,
+                d.c.status == "dead_lettered",
+                t.subscriptions.c.status == "active",
+            )
+        )
+        if delivery_id is not None:
+            q = q.where(d.c.id == delivery_id)
+        if subscription_id is not None:
+            q = q.where(d.c.subscription_id == subscription_id)
+        if since is not None:
+            q = q.where(d.c.updated_at >= since)
+        if until is not None:
+            q = q.where(d.c.updated_at < until)
+        async with self._tx() as c:
+            rows = (await c.execute(q)).all()
+            ids = [r[0] for r in rows]
+            for chunk in _chunks(ids, 500):
+                await c.execute(
+                    d.update()
+                    .where(d.c.id.in_(chunk))
+                    .values(
+                        status="pending",
+                        retry_index=0,
+                        next_attempt_at=now,
+                        lease_owner=None,
+                        lease_until=None,
+                        updated_at=dt.datetime.now(dt.UTC),
+                    )
+                )
+            for message_ids in _chunks(sorted({r[1] for r in rows}), 500):
+                await c.execute(
+                    t.messages.update()
+                    .where(t.messages.c.id.in_(message_ids))
+                    .values(status="pending", completed_at=None)
+                )
+            for r in rows:
+                await self._audit(
+                    c,
+                    "replay_requested",
+                    message_id=r[1],
+                    message_type=r[2],
+                    actor=party,
+                    recipient=party,
+                    person=r[3],
+                    detail={"delivery_id": r[0]},
+                )
+        return ids
+
     async def list_deliveries(
-        self, *, recipient: str | None = None, message_id: str | None = None
+        self,
+        *,
+        recipient: str | None = None,
+        message_id: str | None = None,
+        status: str | None = None,
+        subscription_id: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        q = sa.select(t.deliveries).order_by(t.deliveries.c.created_at)
+        d = t.deliveries
+        q = sa.select(d).order_by(d.c.created_at, d.c.id)
         if recipient is not None:
-            q = q.where(t.deliveries.c.recipient == recipient)
+            q = q.where(d.c.recipient == recipient)
         if message_id is not None:
-            q = q.where(t.deliveries.c.message_id == message_id)
+            q = q.where(d.c.message_id == message_id)
+        if status is not None:
+            q = q.where(d.c.status == status)
+        if subscription_id is not None:
+            q = q.where(d.c.subscription_id == subscription_id)
+        if since is not None:
+            q = q.where(d.c.updated_at >= since)
+        if until is not None:
+            q = q.where(d.c.updated_at < until)
+        if limit is not None:
+            q = q.limit(limit)
         async with self._tx() as c:
             return [x for x in (_row(row) for row in (await c.execute(q)).all()) if x is not None]
 
     async def attempts(self, delivery_id: str) -> list[dict[str, Any]]:
+        return (await self.attempts_of([delivery_id])).get(delivery_id, [])
+
+    async def attempts_of(self, delivery_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        async with self._tx() as c:
+            for chunk in _chunks(delivery_ids, 500):
+                r = await c.execute(
+                    sa.select(t.delivery_attempts)
+                    .where(t.delivery_attempts.c.delivery_id.in_(chunk))
+                    .order_by(t.delivery_attempts.c.id)
+                )
+                for row in r.all():
+                    x = _row(row)
+                    assert x is not None  # noqa: S101
+                    out.setdefault(x["delivery_id"], []).append(x)
+        return out
+
+    # -- inbox ---------------------------------------------------------------------------------
+
+    async def add_notice(self, party: str, body: str) -> None:
+        """A notice on a party's own feed (its inbox): ids and reasons, no personal data."""
+        async with self._tx() as c:
+            await self._append_inbox(c, party, "notice", body, None)
+
+    @staticmethod
+    async def _append_inbox(
+        c: AsyncConnection, party: str, kind: str, body: str, delivery_id: str | None
+    ) -> None:
+        if c.dialect.name == "postgresql":
+            # sequence numbers must become visible in order, or a reader could move its
+            # cursor past an entry committed later with a smaller number
+            await c.execute(sa.text("LOCK TABLE inbox IN SHARE ROW EXCLUSIVE MODE"))
+        await c.execute(
+            t.inbox.insert().values(
+                party=party,
+                kind=kind,
+                delivery_id=delivery_id,
+                body=body,
+                created_at=dt.datetime.now(dt.UTC),
+            )
+        )
+
+    async def inbox_after(
+        self, party: str, after: int, limit: int, kinds: tuple[str, ...] = ("message", "notice")
+    ) -> list[dict[str, Any]]:
         async with self._tx() as c:
             r = await c.execute(
-                sa.select(t.delivery_attempts)
-                .where(t.delivery_attempts.c.delivery_id == delivery_id)
-                .order_by(t.delivery_attempts.c.id)
+                sa.select(t.inbox)
+                .where(t.inbox.c.party == party, t.inbox.c.seq > after, t.inbox.c.kind.in_(kinds))
+                .order_by(t.inbox.c.seq)
+                .limit(limit)
             )
             return [x for x in (_row(row) for row in r.all()) if x is not None]
+
+    async def inbox_cursor(self, client_id: str) -> int:
+        async with self._tx() as c:
+            r = await c.execute(
+                sa.select(t.inbox_cursors.c.cursor).where(t.inbox_cursors.c.client_id == client_id)
+            )
+            return int(r.scalar() or 0)
+
+    async def ack_inbox(self, party: str, client_id: str, cursor: int) -> tuple[int, int] | None:
+        """Move a client's acknowledged cursor forward to ``cursor`` (never back). Returns
+        (previous, new), or None when ``cursor`` is beyond the newest entry of the inbox."""
+        cursors = t.inbox_cursors
+        async with self._tx() as c:
+            newest = (
+                await c.execute(
+                    sa.select(sa.func.max(t.inbox.c.seq)).where(t.inbox.c.party == party)
+                )
+            ).scalar() or 0
+            if cursor > newest:
+                return None
+            r = await c.execute(sa.select(cursors.c.cursor).where(cursors.c.client_id == client_id))
+            previous = r.scalar()
+            now = dt.datetime.now(dt.UTC)
+            if previous is None:
+                await c.execute(
+                    cursors.insert().values(
+                        client_id=client_id, party=party, cursor=cursor, updated_at=now
+                    )
+                )
+                previous = 0
+            elif cursor > previous:
+                await c.execute(
+                    cursors.update()
+                    .where(cursors.c.client_id == client_id)
+                    .values(cursor=cursor, updated_at=now)
+                )
+            new = max(int(previous), cursor)
+            if new > previous:
+                acked = await c.execute(
+                    sa.select(t.inbox.c.delivery_id).where(
+                        t.inbox.c.party == party,
+                        t.inbox.c.seq > previous,
+                        t.inbox.c.seq <= new,
+                        t.inbox.c.delivery_id.is_not(None),
+                    )
+                )
+                await self._audit(
+                    c,
+                    "inbox_acknowledged",
+                    actor=party,
+                    recipient=party,
+                    detail={
+                        "client_id": client_id,
+                        "from": int(previous),
+                        "to": new,
+                        "delivery_ids": [row[0] for row in acked.all()],
+                    },
+                )
+            return int(previous), new
 
     # -- disclosure log ------------------------------------------------------------------------
 
@@ -381,6 +849,36 @@ class Store:
                 at=dt.datetime.now(dt.UTC), event=event_name, detail=detail, **fields
             )
         )
+
+
+def _disclosure(delivery: dict[str, Any], reason: str | None) -> dict[str, Any]:
+    """The disclosure-log detail of a delivery outcome: field names and grants, no values."""
+    detail: dict[str, Any] = {
+        "delivery_id": delivery["id"],
+        "channel": delivery["channel"],
+        "fields": delivery["fields"],
+        "grants": delivery["grants"],
+    }
+    if delivery.get("subscription_id"):
+        detail["subscription_id"] = delivery["subscription_id"]
+    if reason:
+        detail["reason"] = reason
+    return detail
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _insert_ignore(c: AsyncConnection, table: sa.Table, row: dict[str, Any]) -> Any:
+    """INSERT that does nothing when a row with the same key exists (both dialects)."""
+    if c.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).values(**row).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).values(**row).on_conflict_do_nothing()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

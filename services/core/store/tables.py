@@ -36,7 +36,11 @@ messages = sa.Table(
     sa.Column("completed_at", TS),
     sa.Column("idempotency_key", sa.String(200)),
     sa.Column("request_hash", sa.String(64)),
+    # set when the router has recorded a delivery row for every recipient; a message left
+    # unrouted past a threshold is published again by the reconciler
+    sa.Column("routed_at", TS),
     sa.UniqueConstraint("client_id", "idempotency_key", name="uq_messages_idempotency"),
+    sa.Index("ix_messages_unrouted", "person", "routed_at", "accepted_at"),
 )
 
 outbox = sa.Table(
@@ -48,6 +52,7 @@ outbox = sa.Table(
     sa.Column("published_at", TS, index=True),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.String(500)),
+    sa.Column("republished", sa.Integer, nullable=False, server_default="0"),
 )
 
 subscriptions = sa.Table(
@@ -56,10 +61,14 @@ subscriptions = sa.Table(
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("party", sa.String(64), nullable=False, index=True),
     sa.Column("message_types", sa.JSON, nullable=False),
-    sa.Column("url", sa.String(2000), nullable=False),
-    sa.Column("secret", sa.String(200), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False, server_default="webhook"),
+    sa.Column("url", sa.String(2000)),
+    sa.Column("secret", sa.String(200)),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status_reason", sa.String(500)),
+    # first failure of the current run of failures; cleared by a success
+    sa.Column("failing_since", TS),
 )
 
 deliveries = sa.Table(
@@ -80,7 +89,39 @@ deliveries = sa.Table(
     sa.Column("last_error", sa.String(500)),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("updated_at", TS, nullable=False),
+    # copied from the message so that the dispatcher can keep per-person order cheaply
+    sa.Column("person", sa.String(64)),
+    sa.Column("accepted_at", TS),
+    sa.Column("message_type", sa.String(64)),
+    sa.Column("next_attempt_at", TS),
+    sa.Column("retry_index", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_until", TS),
     sa.UniqueConstraint("message_id", "recipient", "subscription_id", name="uq_delivery"),
+    sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_deliveries_order", "subscription_id", "person", "status"),
+)
+
+inbox = sa.Table(
+    "inbox",
+    metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("party", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("delivery_id", sa.String(40)),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Index("ix_inbox_party_seq", "party", "seq"),
+)
+
+inbox_cursors = sa.Table(
+    "inbox_cursors",
+    metadata,
+    # one cursor per client: an agency's systems each read the inbox at their own pace
+    sa.Column("client_id", sa.String(64), primary_key=True),
+    sa.Column("party", sa.String(64), nullable=False),
+    sa.Column("cursor", sa.Integer, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
 )
 
 delivery_attempts = sa.Table(

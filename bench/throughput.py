@@ -1,0 +1,115 @@
+"""Delivery throughput under load on the embedded system (one process): N release notices
+posted by C concurrent workers about P persons, every entitled party subscribed by webhook.
+Prints intake and delivery rates; the baseline, measured in the same run, is the rate of
+bare signed webhook POSTs from the same sender to the same receivers.
+
+    .venv/bin/python bench/throughput.py [--messages N] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import datetime
+import pstats
+import tempfile
+import time
+from pathlib import Path
+
+from services.demo.agency import AgencyClient
+from services.demo.receivers import Receivers
+from services.demo.scenario import release_notice
+from services.router.webhook import WebhookSender
+from services.system import System, ensure_demo_clients, settings_for_local
+
+SENDER = "hmp-northgate"
+
+
+async def baseline(receivers: Receivers, n: int) -> float:
+    sender = WebhookSender(10)
+    body = b'{"specversion":"1.0","data":{}}'
+    sem = asyncio.Semaphore(16)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await sender.attempt(receivers.url("baseline"), "whsec_" + "A" * 32, f"b{i}", body, 0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    await sender.aclose()
+    receivers.received.clear()
+    return n / (time.perf_counter() - started)
+
+
+async def main(n: int, workers: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        system = await System(settings_for_local(Path(tmp), relay_poll_seconds=0.2)).start()
+        receivers = await Receivers().start()
+        try:
+            assert system.runtime is not None
+            creds = await ensure_demo_clients(system.runtime)
+            clients = {
+                p: AgencyClient(system.gateway_url, c["client_id"], c["client_secret"])
+                for p, c in creds.items()
+            }
+            for party, client in clients.items():
+                if party == SENDER:
+                    continue
+                r = await client.request(
+                    "POST",
+                    "/v1/subscriptions",
+                    json={
+                        "message_types": ["release-notice"],
+                        "webhook": {"url": receivers.url(party)},
+                    },
+                )
+                if r.status_code != 201:
+                    continue
+            base = await baseline(receivers, 2000)
+            prison = clients[SENDER]
+            queue = list(range(n))
+            expected = 0
+            started = time.perf_counter()
+
+            async def worker() -> None:
+                nonlocal expected
+                while queue:
+                    i = queue.pop()
+                    body = release_notice(datetime.date.today())
+                    body["person"]["prison_number"] = f"Z{i % 200:04d}XX"
+                    r = await prison.publish("release-notice", body)
+                    assert r.status_code == 202, r.text
+                    expected += len(r.json()["recipients"])
+
+            await asyncio.gather(*(worker() for _ in range(workers)))
+            intake = time.perf_counter() - started
+            while len(receivers.received) < expected:
+                await asyncio.sleep(0.05)
+            total = time.perf_counter() - started
+            print(f"messages {n}, deliveries {expected}, {workers} concurrent senders")
+            print(f"intake        {n / intake:8.1f} messages/s")
+            print(f"delivered     {expected / total:8.1f} deliveries/s (POST of first → last)")
+            print(f"baseline      {base:8.1f} bare signed webhook POSTs/s (16 concurrent)")
+            print(f"ratio         {expected / total / base:8.3f} of the baseline")
+            for c in clients.values():
+                await c.aclose()
+        finally:
+            await receivers.stop()
+            await system.stop()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=500)
+    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--profile", action="store_true")
+    a = ap.parse_args()
+    if a.profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        asyncio.run(main(a.messages, a.workers))
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    else:
+        asyncio.run(main(a.messages, a.workers))

@@ -1,0 +1,373 @@
+"""The delivery dispatcher: attempts deliveries from the durable queue in the store.
+
+The router's consumer only *records* deliveries (one row per recipient and channel); this
+loop attempts whichever rows are due, so a retry waiting five hours is a row with a due time,
+not a timer in memory, and a router that is killed loses nothing: another (or the same, once
+restarted) takes the row when its lease runs out.
+
+Rules kept here:
+
+* per-person order per recipient: a delivery is not attempted while an earlier message
+  about the same person is unfinished for the same subscription, or not yet routed at all
+  (see :meth:`Store.due_deliveries`);
+* at most ``webhook_max_in_flight`` attempts at once per subscription, so one slow receiver
+  holds only its own slots;
+* the agreements in force are checked again before every attempt, so a retry or a replay
+  never discloses what is no longer permitted;
+* an endpoint failing for ``endpoint_disable_after_seconds`` is disabled, and its owner and
+  the senders of the messages it held are told on their own inbox feed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import random
+import uuid
+from collections import Counter
+from typing import Any
+
+from services.core.errors import Unavailable
+from services.core.isa.engine import Decision, RecipientDecision
+from services.core.kafka.cloudevents import event_of, structured
+from services.core.kafka.publisher import Publisher
+from services.core.runtime import Runtime
+
+from .webhook import AttemptResult, WebhookSender, next_delay
+
+log = logging.getLogger("isa_broker.router")
+
+#: attempts in flight at once in one router, all subscriptions together
+MAX_IN_FLIGHT = 64
+
+NOTICE_SOURCE = "urn:isa-broker:router"
+
+
+class Dispatcher:
+    def __init__(self, runtime: Runtime, publisher: Publisher) -> None:
+        self.runtime = runtime
+        self.publisher = publisher
+        self.owner = f"router-{uuid.uuid4().hex[:12]}"
+        self.sender = WebhookSender(runtime.settings.webhook_timeout_seconds)
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._per_subscription: Counter[str] = Counter()
+        self._wake = asyncio.Event()
+        self._more = False
+        self._rng = random.Random()  # noqa: S311 - jitter, not security
+
+    def wake(self) -> None:
+        """New deliveries were recorded: look for due rows now rather than at the next poll."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def aclose(self) -> None:
+        tasks = list(self._in_flight.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.sender.aclose()
+
+    async def run(self) -> None:
+        poll = self.runtime.settings.dispatch_poll_seconds
+        while True:
+            self._wake.clear()
+            try:
+                started = await self.dispatch_due()
+            except Unavailable as e:
+                log.warning("dispatcher: %s", e)
+                started = 0
+            if started and self._more and len(self._in_flight) < MAX_IN_FLIGHT:
+                await asyncio.sleep(0)  # more were due than one look fetched: look again
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), poll)
+            await asyncio.sleep(0.005)  # let completions arriving together share one look
+
+    async def dispatch_due(self) -> int:
+        """Lease and start every due delivery that the limits allow; returns how many."""
+        free = MAX_IN_FLIGHT - len(self._in_flight)
+        if free <= 0:
+            return 0
+        now = self.runtime.clock()
+        rows = await self.runtime.store.due_deliveries(now, free * 2, set(self._in_flight))
+        self._more = len(rows) >= free * 2
+        limit = self.runtime.settings.webhook_max_in_flight
+        per_sub = Counter(self._per_subscription)
+        chosen: list[dict[str, Any]] = []
+        for row in rows:
+            if per_sub[row["subscription_id"]] >= limit:
+                continue
+            per_sub[row["subscription_id"]] += 1
+            chosen.append(row)
+            if len(chosen) >= free:
+                break
+        lease = dt.timedelta(seconds=self.runtime.settings.webhook_timeout_seconds * 3 + 30)
+        claimed = await self.runtime.store.claim(
+            [r["id"] for r in chosen], self.owner, now, now + lease
+        )
+        for row in chosen:
+            if row["id"] not in claimed:
+                continue
+            self._per_subscription[row["subscription_id"]] += 1
+            task = asyncio.create_task(self._run_one(row), name=f"deliver-{row['id']}")
+            self._in_flight[row["id"]] = task
+        return len(claimed)
+
+    async def _run_one(self, row: dict[str, Any]) -> None:
+        try:
+            await self.attempt(row)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.runtime.store.release(row["id"]))
+            raise
+        except Exception:  # a bug must not stop the loop; the row is tried again later
+            log.exception("delivery_id=%s attempt failed unexpectedly", row["id"])
+            with contextlib.suppress(Unavailable):
+                await self.runtime.store.record_outcome(
+                    row,
+                    row["status"],
+                    next_attempt_at=self.runtime.clock() + dt.timedelta(seconds=30),
+                )
+        finally:
+            self._in_flight.pop(row["id"], None)
+            self._per_subscription[row["subscription_id"]] -= 1
+            if self._per_subscription[row["subscription_id"]] <= 0:
+                del self._per_subscription[row["subscription_id"]]
+            self._wake.set()
+
+    # -- one attempt ---------------------------------------------------------------------------
+
+    async def attempt(self, row: dict[str, Any]) -> None:
+        store = self.runtime.store
+        now = self.runtime.clock()
+        if row["subscription_status"] != "active":
+            await store.record_outcome(
+                row, "dead_lettered", reason=f"subscription {row['subscription_status']}"
+            )
+            return
+        decision = Decision.from_dict(row["decision"])
+        permitted = self.runtime.engine.recheck(decision, now, row["payload"]).get(
+            row["recipient"], f"no agreement in force now shares with {row['recipient']}"
+        )
+        if isinstance(permitted, str):
+            await store.record_outcome(row, "withheld", reason=permitted)
+            log.info("withheld delivery_id=%s recipient=%s", row["id"], row["recipient"])
+            return
+        row["fields"] = permitted.disclosed(row["payload"])
+        row["grants"] = [g.to_dict() for g in permitted.grants]
+        body = self.body(row, permitted)
+        if row["channel"] == "inbox":
+            await store.record_outcome(
+                row,
+                "delivered",
+                attempt={"at": now, "status_code": None, "error": None, "duration_ms": 0.0},
+                inbox_body=body.decode(),
+            )
+            return
+        if row["channel"] == "kafka":
+            result = await self._publish(row, body)
+        else:
+            ts = int(now.timestamp())
+            result = await self.sender.attempt(row["url"], row["secret"], row["id"], body, ts)
+        await self.settle(row, result, now)
+
+    def body(self, row: dict[str, Any], permitted: RecipientDecision) -> bytes:
+        """The structured CloudEvent a recipient receives: only its permitted fields, and the
+        agreements (id@version) that permitted them."""
+        event = event_of(
+            {
+                "id": row["message_id"],
+                "sender": row["sender"],
+                "message_type": row["message_type"],
+                "accepted_at": row["accepted_at"],
+                "person": row["person"],
+                "payload": row["payload"],
+            }
+        )
+        refs = ",".join(
+            sorted({f"{g.agreement_id}@{g.agreement_version}" for g in permitted.grants})
+        )
+        return structured(
+            event,
+            permitted.project(row["payload"]),
+            {"isarecipient": permitted.party, "isaagreements": refs, "isadeliveryid": row["id"]},
+        )
+
+    async def _publish(self, row: dict[str, Any], body: bytes) -> AttemptResult:
+        topic = self.runtime.kafka.agency_topic(row["recipient"])
+        started = asyncio.get_running_loop().time()
+        try:
+            await self.publisher.publish(
+                topic,
+                row["person"].encode(),
+                body,
+                [
+                    ("content-type", b"application/cloudevents+json"),
+                    ("isa_delivery_id", row["id"].encode()),
+                ],
+            )
+        except Unavailable as e:
+            elapsed = (asyncio.get_running_loop().time() - started) * 1000
+            return AttemptResult(False, None, str(e), elapsed, True)
+        elapsed = (asyncio.get_running_loop().time() - started) * 1000
+        return AttemptResult(True, None, None, elapsed, False)
+
+    async def settle(self, row: dict[str, Any], result: AttemptResult, now: dt.datetime) -> None:
+        store = self.runtime.store
+        settings = self.runtime.settings
+        attempt = {
+            "at": now,
+            "status_code": result.status_code,
+            "error": result.error,
+            "duration_ms": result.duration_ms,
+        }
+        if result.ok:
+            await store.record_outcome(row, "delivered", attempt=attempt)
+            if row.get("failing_since") is not None:
+                await store.endpoint_recovered(row["subscription_id"])
+            log.info(
+                "delivered delivery_id=%s recipient=%s attempts=%d",
+                row["id"],
+                row["recipient"],
+                int(row["attempts"]) + 1,
+            )
+            return
+        failed = int(row["retry_index"]) + 1
+        delay = (
+            next_delay(failed, settings.webhook_retry_schedule, result.retry_after, self._rng)
+            if result.retryable
+            else None
+        )
+        if delay is None:
+            reason = (
+                "receiver answered 410 Gone"
+                if result.gone
+                else f"retry schedule exhausted after {failed} attempts: {result.error}"
+            )
+            await store.record_outcome(row, "dead_lettered", attempt=attempt, reason=reason)
+            await self.publish_dead_letter(row, reason)
+            if result.gone:
+                await self.disable(row, "receiver answered 410 Gone")
+            return
+        await store.record_outcome(
+            row,
+            "retrying",
+            attempt=attempt,
+            next_attempt_at=now + dt.timedelta(seconds=delay),
+            retry_index=failed,
+        )
+        if row["channel"] != "webhook":
+            return
+        since = await store.endpoint_failed(row["subscription_id"], now)
+        failing_for = (now - since).total_seconds()
+        if failing_for >= settings.endpoint_disable_after_seconds:
+            await self.disable(row, f"endpoint failed every attempt for {int(failing_for)} seconds")
+
+    async def disable(self, row: dict[str, Any], reason: str) -> None:
+        """Disable the subscription, dead-letter what it held, and tell its owner and the
+        senders of those messages, each on its own feed (ids only, no personal data)."""
+        store = self.runtime.store
+        held = await store.disable_subscription(row["subscription_id"], reason)
+        if held is None:
+            return  # already disabled, by another attempt or another router
+        log.warning(
+            "subscription_id=%s of %s disabled: %s; %d deliveries dead-lettered",
+            row["subscription_id"],
+            row["recipient"],
+            reason,
+            len(held),
+        )
+        for d in held:
+            await self.publish_dead_letter(d, f"subscription disabled: {reason}")
+        data = {
+            "subscription_id": row["subscription_id"],
+            "recipient": row["recipient"],
+            "reason": reason,
+            "dead_lettered": sorted(d["id"] for d in held),
+        }
+        await store.add_notice(row["recipient"], self.notice("subscription-disabled", data))
+        by_sender: dict[str, list[str]] = {}
+        for d in [row, *held]:
+            by_sender.setdefault(d["sender"], []).append(d["message_id"])
+        for sender, message_ids in sorted(by_sender.items()):
+            if sender == row["recipient"]:
+                continue
+            await store.add_notice(
+                sender,
+                self.notice(
+                    "recipient-endpoint-disabled",
+                    {
+                        "recipient": row["recipient"],
+                        "reason": reason,
+                        "message_ids": sorted(set(message_ids)),
+                    },
+                ),
+            )
+
+    def notice(self, kind: str, data: dict[str, Any]) -> str:
+        when = self.runtime.clock().astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+        return json.dumps(
+            {
+                "specversion": "1.0",
+                "id": str(uuid.uuid4()),
+                "source": NOTICE_SOURCE,
+                "type": f"org.isa-broker.notice.{kind}.v1",
+                "time": when,
+                "datacontenttype": "application/json",
+                "data": data,
+            },
+            separators=(",", ":"),
+        )
+
+    async def publish_dead_letter(self, row: dict[str, Any], reason: str) -> None:
+        """A record on the dead-letter topic for operators' tooling: ids, the reason and the
+        attempt history (status codes and errors), never the payload."""
+        history = await self.runtime.store.attempts(row["id"])
+        value = json.dumps(
+            {
+                "delivery_id": row["id"],
+                "message_id": row["message_id"],
+                "recipient": row["recipient"],
+                "subscription_id": row["subscription_id"],
+                "reason": reason,
+                "attempts": [
+                    {
+                        "at": a["at"].isoformat(),
+                        "status_code": a["status_code"],
+                        "error": a["error"],
+                        "duration_ms": round(a["duration_ms"], 1),
+                    }
+                    for a in history
+                ],
+            }
+        ).encode()
+        try:
+            await self.publisher.publish(
+                self.runtime.kafka.dead_letter_topic,
+                row["person"].encode(),
+                value,
+                [
+                    ("ce_specversion", b"1.0"),
+                    ("ce_id", row["id"].encode()),
+                    ("ce_source", NOTICE_SOURCE.encode()),
+                    ("ce_type", b"org.isa-broker.dead-letter.v1"),
+                    ("ce_time", self.runtime.clock().isoformat().encode()),
+                    ("ce_subject", row["message_id"].encode()),
+                    ("content-type", b"application/json"),
+                ],
+            )
+        except Unavailable as e:
+            log.warning("dead-letter record not published delivery_id=%s: %s", row["id"], e)
+        log.warning(
+            "dead-lettered delivery_id=%s recipient=%s reason=%s",
+            row["id"],
+            row["recipient"],
+            reason,
+        )
