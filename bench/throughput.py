@@ -77,7 +77,10 @@ async def main(n: int, workers: int) -> None:
                 while queue:
                     i = queue.pop()
                     body = release_notice(datetime.date.today())
-                    body["person"]["prison_number"] = f"Z{i % 200:04d}XX"
+                    k = i % 200
+                    body["person"].update(
+                        prison_number=f"Z{k:04d}XX", pnc_id=f"26/{k:06d}X", crn=f"X{k:06d}"
+                    )
                     r = await prison.publish("release-notice", body)
                     assert r.status_code == 202, r.text
                     expected += len(r.json()["recipients"])

@@ -577,7 +577,7 @@ class Store:
         if attempt is not None:
             values["attempts"] = t.deliveries.c.attempts + 1
             values["last_status_code"] = attempt.get("status_code")
-        error = (attempt or {}).get("error") or reason
+        error = reason or (attempt or {}).get("error")
         values["last_error"] = error[:500] if error else None
         async with self._tx() as c:
             if attempt is not None:
