@@ -174,6 +174,7 @@ class System:
             await self.runtime.aclose()
         if self.broker is not None:
             self.broker.stop()
+            (self.settings.data_dir / "broker.pid").unlink(missing_ok=True)
 
     async def __aenter__(self) -> System:
         return await self.start()

@@ -229,9 +229,7 @@ class Dispatcher:
             "duration_ms": result.duration_ms,
         }
         if result.ok:
-            await store.record_outcome(row, "delivered", attempt=attempt)
-            if row.get("failing_since") is not None:
-                await store.endpoint_recovered(row["subscription_id"])
+            await store.record_outcome(row, "delivered", attempt=attempt, endpoint_ok=True)
             log.info(
                 "delivered delivery_id=%s recipient=%s attempts=%d",
                 row["id"],

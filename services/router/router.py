@@ -106,14 +106,15 @@ class Router:
         await self.route(message)
 
     async def route(self, message: dict[str, Any]) -> None:
-        """Record one delivery per recipient and active subscription (or the reason there is
-        none) and mark the message routed, in one transaction."""
+        """Record one delivery per recipient and subscription (or the reason there is none)
+        and mark the message routed, in one transaction. A disabled subscription gets its
+        delivery as a dead letter, to be replayed once it is enabled again."""
         now = self.runtime.clock()
         decision = Decision.from_dict(message["decision"])
         current = self.runtime.engine.recheck(decision, now, message["payload"])
         rows: list[dict[str, Any]] = []
         by_party = await self.runtime.store.active_subscriptions_of(
-            sorted(current), message["message_type"]
+            sorted(current), message["message_type"], ("active", "disabled")
         )
         for party, permitted in sorted(current.items()):
             subs = by_party.get(party, [])
@@ -151,16 +152,19 @@ class Router:
             fields = permitted.disclosed(message["payload"])
             grants = [g.to_dict() for g in permitted.grants]
             for sub in subs:
-                rows.append(
-                    {
-                        **common,
-                        "id": delivery_id(message["id"], party, sub["id"]),
-                        "subscription_id": sub["id"],
-                        "channel": sub["channel"],
-                        "status": "pending",
-                        "fields": fields,
-                        "grants": grants,
-                    }
-                )
+                row = {
+                    **common,
+                    "id": delivery_id(message["id"], party, sub["id"]),
+                    "subscription_id": sub["id"],
+                    "channel": sub["channel"],
+                    "status": "pending",
+                    "fields": fields,
+                    "grants": grants,
+                }
+                if sub["status"] == "disabled":
+                    # kept as a dead letter, so that it can be replayed once re-enabled
+                    row["status"] = "dead_lettered"
+                    row["last_error"] = f"subscription disabled: {sub['status_reason']}"
+                rows.append(row)
         await self.runtime.store.mark_routed(message["id"], rows)
         self.dispatcher.wake()

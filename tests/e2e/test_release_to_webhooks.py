@@ -284,11 +284,14 @@ async def test_retry_after_is_honoured_and_410_disables_the_subscription(
     ]
     subs = (await clients["eastborough-housing"].request("GET", "/v1/subscriptions")).json()
     assert [(s["id"], s["status"]) for s in subs] == [(gone["id"], "disabled")]
-    # a later message does not go to the disabled endpoint
+    # a later message does not go to the disabled endpoint: it waits as a dead letter, to be
+    # replayed if the subscription is enabled again
     r2 = await clients["hmp-northgate"].publish("release-notice", release_notice(days_ahead=4))
     await _settled(store, r2.json()["id"])
     ds2 = {d["recipient"]: d for d in await store.list_deliveries(message_id=r2.json()["id"])}
-    assert ds2["eastborough-housing"]["status"] == "no_channel"
+    assert ds2["eastborough-housing"]["status"] == "dead_lettered"
+    assert ds2["eastborough-housing"]["last_error"].startswith("subscription disabled: ")
+    assert ds2["eastborough-housing"]["attempts"] == 0
     assert len(receivers.for_party("eastborough-housing")) == 0
     for c in clients.values():
         await c.aclose()

@@ -30,6 +30,11 @@ def _utc(value: Any) -> Any:
     return value
 
 
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    """Times are stored in UTC, and SQLite compares them as text: convert before comparing."""
+    return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
 def _row(row: sa.Row[Any] | None) -> dict[str, Any] | None:
     if row is None:
         return None
@@ -420,13 +425,14 @@ class Store:
         return (await self.active_subscriptions_of([party], message_type)).get(party, [])
 
     async def active_subscriptions_of(
-        self, parties: list[str], message_type: str
+        self, parties: list[str], message_type: str, statuses: tuple[str, ...] = ("active",)
     ) -> dict[str, list[dict[str, Any]]]:
-        """Per party, its active subscriptions that take ``message_type`` (one query)."""
+        """Per party, its subscriptions in one of ``statuses`` that take ``message_type``
+        (one query)."""
         async with self._tx() as c:
             r = await c.execute(
                 sa.select(t.subscriptions)
-                .where(t.subscriptions.c.party.in_(parties), t.subscriptions.c.status == "active")
+                .where(t.subscriptions.c.party.in_(parties), t.subscriptions.c.status.in_(statuses))
                 .order_by(t.subscriptions.c.created_at)
             )
             out: dict[str, list[dict[str, Any]]] = {}
@@ -449,14 +455,6 @@ class Store:
             )
             since = r.scalar()
         return _utc(since) if since is not None else now
-
-    async def endpoint_recovered(self, sub_id: str) -> None:
-        async with self._tx() as c:
-            await c.execute(
-                t.subscriptions.update()
-                .where(t.subscriptions.c.id == sub_id)
-                .values(failing_since=None)
-            )
 
     # -- deliveries ----------------------------------------------------------------------------
 
@@ -557,6 +555,7 @@ class Store:
         retry_index: int | None = None,
         reason: str | None = None,
         inbox_body: str | None = None,
+        endpoint_ok: bool = False,
     ) -> None:
         """Apply one attempt's outcome in one transaction: its history row, the delivery's new
         state (retrying with its next due time, or terminal with its disclosure-log entry),
@@ -593,6 +592,15 @@ class Store:
             await c.execute(
                 t.deliveries.update().where(t.deliveries.c.id == delivery["id"]).values(**values)
             )
+            if endpoint_ok and delivery.get("subscription_id"):
+                await c.execute(
+                    t.subscriptions.update()
+                    .where(
+                        t.subscriptions.c.id == delivery["subscription_id"],
+                        t.subscriptions.c.failing_since.is_not(None),
+                    )
+                    .values(failing_since=None)
+                )
             if inbox_body is not None:
                 await self._append_inbox(
                     c, delivery["recipient"], "message", inbox_body, delivery["id"]
@@ -646,9 +654,9 @@ class Store:
         if subscription_id is not None:
             q = q.where(d.c.subscription_id == subscription_id)
         if since is not None:
-            q = q.where(d.c.updated_at >= since)
+            q = q.where(d.c.updated_at >= _as_utc(since))
         if until is not None:
-            q = q.where(d.c.updated_at < until)
+            q = q.where(d.c.updated_at < _as_utc(until))
         async with self._tx() as c:
             rows = (await c.execute(q)).all()
             ids = [r[0] for r in rows]
@@ -706,9 +714,9 @@ class Store:
         if subscription_id is not None:
             q = q.where(d.c.subscription_id == subscription_id)
         if since is not None:
-            q = q.where(d.c.updated_at >= since)
+            q = q.where(d.c.updated_at >= _as_utc(since))
         if until is not None:
-            q = q.where(d.c.updated_at < until)
+            q = q.where(d.c.updated_at < _as_utc(until))
         if limit is not None:
             q = q.limit(limit)
         async with self._tx() as c:
