@@ -489,6 +489,7 @@ class Store:
             .where(
                 m.c.person == d.c.person,
                 m.c.routed_at.is_(None),
+                m.c.status == "pending",
                 m.c.accepted_at < d.c.accepted_at,
             )
             .exists()

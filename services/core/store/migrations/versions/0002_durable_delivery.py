@@ -84,7 +84,7 @@ def upgrade() -> None:
         "WHERE m.id = deliveries.message_id), next_attempt_at = updated_at"
     )
     op.execute(
-        "UPDATE messages SET routed_at = accepted_at WHERE id IN "
+        "UPDATE messages SET routed_at = accepted_at WHERE status = 'complete' OR id IN "
         "(SELECT DISTINCT message_id FROM deliveries)"
     )
 
