@@ -132,20 +132,33 @@ class System:
             self.broker_restarts += 1
             if self.publisher is not None:
                 await self.publisher.reset()
-            self._restart_consumer()
+            await self._restart_consumer()
             if self.relay is not None:
                 try:
                     await self.relay.reconcile(everything=True)
                 except Unavailable as e:
                     log.warning("reconcile after broker restart: %s", e)
 
-    def _restart_consumer(self) -> None:
+    async def _restart_consumer(self) -> None:
+        """Stop the consumer (its group and offsets died with the broker) and start a new
+        one. The new task takes the old one's place before the old one is awaited, so that
+        :meth:`wait` never mistakes the replaced task for a part that stopped; the old one is
+        closed before the new one joins, so that its connections are not left behind."""
         if self.router is None:
             return
         for i, task in enumerate(self._tasks):
             if task.get_name() == "router":
+                ready = asyncio.Event()
+                self._tasks[i] = asyncio.create_task(self._run_consumer_after(ready), name="router")
                 task.cancel()
-                self._tasks[i] = asyncio.create_task(self.router.run(), name="router")
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(task, 15)
+                ready.set()
+
+    async def _run_consumer_after(self, ready: asyncio.Event) -> None:
+        assert self.router is not None  # noqa: S101
+        await ready.wait()
+        await self.router.run()
 
     async def wait(self) -> None:
         """Serve until a part stops; re-raise what stopped it. A part the supervisor has

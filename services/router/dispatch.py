@@ -22,11 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import logging
 import random
+import socket
 import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from services.core.errors import Unavailable
@@ -45,11 +48,18 @@ MAX_IN_FLIGHT = 64
 NOTICE_SOURCE = "urn:isa-broker:router"
 
 
+def router_identity(data_dir: Path) -> str:
+    """Stable across restarts of one router (same host, same data directory), different
+    between routers, so that a restarted router can take back its own leases at once."""
+    digest = hashlib.sha256(f"{socket.gethostname()}|{data_dir.resolve()}".encode()).hexdigest()
+    return f"router-{digest[:16]}"
+
+
 class Dispatcher:
     def __init__(self, runtime: Runtime, publisher: Publisher) -> None:
         self.runtime = runtime
         self.publisher = publisher
-        self.owner = f"router-{uuid.uuid4().hex[:12]}"
+        self.owner = router_identity(runtime.settings.data_dir)
         self.sender = WebhookSender(runtime.settings.webhook_timeout_seconds)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._per_subscription: Counter[str] = Counter()
@@ -76,6 +86,12 @@ class Dispatcher:
 
     async def run(self) -> None:
         poll = self.runtime.settings.dispatch_poll_seconds
+        # leases this router held before it was killed: take them back now rather than
+        # waiting for them to run out
+        with contextlib.suppress(Unavailable):
+            released = await self.runtime.store.release_leases(self.owner)
+            if released:
+                log.warning("took back %d deliveries leased before a restart", released)
         while True:
             self._wake.clear()
             try:

@@ -211,6 +211,9 @@ async def test_a_lease_goes_to_one_router_until_it_runs_out(store: Store) -> Non
     until = T0 + dt.timedelta(seconds=60)
     assert await store.claim([str(row["id"])], "router-a", T0, until) == {row["id"]}
     assert await store.claim([str(row["id"])], "router-b", T0, until) == set()
+    # router-a, restarted, takes its leases back at once
+    assert await store.release_leases("router-a") == 1
+    assert await store.claim([str(row["id"])], "router-a", T0, until) == {row["id"]}
     assert await store.due_deliveries(T0, 10, set()) == []
     later = until + dt.timedelta(seconds=1)
     assert await store.claim([str(row["id"])], "router-b", later, later + dt.timedelta(60)) == {

@@ -24,6 +24,11 @@ class KafkaPublisher:
         self.profile = profile
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
+        # sends in flight: a producer is stopped only once none is using it, or a send still
+        # running on it would reconnect its closed client and leave that connection open
+        self._sending = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def start(self) -> None:
         async with self._lock:
@@ -41,6 +46,8 @@ class KafkaPublisher:
         async with self._lock:
             producer, self._producer = self._producer, None
         if producer is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), 20)
             with contextlib.suppress(KafkaError):
                 await producer.stop()
 
@@ -58,7 +65,13 @@ class KafkaPublisher:
             producer = self._producer
         if producer is None:
             raise Unavailable(f"publishing to {topic} failed: the producer was closed")
+        self._sending += 1
+        self._idle.clear()
         try:
             await producer.send_and_wait(topic, value, key=key, headers=headers)
         except KafkaError as e:
             raise Unavailable(f"publishing to {topic} failed: {type(e).__name__}") from e
+        finally:
+            self._sending -= 1
+            if not self._sending:
+                self._idle.set()

@@ -618,6 +618,16 @@ class Store:
                 )
                 await self._complete_if_settled(c, delivery["message_id"])
 
+    async def release_leases(self, owner: str) -> int:
+        """Give up every lease ``owner`` holds (a router starting again after a crash)."""
+        async with self._tx() as c:
+            r = await c.execute(
+                t.deliveries.update()
+                .where(t.deliveries.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+            return int(r.rowcount or 0)
+
     async def release(self, delivery_id: str) -> None:
         """Give up a lease without attempting (e.g. the router is stopping)."""
         async with self._tx() as c:
