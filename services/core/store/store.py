@@ -660,14 +660,7 @@ class Store:
                 t.subscriptions.c.status == "active",
             )
         )
-        if delivery_id is not None:
-            q = q.where(d.c.id == delivery_id)
-        if subscription_id is not None:
-            q = q.where(d.c.subscription_id == subscription_id)
-        if since is not None:
-            q = q.where(d.c.updated_at >= _as_utc(since))
-        if until is not None:
-            q = q.where(d.c.updated_at < _as_utc(until))
+        q = _delivery_filters(q, since, until, id=delivery_id, subscription_id=subscription_id)
         async with self._tx() as c:
             rows = (await c.execute(q)).all()
             ids = [r[0] for r in rows]
@@ -715,19 +708,15 @@ class Store:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         d = t.deliveries
-        q = sa.select(d).order_by(d.c.created_at, d.c.id)
-        if recipient is not None:
-            q = q.where(d.c.recipient == recipient)
-        if message_id is not None:
-            q = q.where(d.c.message_id == message_id)
-        if status is not None:
-            q = q.where(d.c.status == status)
-        if subscription_id is not None:
-            q = q.where(d.c.subscription_id == subscription_id)
-        if since is not None:
-            q = q.where(d.c.updated_at >= _as_utc(since))
-        if until is not None:
-            q = q.where(d.c.updated_at < _as_utc(until))
+        q = _delivery_filters(
+            sa.select(d).order_by(d.c.created_at, d.c.id),
+            since,
+            until,
+            recipient=recipient,
+            message_id=message_id,
+            status=status,
+            subscription_id=subscription_id,
+        )
         if limit is not None:
             q = q.limit(limit)
         async with self._tx() as c:
@@ -883,6 +872,22 @@ def _disclosure(delivery: dict[str, Any], reason: str | None) -> dict[str, Any]:
     if reason:
         detail["reason"] = reason
     return detail
+
+
+def _delivery_filters(
+    q: Any, since: dt.datetime | None, until: dt.datetime | None, **equal: str | None
+) -> Any:
+    """Narrow a query on ``deliveries``: each given column equal to its value, and
+    ``updated_at`` in [since, until)."""
+    d = t.deliveries
+    for column, value in equal.items():
+        if value is not None:
+            q = q.where(d.c[column] == value)
+    if since is not None:
+        q = q.where(d.c.updated_at >= _as_utc(since))
+    if until is not None:
+        q = q.where(d.c.updated_at < _as_utc(until))
+    return q
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
