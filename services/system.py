@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -38,6 +39,7 @@ class System:
         self.router: Router | None = None
         self.relay: OutboxRelay | None = None
         self.broker_restarts = 0
+        self._broker_started = dt.datetime.now(dt.UTC)
         self.watcher: PolicyWatcher | None = None
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -114,14 +116,16 @@ class System:
 
     async def _supervise(self, every: float = 0.5) -> None:
         """Restart the embedded broker when it dies. It comes back empty, so: recreate the
-        topics, drop the producer's and the consumer's stale connections and metadata, and
-        publish again at once every message not yet routed (the broker lost them)."""
+        topics, drop the producer's and the consumer's stale connections and metadata,
+        publish again at once every message not yet routed, and queue again what was
+        delivered to agency topics since the lost broker started (the broker lost them)."""
         assert self.broker is not None and self.runtime is not None  # noqa: S101
         while True:
             await asyncio.sleep(every)
             if self.broker.running:
                 continue
             log.warning("embedded broker exited; restarting it on %s", self.bootstrap_servers)
+            lost_since = self._broker_started
             try:
                 await asyncio.to_thread(self.broker.start)
                 self._write_broker_pid()
@@ -132,12 +136,23 @@ class System:
             self.broker_restarts += 1
             if self.publisher is not None:
                 await self.publisher.reset()
+            # from here on, topics exist and no producer holds stale metadata: what is
+            # delivered now is kept; what was delivered since lost_since is gone
+            self._broker_started = dt.datetime.now(dt.UTC)
             await self._restart_consumer()
-            if self.relay is not None:
-                try:
+            try:
+                if self.relay is not None:
                     await self.relay.reconcile(everything=True)
-                except Unavailable as e:
-                    log.warning("reconcile after broker restart: %s", e)
+                # what was delivered to agency topics since the lost broker started is gone
+                again = await self.runtime.store.redeliver_channel(
+                    "kafka", lost_since, self.runtime.clock()
+                )
+                if again:
+                    log.warning("%d agency-topic deliveries queued again", len(again))
+                    if self.router is not None:
+                        self.router.dispatcher.wake()
+            except Unavailable as e:
+                log.warning("recovering after the broker restart: %s", e)
 
     async def _restart_consumer(self) -> None:
         """Stop the consumer (its group and offsets died with the broker) and start a new

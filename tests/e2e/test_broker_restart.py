@@ -1,5 +1,6 @@
 """The embedded broker is supervised: killed, it is restarted empty, its topics recreated and
-the clients reconnected, and every message it lost is published again and delivered.
+the clients reconnected, every message it lost is published again and delivered, and what it
+lost from an agency's own topic is delivered there again.
 
 The whole system runs as ``isa-broker dev`` in a child process (as a user runs it), and the
 test kills that process's broker with SIGKILL."""
@@ -9,15 +10,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer
 
+from services.core.kafka.config import KafkaProfile
 from services.core.kafka.embedded import free_port
 from services.demo.agency import AgencyClient
 from services.demo.receivers import Receivers
@@ -65,18 +70,28 @@ async def test_killed_broker_is_restarted_and_nothing_is_lost(dev: tuple[str, Pa
             await asyncio.sleep(0.05)
     creds = json.loads((data / "demo-clients.json").read_text())
     receivers = await Receivers().start()
-    prison, vawg = (
+    prison, vawg, housing = (
         AgencyClient(base, creds[p]["client_id"], creds[p]["client_secret"])
-        for p in ("hmp-northgate", "eastborough-vawg")
+        for p in ("hmp-northgate", "eastborough-vawg", "eastborough-housing")
     )
     try:
         await vawg.subscribe(["release-notice"], receivers.url("eastborough-vawg"))
+        r = await housing.request(
+            "POST",
+            "/v1/subscriptions",
+            json={"message_types": ["release-notice"], "channel": "kafka"},
+        )
+        assert r.status_code == 201, r.text
+        agency_topic = r.json()["kafka_topic"]
+        for_housing: set[str] = set()
 
         async def publish(i: int) -> str:
             body = release_notice()
             body["person"].update(pnc_id=f"26/{i:06d}B", crn=f"B{i:06d}")
             r = await prison.publish("release-notice", body)
             assert r.status_code == 202, r.text
+            if "eastborough-housing" in [x["party"] for x in r.json()["recipients"]]:
+                for_housing.add(r.json()["id"])
             return str(r.json()["id"])
 
         before = [await publish(i) for i in range(5)]
@@ -93,12 +108,39 @@ async def test_killed_broker_is_restarted_and_nothing_is_lost(dev: tuple[str, Pa
                 break
             await asyncio.sleep(0.1)
         assert got == expected, f"missing {len(expected - got)} of {len(expected)}"
+        # the agency topic lost what was delivered before the restart: delivered again
+        assert len(for_housing) == len(expected)
+        bootstrap = re.search(r"kafka bootstrap\s+(\S+)", (data.parent / "dev.log").read_text())
+        assert bootstrap is not None
+        on_topic = await _consume_ids(bootstrap.group(1), agency_topic, for_housing)
+        assert on_topic >= for_housing, f"missing {len(for_housing - on_topic)} on {agency_topic}"
+        dev_log = (data.parent / "dev.log").read_text()
+        assert "embedded broker exited; restarting it" in dev_log
+        assert "agency-topic deliveries queued again" in dev_log
         new_pid = int((data / "broker.pid").read_text())
         assert new_pid != old_pid
         os.kill(new_pid, 0)  # the restarted broker is running
         log = (data / "broker.log").read_text(errors="replace")
         assert log  # the broker's own output is kept beside the data
     finally:
-        await prison.aclose()
-        await vawg.aclose()
+        for client in (prison, vawg, housing):
+            await client.aclose()
         await receivers.stop()
+
+
+async def _consume_ids(bootstrap: str, topic: str, want: set[str]) -> set[str]:
+    """Message ids of the CloudEvents on ``topic``, read until ``want`` are all seen or 60 s."""
+    profile = KafkaProfile(bootstrap_servers=bootstrap, embedded=True)
+    consumer = AIOKafkaConsumer(topic, **profile.consumer_kwargs(f"check-{uuid.uuid4().hex}"))
+    seen: set[str] = set()
+    await consumer.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while not want <= seen and loop.time() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                seen |= {json.loads(rec.value or b"{}")["id"] for rec in records}
+    finally:
+        await consumer.stop()
+    return seen

@@ -618,6 +618,50 @@ class Store:
                 )
                 await self._complete_if_settled(c, delivery["message_id"])
 
+    async def redeliver_channel(
+        self, channel: str, since: dt.datetime, now: dt.datetime
+    ) -> list[str]:
+        """Queue again the deliveries on ``channel`` completed since ``since``: used for the
+        ``kafka`` channel when the embedded broker restarted and lost its topics. Receivers
+        de-duplicate on the delivery id, which stays the same."""
+        d = t.deliveries
+        async with self._tx() as c:
+            rows = (
+                await c.execute(
+                    sa.select(
+                        d.c.id, d.c.message_id, d.c.message_type, d.c.recipient, d.c.person
+                    ).where(
+                        d.c.channel == channel,
+                        d.c.status == "delivered",
+                        d.c.updated_at >= _as_utc(since),
+                    )
+                )
+            ).all()
+            ids = [r[0] for r in rows]
+            for chunk in _chunks(ids, 500):
+                await c.execute(
+                    d.update()
+                    .where(d.c.id.in_(chunk))
+                    .values(status="pending", retry_index=0, next_attempt_at=now)
+                )
+            for message_ids in _chunks(sorted({r[1] for r in rows}), 500):
+                await c.execute(
+                    t.messages.update()
+                    .where(t.messages.c.id.in_(message_ids))
+                    .values(status="pending", completed_at=None)
+                )
+            for r in rows:
+                await self._audit(
+                    c,
+                    "redelivery_queued",
+                    message_id=r[1],
+                    message_type=r[2],
+                    recipient=r[3],
+                    person=r[4],
+                    detail={"delivery_id": r[0], "reason": "the broker lost the agency topic"},
+                )
+        return ids
+
     async def release_leases(self, owner: str) -> int:
         """Give up every lease ``owner`` holds (a router starting again after a crash)."""
         async with self._tx() as c:
