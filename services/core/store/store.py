@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -637,30 +637,59 @@ class Store:
                     )
                 )
             ).all()
-            ids = [r[0] for r in rows]
-            for chunk in _chunks(ids, 500):
-                await c.execute(
-                    d.update()
-                    .where(d.c.id.in_(chunk))
-                    .values(status="pending", retry_index=0, next_attempt_at=now)
+            await self._requeue(
+                c,
+                rows,
+                now,
+                "redelivery_queued",
+                None,
+                {"reason": "the broker lost the agency topic"},
+            )
+        return [r[0] for r in rows]
+
+    async def _requeue(
+        self,
+        c: AsyncConnection,
+        rows: Sequence[Any],
+        now: dt.datetime,
+        event_name: str,
+        actor: str | None,
+        detail: dict[str, Any],
+    ) -> None:
+        """Queue deliveries again with a fresh retry schedule, reopen their messages, and
+        log one ``event_name`` entry per delivery. ``rows``: (id, message_id, message_type,
+        recipient, person)."""
+        d = t.deliveries
+        for chunk in _chunks([r[0] for r in rows], 500):
+            await c.execute(
+                d.update()
+                .where(d.c.id.in_(chunk))
+                .values(
+                    status="pending",
+                    retry_index=0,
+                    next_attempt_at=now,
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=dt.datetime.now(dt.UTC),
                 )
-            for message_ids in _chunks(sorted({r[1] for r in rows}), 500):
-                await c.execute(
-                    t.messages.update()
-                    .where(t.messages.c.id.in_(message_ids))
-                    .values(status="pending", completed_at=None)
-                )
-            for r in rows:
-                await self._audit(
-                    c,
-                    "redelivery_queued",
-                    message_id=r[1],
-                    message_type=r[2],
-                    recipient=r[3],
-                    person=r[4],
-                    detail={"delivery_id": r[0], "reason": "the broker lost the agency topic"},
-                )
-        return ids
+            )
+        for message_ids in _chunks(sorted({r[1] for r in rows}), 500):
+            await c.execute(
+                t.messages.update()
+                .where(t.messages.c.id.in_(message_ids))
+                .values(status="pending", completed_at=None)
+            )
+        for r in rows:
+            await self._audit(
+                c,
+                event_name,
+                message_id=r[1],
+                message_type=r[2],
+                actor=actor,
+                recipient=r[3],
+                person=r[4],
+                detail={"delivery_id": r[0], **detail},
+            )
 
     async def release_leases(self, owner: str) -> int:
         """Give up every lease ``owner`` holds (a router starting again after a crash)."""
@@ -696,7 +725,7 @@ class Store:
         is attempted. Returns the ids queued."""
         d = t.deliveries
         q = (
-            sa.select(d.c.id, d.c.message_id, d.c.message_type, d.c.person)
+            sa.select(d.c.id, d.c.message_id, d.c.message_type, d.c.recipient, d.c.person)
             .join(t.subscriptions, t.subscriptions.c.id == d.c.subscription_id)
             .where(
                 d.c.recipient == party,
@@ -707,38 +736,8 @@ class Store:
         q = _delivery_filters(q, since, until, id=delivery_id, subscription_id=subscription_id)
         async with self._tx() as c:
             rows = (await c.execute(q)).all()
-            ids = [r[0] for r in rows]
-            for chunk in _chunks(ids, 500):
-                await c.execute(
-                    d.update()
-                    .where(d.c.id.in_(chunk))
-                    .values(
-                        status="pending",
-                        retry_index=0,
-                        next_attempt_at=now,
-                        lease_owner=None,
-                        lease_until=None,
-                        updated_at=dt.datetime.now(dt.UTC),
-                    )
-                )
-            for message_ids in _chunks(sorted({r[1] for r in rows}), 500):
-                await c.execute(
-                    t.messages.update()
-                    .where(t.messages.c.id.in_(message_ids))
-                    .values(status="pending", completed_at=None)
-                )
-            for r in rows:
-                await self._audit(
-                    c,
-                    "replay_requested",
-                    message_id=r[1],
-                    message_type=r[2],
-                    actor=party,
-                    recipient=party,
-                    person=r[3],
-                    detail={"delivery_id": r[0]},
-                )
-        return ids
+            await self._requeue(c, rows, now, "replay_requested", party, {})
+        return [r[0] for r in rows]
 
     async def list_deliveries(
         self,
