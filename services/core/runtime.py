@@ -16,8 +16,25 @@ from .store import Store
 
 Clock = Callable[[], dt.datetime]
 
-#: Information governance officers: read any decision. Never granted by default.
+#: Information governance officers: read any decision and the whole disclosure log. Never
+#: granted by default.
 IG_AUDIT_SCOPE = "ig:audit"
+#: Operators: register and disable clients, rotate the token-signing key. Never granted by
+#: default.
+ADMIN_SCOPE = "admin"
+
+#: What each scope allows (the OpenAPI document and docs/security.md show this table).
+SCOPE_DESCRIPTIONS = {
+    "subscriptions:manage": "create, list, enable, delete own subscriptions; rotate their "
+    "webhook secrets; replay own dead letters",
+    "deliveries:read": "read own deliveries and dead letters",
+    "inbox:read": "read own inbox (messages and notices)",
+    "inbox:ack": "acknowledge own inbox up to a cursor",
+    "decisions:read": "read the decisions on messages the party sent",
+    "audit:read": "read the disclosure-log entries where the party acted or received",
+    IG_AUDIT_SCOPE: "read any decision and the whole disclosure log (IG officers)",
+    ADMIN_SCOPE: "register and disable clients, rotate the token-signing key (operators)",
+}
 
 
 def utc_now() -> dt.datetime:
@@ -65,13 +82,19 @@ class Runtime:
             for flow in agreement.flows:
                 if party in flow.senders:
                     scopes.update(f"publish:{mt}" for mt in flow.message_types)
-                    scopes.add("decisions:read")
+                    # senders are told on their inbox when a recipient's endpoint is disabled
+                    scopes.update({"decisions:read", "inbox:read", "inbox:ack"})
                 if party in flow.recipients:
-                    scopes.update({"subscriptions:manage", "deliveries:read"})
+                    scopes.update(
+                        {"subscriptions:manage", "deliveries:read", "inbox:read", "inbox:ack"}
+                    )
         return sorted(scopes)
 
 
-ALL_SCOPES = sorted(
-    [f"publish:{name}" for name in MESSAGE_TYPES]
-    + ["subscriptions:manage", "deliveries:read", "decisions:read", IG_AUDIT_SCOPE]
+SCOPE_DESCRIPTIONS.update(
+    {
+        f"publish:{name}": f"publish {name} messages (as the agreements allow)"
+        for name in MESSAGE_TYPES
+    }
 )
+ALL_SCOPES = sorted(SCOPE_DESCRIPTIONS)

@@ -4,6 +4,7 @@ reads the environment itself."""
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
@@ -11,6 +12,17 @@ from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: Networks an operator may not open to webhooks in production: loopback, link-local (where
+#: cloud metadata services live) and the unspecified addresses.
+NEVER_ALLOWLISTED_IN_PRODUCTION = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("169.254.0.0/16"),
+    ipaddress.ip_network("0.0.0.0/32"),
+    ipaddress.ip_network("::1/128"),
+    ipaddress.ip_network("fe80::/10"),
+    ipaddress.ip_network("::/128"),
+)
 
 
 class Settings(BaseSettings):
@@ -51,6 +63,82 @@ class Settings(BaseSettings):
     port: int = 8000
     access_token_ttl_seconds: int = Field(default=300, ge=30, le=3600)
     client_assertion_max_age_seconds: int = Field(default=300, ge=30, le=3600)
+    token_leeway_seconds: int = Field(
+        default=30,
+        ge=0,
+        le=300,
+        description="Clock skew allowed when checking exp, nbf and iat of access tokens and "
+        "client assertions. At most 60 in production.",
+    )
+    signing_key_max_age_days: float = Field(
+        default=30,
+        gt=0,
+        le=365,
+        description="The gateway's token-signing key is rotated when it is this old: a next "
+        "key is generated and published in the JWKS `signing_key_publish_ahead_seconds` before "
+        "it signs anything; the old key stays published until its last token has expired.",
+    )
+    signing_key_publish_ahead_seconds: int = Field(
+        default=3600,
+        ge=0,
+        le=7 * 86400,
+        description="How long a next signing key is published before first use, so that "
+        "resource servers caching the JWKS see it first.",
+    )
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="Also accept access tokens from this external OpenID Connect provider "
+        "(its `iss`). The token's subject claim must name a client registered with "
+        "--external-subject; the client's party and granted scopes apply.",
+    )
+    oidc_jwks_url: str | None = Field(
+        default=None, description="The external provider's JWKS URL (https in production)."
+    )
+    oidc_audience: str | None = Field(
+        default=None,
+        description="The `aud` external tokens must carry. Default: the gateway's own audience.",
+    )
+    oidc_subject_claim: str = Field(
+        default="client_id",
+        max_length=64,
+        description="The external token claim naming the client: client_id, azp or sub.",
+    )
+    oidc_algorithms: tuple[str, ...] = Field(
+        default=("RS256", "PS256", "ES256"),
+        min_length=1,
+        description="Signature algorithms accepted from the external provider (never none or HS*).",
+    )
+    oidc_jwks_cache_seconds: float = Field(
+        default=300,
+        ge=10,
+        le=86400,
+        description="How long the external JWKS is cached. An unknown kid triggers a refresh, "
+        "at most once per 30 seconds.",
+    )
+
+    max_body_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        le=10 * 1024 * 1024,
+        description="Largest request body accepted; larger bodies get 413 before being read.",
+    )
+    max_json_depth: int = Field(
+        default=16, ge=4, le=64, description="Deepest nesting of a JSON body's arrays/objects."
+    )
+    rate_limit_per_minute: int = Field(
+        default=600,
+        ge=0,
+        le=1_000_000,
+        description="Requests per minute per client (token bucket, bursts up to a tenth of a "
+        "minute's allowance); over it, 429 with Retry-After. 0 disables (not in production).",
+    )
+    token_rate_limit_per_minute: int = Field(
+        default=60,
+        ge=0,
+        le=100_000,
+        description="Token requests per minute per client id and per remote address. 0 "
+        "disables (not in production).",
+    )
 
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     webhook_retry_schedule: tuple[float, ...] = Field(
@@ -64,6 +152,21 @@ class Settings(BaseSettings):
     )
     webhook_allow_http: bool = Field(
         default=True, description="Allow plain http:// webhook URLs (dev only)."
+    )
+    webhook_allowed_networks: tuple[str, ...] = Field(
+        default=(),
+        max_length=100,
+        description="Networks (CIDR, JSON list) webhooks may reach although they are "
+        "loopback, private, link-local or otherwise not public. Empty: public addresses only. "
+        "Loopback, link-local and unspecified networks are refused in production.",
+    )
+    webhook_secret_overlap_seconds: int = Field(
+        default=86400,
+        ge=0,
+        le=7 * 86400,
+        description="After a webhook signing secret is rotated, deliveries carry signatures "
+        "by both the old and the new secret for this long (default 24 h) unless the rotation "
+        "asks for another overlap.",
     )
     webhook_max_in_flight: int = Field(
         default=4,
@@ -121,10 +224,52 @@ class Settings(BaseSettings):
             raise ValueError("each delay must be between 0 and 86400 seconds")
         return v
 
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=True)
+            except ValueError as e:
+                raise ValueError(f"{item!r} is not a network in CIDR form: {e}") from e
+        return v
+
+    @field_validator("oidc_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        allowed = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"}
+        bad = sorted(set(v) - allowed)
+        if bad:
+            raise ValueError(
+                f"not accepted: {bad}; use asymmetric algorithms from {sorted(allowed)}"
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        if (self.oidc_issuer is None) != (self.oidc_jwks_url is None):
+            raise ValueError("ISA_BROKER_OIDC_ISSUER and ISA_BROKER_OIDC_JWKS_URL go together")
+        if self.oidc_subject_claim not in ("client_id", "azp", "sub"):
+            raise ValueError("ISA_BROKER_OIDC_SUBJECT_CLAIM must be client_id, azp or sub")
+        return self
+
     @model_validator(mode="after")
     def _production_is_strict(self) -> Settings:
         if self.mode == "production":
             problems = []
+            for item in self.webhook_allowed_networks:
+                net = ipaddress.ip_network(item)
+                if any(net.overlaps(bad) for bad in NEVER_ALLOWLISTED_IN_PRODUCTION):
+                    problems.append(
+                        f"ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS: {item} reaches loopback, "
+                        "link-local (cloud metadata) or unspecified addresses"
+                    )
+            if self.token_leeway_seconds > 60:
+                problems.append("ISA_BROKER_TOKEN_LEEWAY_SECONDS must be at most 60 in production")
+            if self.rate_limit_per_minute == 0 or self.token_rate_limit_per_minute == 0:
+                problems.append("rate limits cannot be disabled (0) in production")
+            if self.oidc_jwks_url is not None and not self.oidc_jwks_url.startswith("https://"):
+                problems.append("ISA_BROKER_OIDC_JWKS_URL must be https:// in production")
             if self.webhook_allow_http:
                 problems.append("ISA_BROKER_WEBHOOK_ALLOW_HTTP must be false in production")
             if not self.public_url.startswith("https://"):

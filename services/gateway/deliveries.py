@@ -240,10 +240,11 @@ async def read_inbox(
     ] = 0,
 ) -> InboxPage:
     """Messages delivered to the caller's ``inbox`` subscriptions (the same projection and
-    disclosure-log entry as a webhook) and notices for the caller, after a cursor. Without the
-    scope ``deliveries:read`` a client sees the notices only."""
+    disclosure-log entry as a webhook) and notices for the caller, after a cursor. Needs the
+    scope ``inbox:read``."""
+    require_scope(agency, "inbox:read")
     store = runtime.store
-    kinds = ("message", "notice") if "deliveries:read" in agency.scopes else ("notice",)
+    kinds = ("message", "notice")
     acked = await store.inbox_cursor(agency.client_id)
     start = acked if after is None else after
     wait = min(wait, runtime.settings.inbox_max_wait_seconds)
@@ -273,7 +274,8 @@ async def read_inbox(
 async def ack_inbox(body: InboxAck, runtime: RuntimeDep, agency: CurrentAgency) -> InboxAcked:
     """Acknowledge every entry up to ``cursor``: this client's next ``GET /v1/inbox`` without
     ``after`` starts after it. The cursor never moves back; acknowledging is recorded in the
-    disclosure log."""
+    disclosure log. Needs the scope ``inbox:ack``."""
+    require_scope(agency, "inbox:ack")
     moved = await runtime.store.ack_inbox(agency.party, agency.client_id, body.cursor)
     if moved is None:
         raise InvalidRequest(f"cursor {body.cursor} is beyond the newest entry of your inbox")

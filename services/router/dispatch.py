@@ -191,7 +191,7 @@ class Dispatcher:
             result = await self._publish(row, body)
         else:
             ts = int(now.timestamp())
-            result = await self.sender.attempt(row["url"], row["secret"], row["id"], body, ts)
+            result = await self.sender.attempt(row["url"], [row["secret"]], row["id"], body, ts)
         await self.settle(row, result, now)
 
     def body(self, row: dict[str, Any], permitted: RecipientDecision) -> bytes:

@@ -43,11 +43,13 @@ class WebhookSender:
         await self._client.aclose()
 
     async def attempt(
-        self, url: str, secret: str, delivery_id: str, body: bytes, timestamp: int
+        self, url: str, keys: list[str], delivery_id: str, body: bytes, timestamp: int
     ) -> AttemptResult:
+        """POST once. ``keys`` are the subscription's signing keys (two during a rotation):
+        each adds a signature to the ``webhook-signature`` header."""
         headers = {
             "content-type": "application/cloudevents+json",
-            **signing.headers([secret], delivery_id, timestamp, body),
+            **signing.headers(keys, delivery_id, timestamp, body),
         }
         started = time.perf_counter()
         try:

@@ -458,9 +458,11 @@ async def test_gone_disables_the_subscription_with_notices_until_enabled(
     assert notice["event"]["data"]["recipient"] == HOUSING
     assert notice["event"]["data"]["reason"] == "receiver answered 410 Gone"
 
-    # and so is the sender, naming the message; a client without deliveries:read sees
-    # the notices only, one with it sees its message entries as well
-    notices_only = await env.client(PRISON, ["publish:release-notice", "decisions:read"])
+    # and so is the sender, naming the message; a sender-only client holding inbox:read
+    # sees the notices, the prison's own client sees its message entries as well
+    notices_only = await env.client(
+        PRISON, ["publish:release-notice", "decisions:read", "inbox:read"]
+    )
     [told] = await _notices(notices_only, ENDPOINT_DISABLED)
     assert told["event"]["data"]["recipient"] == HOUSING
     assert told["event"]["data"]["message_ids"] == [accepted["id"]]
@@ -580,7 +582,7 @@ async def test_endpoint_failing_for_the_disable_period_is_disabled(
     assert data["subscription_id"] == sub["id"]
     assert data["dead_lettered"] == sorted([first["id"], second["id"]])
     assert "endpoint failed every attempt for" in data["reason"]
-    notices_only = await env.client(PRISON, ["publish:release-notice"])
+    notices_only = await env.client(PRISON, ["publish:release-notice", "inbox:read"])
     [told] = await _notices(notices_only, ENDPOINT_DISABLED)
     assert told["event"]["data"]["recipient"] == VAWG
     assert told["event"]["data"]["message_ids"] == sorted([m1["id"], m2["id"]])

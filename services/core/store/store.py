@@ -85,24 +85,75 @@ class Store:
         *,
         secret_hash: str | None = None,
         jwks: dict[str, Any] | None = None,
+        external_subject: str | None = None,
     ) -> None:
-        async with self._tx() as c:
-            await c.execute(
-                t.clients.insert().values(
-                    client_id=client_id,
-                    party=party,
-                    secret_hash=secret_hash,
-                    jwks=jwks,
-                    scopes=scopes,
-                    created_at=dt.datetime.now(dt.UTC),
-                    disabled=False,
+        """Raise :class:`ValueError` if ``external_subject`` is already another client's."""
+        try:
+            async with self._tx() as c:
+                await c.execute(
+                    t.clients.insert().values(
+                        client_id=client_id,
+                        party=party,
+                        secret_hash=secret_hash,
+                        jwks=jwks,
+                        scopes=scopes,
+                        external_subject=external_subject,
+                        created_at=dt.datetime.now(dt.UTC),
+                        disabled=False,
+                    )
                 )
-            )
+                await self._audit(
+                    c,
+                    "client_registered",
+                    actor=party,
+                    detail={"client_id": client_id, "scopes": scopes},
+                )
+        except IntegrityError as e:
+            raise ValueError("external_subject is already registered to another client") from e
 
     async def get_client(self, client_id: str) -> dict[str, Any] | None:
         async with self._tx() as c:
             r = await c.execute(sa.select(t.clients).where(t.clients.c.client_id == client_id))
             return _row(r.first())
+
+    async def client_by_external_subject(self, subject: str) -> dict[str, Any] | None:
+        async with self._tx() as c:
+            r = await c.execute(sa.select(t.clients).where(t.clients.c.external_subject == subject))
+            return _row(r.first())
+
+    async def list_clients(self) -> list[dict[str, Any]]:
+        async with self._tx() as c:
+            r = await c.execute(sa.select(t.clients).order_by(t.clients.c.created_at))
+            return [x for x in (_row(row) for row in r.all()) if x is not None]
+
+    async def set_client_disabled(self, client_id: str, disabled: bool, actor: str) -> bool:
+        async with self._tx() as c:
+            r = await c.execute(
+                t.clients.update()
+                .where(t.clients.c.client_id == client_id)
+                .values(disabled=disabled)
+            )
+            if not r.rowcount:
+                return False
+            await self._audit(
+                c,
+                "client_disabled" if disabled else "client_enabled",
+                actor=actor,
+                detail={"client_id": client_id},
+            )
+            return True
+
+    async def remember_assertion(self, key: str, expires_at: dt.datetime, now: dt.datetime) -> bool:
+        """Record a client assertion's ``iss:jti``; False if it was already seen and has not
+        expired (a replay). Expired entries are purged on the way."""
+        async with self._tx() as c:
+            await c.execute(
+                t.client_assertions.delete().where(t.client_assertions.c.expires_at <= now)
+            )
+            inserted = await c.execute(
+                _insert_ignore(c, t.client_assertions, {"key": key, "expires_at": expires_at})
+            )
+            return bool(inserted.rowcount)
 
     # -- messages and outbox -------------------------------------------------------------------
 
@@ -314,6 +365,42 @@ class Store:
                     "message_types": sub["message_types"],
                 },
             )
+
+    async def rotate_subscription_secret(
+        self, party: str, sub_id: str, secret: str, previous_until: dt.datetime
+    ) -> dict[str, Any] | None:
+        """Make ``secret`` the signing secret of the party's webhook subscription; the old one
+        keeps signing too until ``previous_until``. None if no such subscription of theirs."""
+        async with self._tx() as c:
+            r = await c.execute(
+                sa.select(t.subscriptions).where(
+                    t.subscriptions.c.id == sub_id,
+                    t.subscriptions.c.party == party,
+                    t.subscriptions.c.status != "deleted",
+                    t.subscriptions.c.channel == "webhook",
+                )
+            )
+            row = _row(r.first())
+            if row is None:
+                return None
+            values = {
+                "secret": secret,
+                "previous_secret": row["secret"],
+                "previous_secret_until": previous_until,
+            }
+            await c.execute(
+                t.subscriptions.update().where(t.subscriptions.c.id == sub_id).values(**values)
+            )
+            await self._audit(
+                c,
+                "subscription_secret_rotated",
+                actor=party,
+                detail={
+                    "subscription_id": sub_id,
+                    "previous_secret_until": previous_until.isoformat(),
+                },
+            )
+            return {**row, **values}
 
     async def get_subscription(self, sub_id: str) -> dict[str, Any] | None:
         async with self._tx() as c:
@@ -885,10 +972,23 @@ class Store:
         async with self._tx() as c:
             await self._audit(c, event_name, **fields)
 
-    async def audit_entries(self, message_id: str | None = None) -> list[dict[str, Any]]:
-        q = sa.select(t.audit).order_by(t.audit.c.seq)
+    async def audit_entries(
+        self,
+        message_id: str | None = None,
+        *,
+        party: str | None = None,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Disclosure-log entries in order; with ``party``, only those where it acted or
+        received."""
+        q = sa.select(t.audit).where(t.audit.c.seq > after).order_by(t.audit.c.seq)
         if message_id is not None:
             q = q.where(t.audit.c.message_id == message_id)
+        if party is not None:
+            q = q.where(sa.or_(t.audit.c.actor == party, t.audit.c.recipient == party))
+        if limit is not None:
+            q = q.limit(limit)
         async with self._tx() as c:
             return [x for x in (_row(row) for row in (await c.execute(q)).all()) if x is not None]
 

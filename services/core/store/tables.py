@@ -18,6 +18,17 @@ clients = sa.Table(
     sa.Column("scopes", sa.JSON, nullable=False),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    # the client's id at an external OpenID Connect provider (ISA_BROKER_OIDC_ISSUER)
+    sa.Column("external_subject", sa.String(255), unique=True),
+)
+
+# private_key_jwt assertion ids seen, kept until the assertion expires (RFC 7523 s3 item 7);
+# in the store so that every gateway replica refuses a replay
+client_assertions = sa.Table(
+    "client_assertions",
+    metadata,
+    sa.Column("key", sa.String(320), primary_key=True),
+    sa.Column("expires_at", TS, nullable=False, index=True),
 )
 
 messages = sa.Table(
@@ -64,6 +75,11 @@ subscriptions = sa.Table(
     sa.Column("channel", sa.String(16), nullable=False, server_default="webhook"),
     sa.Column("url", sa.String(2000)),
     sa.Column("secret", sa.String(200)),
+    # v1: HMAC-SHA256 with `secret` (whsec_); v1a: ed25519 with `secret` (whsk_)
+    sa.Column("signature_scheme", sa.String(8), nullable=False, server_default="v1"),
+    # the secret before the last rotation, still used to sign until previous_secret_until
+    sa.Column("previous_secret", sa.String(200)),
+    sa.Column("previous_secret_until", TS),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("status_reason", sa.String(500)),
