@@ -35,6 +35,12 @@ async def _dev(args: argparse.Namespace) -> int:
         args.data_dir or base.data_dir,
         args.port,
         kafka_bootstrap_servers=base.kafka_bootstrap_servers,
+        # ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS if set, else loopback (local receivers)
+        **(
+            {"webhook_allowed_networks": base.webhook_allowed_networks}
+            if base.webhook_allowed_networks
+            else {}
+        ),
     )
     system = System(settings)
     await system.start()

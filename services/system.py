@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 
 from .core.clients import create_client
-from .core.crypto.keys import write_private_file
+from .core.crypto.signing_keys import write_private_file
 from .core.errors import ConfigurationError, Unavailable
 from .core.isa.reload import PolicyWatcher
 from .core.kafka.embedded import EmbeddedBroker, free_port
@@ -211,9 +211,16 @@ class System:
         await self.stop()
 
 
+#: the demo's and a developer's own webhook receivers listen here
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
+
+
 def settings_for_local(data_dir: Path, port: int | None = None, **overrides: Any) -> Settings:
-    """Settings for a one-machine system on a loopback port (0 or None: a free one)."""
+    """Settings for a one-machine system on a loopback port (0 or None: a free one). Its
+    webhook receivers are on this machine too, so loopback is allow-listed for webhooks unless
+    the caller says otherwise."""
     port = port or free_port()
+    overrides.setdefault("webhook_allowed_networks", LOOPBACK_NETWORKS)
     return Settings(
         data_dir=data_dir,
         host="127.0.0.1",

@@ -52,6 +52,8 @@ def make_settings(tmp_path: Path, **overrides: object) -> Settings:
         "kafka_compat": KAFKA_COMPAT,
         "relay_poll_seconds": 0.2,
         "webhook_retry_schedule": (0, 0.05, 0.1),
+        # the tests' webhook receivers listen on this machine
+        "webhook_allowed_networks": ("127.0.0.0/8", "::1/128"),
     }
     base.update(overrides)
     return Settings(**base)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .crypto.keys import KeyStore
+from .crypto.signing_keys import RotationPolicy
 from .isa import IsaEngine, load_policies
 from .kafka.config import KafkaProfile
 from .messages import MESSAGE_TYPES
@@ -63,7 +64,14 @@ class Runtime:
             partitions=settings.kafka_partitions,
             replication_factor=settings.kafka_replication_factor,
         )
-        return cls(settings, store, engine, KeyStore(settings.data_dir), profile)
+        rotation = RotationPolicy(
+            max_age=dt.timedelta(days=settings.signing_key_max_age_days),
+            publish_ahead=dt.timedelta(seconds=settings.signing_key_publish_ahead_seconds),
+            grace=dt.timedelta(
+                seconds=settings.access_token_ttl_seconds + settings.token_leeway_seconds
+            ),
+        )
+        return cls(settings, store, engine, KeyStore(settings.data_dir, rotation), profile)
 
     async def aclose(self) -> None:
         await self.store.aclose()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
 import logging
 import secrets
@@ -18,10 +19,11 @@ from urllib.parse import unquote
 
 from joserfc import jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
+from joserfc.jwk import GuestProtocol, Key, KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
-from services.core.crypto.keys import TOKEN_SIGNING_ALG, secret_matches
+from services.core.crypto.keys import secret_matches
+from services.core.crypto.signing_keys import TOKEN_SIGNING_ALG
 from services.core.errors import AuthenticationFailed, InvalidClient, InvalidRequest
 from services.core.runtime import Runtime
 
@@ -29,7 +31,6 @@ log = logging.getLogger("isa_broker.oauth")
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 CLIENT_ASSERTION_ALGS = ["ES256", "ES384", "EdDSA", "PS256", "RS256"]
-LEEWAY_SECONDS = 30
 
 
 class UnsupportedGrantType(InvalidRequest):
@@ -47,27 +48,9 @@ class Principal:
     scopes: frozenset[str]
 
 
-class AssertionReplayCache:
-    """Remembers client-assertion ``jti`` values until they expire (RFC 7523 s3 item 7).
-    Per process: several gateway replicas need the shared store version."""
-
-    def __init__(self) -> None:
-        self._seen: dict[str, float] = {}
-
-    def check_and_add(self, key: str, expires_at: float) -> bool:
-        now = time.time()
-        if len(self._seen) > 10_000:
-            self._seen = {k: v for k, v in self._seen.items() if v > now}
-        if key in self._seen and self._seen[key] > now:
-            return False
-        self._seen[key] = expires_at
-        return True
-
-
 class TokenService:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
-        self.replay = AssertionReplayCache()
 
     # -- token endpoint ------------------------------------------------------------------------
 
@@ -83,8 +66,9 @@ class TokenService:
                 raise InvalidScope(f"scope(s) not granted to this client: {' '.join(extra)}")
             granted = requested
         settings = self.runtime.settings
-        now = int(self.runtime.clock().timestamp())
-        key = self.runtime.keys.signing_key()
+        moment = self.runtime.clock()
+        now = int(moment.timestamp())
+        key = self.runtime.keys.signing_key(moment)
         claims = {
             "iss": settings.issuer,
             "aud": settings.token_audience,
@@ -153,7 +137,7 @@ class TokenService:
             )
             registry = JWTClaimsRegistry(
                 now=now,
-                leeway=LEEWAY_SECONDS,
+                leeway=settings.token_leeway_seconds,
                 iss={"essential": True, "value": client_id},
                 sub={"essential": True, "value": client_id},
                 aud={"essential": True, "values": [settings.token_endpoint, settings.issuer]},
@@ -172,8 +156,10 @@ class TokenService:
         ):
             log.info("client assertion lifetime too long client_id=%s", client_id)
             raise InvalidClient("client authentication failed")
-        if not self.replay.check_and_add(
-            f"{client_id}:{token.claims['jti']}", exp + LEEWAY_SECONDS
+        jti = str(token.claims["jti"])[:200]
+        expires = dt.datetime.fromtimestamp(exp + settings.token_leeway_seconds, dt.UTC)
+        if not await self.runtime.store.remember_assertion(
+            f"{client_id}:{jti}", expires, self.runtime.clock()
         ):
             log.info("client assertion replayed client_id=%s", client_id)
             raise InvalidClient("client authentication failed")
@@ -186,13 +172,23 @@ class TokenService:
             raise AuthenticationFailed("a Bearer access token is required")
         raw = authorization[7:].strip()
         settings = self.runtime.settings
+        moment = self.runtime.clock()
+        own_keys = self.runtime.keys.public_keys(moment)
+
+        def by_kid(obj: GuestProtocol) -> Key:
+            # only our own keys, found by kid; a token without a kid is refused
+            kid = obj.headers().get("kid")
+            if not isinstance(kid, str) or not kid:
+                raise ValueError("no kid")
+            return own_keys.get_by_kid(kid)
+
         try:
-            token = jwt.decode(raw, self.runtime.keys.public_keys(), algorithms=[TOKEN_SIGNING_ALG])
+            token = jwt.decode(raw, by_kid, algorithms=[TOKEN_SIGNING_ALG])
             if token.header.get("typ") != "at+jwt":
                 raise ValueError("typ is not at+jwt")
             JWTClaimsRegistry(
-                now=int(self.runtime.clock().timestamp()),
-                leeway=LEEWAY_SECONDS,
+                now=int(moment.timestamp()),
+                leeway=settings.token_leeway_seconds,
                 iss={"essential": True, "value": settings.issuer},
                 aud={"essential": True, "value": settings.token_audience},
                 exp={"essential": True},

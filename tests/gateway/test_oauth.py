@@ -209,3 +209,94 @@ async def test_authlib_client_obtains_a_token(runtime: Runtime) -> None:
         assert token["token_type"] == "Bearer"
         r = await c.get("/v1/subscriptions")
         assert r.status_code == 200 and r.json() == []
+
+
+async def test_signing_key_rotation_keeps_old_tokens_valid_until_expiry(
+    http: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    import datetime as dt
+
+    t0 = dt.datetime.now(dt.UTC)
+    runtime.clock = lambda: t0
+    creds = await create_client(runtime, "hmp-northgate")
+    auth = basic(creds["client_id"], creds["client_secret"])
+
+    async def token_now() -> str:
+        r = await http.post(TOKEN, data=FORM, headers=auth)
+        assert r.status_code == 200, r.text
+        return str(r.json()["access_token"])
+
+    old_token = await token_now()
+    old_kid = _kid(old_token)
+
+    # rotation publishes the next key at once; it signs only after publish_ahead (1 h)
+    nxt = runtime.keys.signing.rotate(t0)
+    kids = [k["kid"] for k in (await http.get("/.well-known/jwks.json")).json()["keys"]]
+    assert set(kids) == {old_kid, nxt.kid}
+    assert _kid(await token_now()) == old_kid
+
+    # after the switch new tokens carry the new kid and the old token still works ...
+    runtime.clock = lambda: t0 + dt.timedelta(hours=1, seconds=1)
+    new_token = await token_now()
+    assert _kid(new_token) == nxt.kid
+    assert (await http.get("/v1/subscriptions", headers=bearer(new_token))).status_code == 200
+    # (the old token itself expired after 5 min; one issued just before the switch has not)
+    runtime.clock = lambda: t0 + dt.timedelta(hours=1) - dt.timedelta(seconds=10)
+    last_old = await token_now()
+    assert _kid(last_old) == old_kid
+    runtime.clock = lambda: t0 + dt.timedelta(hours=1, minutes=4)
+    assert (await http.get("/v1/subscriptions", headers=bearer(last_old))).status_code == 200
+
+    # ... until the old key is withdrawn, after the token lifetime plus skew
+    runtime.clock = lambda: t0 + dt.timedelta(hours=1, minutes=6)
+    kids = [k["kid"] for k in (await http.get("/.well-known/jwks.json")).json()["keys"]]
+    assert kids == [nxt.kid]
+    r = await http.get("/v1/subscriptions", headers=bearer(last_old))
+    assert r.status_code == 401
+
+
+async def test_a_token_without_kid_is_refused(http: httpx.AsyncClient, runtime: Runtime) -> None:
+    s = runtime.settings
+    now = int(time.time())
+    claims = {
+        "iss": s.issuer,
+        "aud": s.token_audience,
+        "sub": "x",
+        "party": "hmp-northgate",
+        "scope": "publish:release-notice",
+        "iat": now,
+        "exp": now + 60,
+    }
+    token = jwt.encode({"alg": "ES256", "typ": "at+jwt"}, claims, runtime.keys.signing_key())
+    r = await http.get("/v1/subscriptions", headers=bearer(token))
+    assert r.status_code == 401 and problem_of(r)["code"] == "unauthenticated"
+
+
+async def test_assertion_replay_is_refused_by_another_gateway_replica(
+    http: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """The jti cache is in the store: a second gateway sharing it refuses the replay."""
+    from services.gateway.app import create_app
+
+    key = ECKey.generate_key("P-256", parameters={"kid": "agency-1"})
+    creds = await create_client(
+        runtime, "eastborough-pdu", jwks=KeySet([key]).as_dict(private=False)
+    )
+    form = {
+        **FORM,
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": _assertion(key, creds["client_id"], runtime.settings.token_endpoint),
+    }
+    assert (await http.post(TOKEN, data=form)).status_code == 200
+    other = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(runtime)),
+        base_url=runtime.settings.public_url,
+    )
+    async with other:
+        replay = await other.post(TOKEN, data=form)
+    assert replay.status_code == 401 and replay.json()["error"] == "invalid_client"
+
+
+def _kid(token: str) -> str:
+    header = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))
+    return str(header["kid"])

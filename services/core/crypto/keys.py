@@ -4,36 +4,25 @@ on first use. The interface is small so that a KMS-backed store can replace it."
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
-import json
-import os
 import secrets
-import uuid
 from pathlib import Path
 from typing import Any
 
 from joserfc.jwk import ECKey, KeySet
 
-TOKEN_SIGNING_ALG = "ES256"  # noqa: S105 - an algorithm name
-
-
-def write_private_file(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.parent.chmod(0o700)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+from .signing_keys import RotationPolicy, SigningKeys, write_private_file
 
 
 class KeyStore:
-    """The gateway's token-signing keys (ES256) and the pseudonymisation key."""
+    """The gateway's token-signing keys (ES256, rotated: see :mod:`.signing_keys`) and the
+    pseudonymisation key."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, rotation: RotationPolicy | None = None) -> None:
         self.root = data_dir / "keys"
-        self._signing: ECKey | None = None
+        self.signing = SigningKeys(self.root / "token-signing", rotation)
         self._pseudonym_key: bytes | None = None
 
     # -- token signing -------------------------------------------------------------------------
@@ -42,29 +31,17 @@ class KeyStore:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.root.chmod(0o700)  # mkdir's mode applies only to a folder it creates
 
-    def signing_key(self) -> ECKey:
-        if self._signing is None:
-            folder = self.root / "token-signing"
-            existing = sorted(folder.glob("*.jwk.json")) if folder.exists() else []
-            if existing:
-                self._signing = ECKey.import_key(json.loads(existing[-1].read_text()))
-            else:
-                self._ensure_root()
-                kid = uuid.uuid4().hex[:16]
-                key = ECKey.generate_key(
-                    "P-256", parameters={"kid": kid, "use": "sig", "alg": TOKEN_SIGNING_ALG}
-                )
-                write_private_file(
-                    folder / f"{kid}.jwk.json", json.dumps(key.as_dict(private=True)).encode()
-                )
-                self._signing = key
-        return self._signing
+    def signing_key(self, now: dt.datetime | None = None) -> ECKey:
+        """The key that signs access tokens now."""
+        self._ensure_root()
+        return self.signing.active(now or dt.datetime.now(dt.UTC)).key
 
-    def public_keys(self) -> KeySet:
-        return KeySet([ECKey.import_key(self.signing_key().as_dict(private=False))])
+    def public_keys(self, now: dt.datetime | None = None) -> KeySet:
+        """Every key a valid token may carry the kid of: active, next and recently retired."""
+        return self.signing.key_set(now or dt.datetime.now(dt.UTC))
 
-    def jwks(self) -> dict[str, Any]:
-        return dict(self.public_keys().as_dict(private=False))
+    def jwks(self, now: dt.datetime | None = None) -> dict[str, Any]:
+        return dict(self.public_keys(now).as_dict(private=False))
 
     # -- pseudonyms ----------------------------------------------------------------------------
 
