@@ -2,20 +2,34 @@
 
 The retry schedule is a list of delays (default in the spirit of Standard Webhooks:
 immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h) with jitter; 429 and 503 answers'
-Retry-After is honoured; 410 ends the delivery and disables the subscription. The outcome of
-every attempt is stored."""
+Retry-After is honoured; 410 ends the delivery and disables the subscription; redirects are
+not followed (a 3xx is a failed attempt). The outcome of every attempt is stored.
+
+Every connection goes through :class:`~services.core.webhooks.connect.GuardedTransport`: the
+host is resolved once, every address is checked against the :class:`UrlPolicy`, and the
+connection goes to a checked address. Environment proxies are ignored (``trust_env=False``):
+a proxy would connect on the broker's behalf, past those checks."""
 
 from __future__ import annotations
 
 import logging
 import random
+import ssl
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 import httpx
 
+from services.core.settings import Settings
 from services.core.webhooks import signing
+from services.core.webhooks.connect import GuardedTransport
+from services.core.webhooks.urls import (
+    Resolve,
+    UrlPolicy,
+    WebhookUrlRefused,
+    check_url_form,
+)
 
 log = logging.getLogger("isa_broker.router")
 
@@ -34,10 +48,29 @@ class AttemptResult:
 
 
 class WebhookSender:
-    def __init__(self, timeout: float) -> None:
+    """Signed POSTs to webhook URLs that ``policy`` permits. ``resolve`` and ``ssl_context``
+    replace the system resolver and the default CA bundle (tests)."""
+
+    def __init__(
+        self,
+        timeout: float,
+        policy: UrlPolicy,
+        *,
+        resolve: Resolve | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._policy = policy
         self._client = httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, headers={"User-Agent": USER_AGENT}
+            transport=GuardedTransport(policy, resolve=resolve, ssl_context=ssl_context),
+            timeout=timeout,
+            follow_redirects=False,
+            trust_env=False,
+            headers={"User-Agent": USER_AGENT},
         )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WebhookSender:
+        return cls(settings.webhook_timeout_seconds, UrlPolicy.from_settings(settings))
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -53,14 +86,23 @@ class WebhookSender:
         }
         started = time.perf_counter()
         try:
+            # the URL's form (the policy may have changed since the subscription was made);
+            # its addresses are checked on connecting, by the transport
+            check_url_form(url, self._policy)
             response = await self._client.post(url, content=body, headers=headers)
+        except WebhookUrlRefused as e:
+            elapsed = (time.perf_counter() - started) * 1000
+            return AttemptResult(False, None, e.detail, elapsed, True)
         except httpx.HTTPError as e:
             elapsed = (time.perf_counter() - started) * 1000
-            return AttemptResult(False, None, type(e).__name__, elapsed, True)
+            return AttemptResult(False, None, describe_error(e, url), elapsed, True)
         elapsed = (time.perf_counter() - started) * 1000
         code = response.status_code
         if 200 <= code < 300:
             return AttemptResult(True, code, None, elapsed, False)
+        if 300 <= code < 400:
+            error = f"redirect not followed (HTTP {code})"
+            return AttemptResult(False, code, error, elapsed, True)
         if code == 410:  # Gone: stop, and stop this subscription
             return AttemptResult(False, code, "HTTP 410", elapsed, False, gone=True)
         retry_after = (
@@ -69,6 +111,15 @@ class WebhookSender:
             else None
         )
         return AttemptResult(False, code, f"HTTP {code}", elapsed, True, retry_after)
+
+
+def describe_error(error: httpx.HTTPError, url: str) -> str:
+    """The exception's type and text, for the delivery's history; the URL's query string
+    (which may carry a token) is blanked wherever it appears."""
+    text = str(error)
+    described = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    query = url.partition("?")[2].partition("#")[0]
+    return described.replace(query, "[redacted]") if query else described
 
 
 MAX_RETRY_AFTER = 24 * 3600.0

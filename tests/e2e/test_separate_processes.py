@@ -40,6 +40,8 @@ def env(tmp_path: Path, kafka_bootstrap: str) -> dict[str, str]:
         "ISA_BROKER_PORT": str(port),
         "ISA_BROKER_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "ISA_BROKER_RELAY_POLL_SECONDS": "0.2",
+        # the test's webhook receiver listens on this machine
+        "ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
     }
 
 
