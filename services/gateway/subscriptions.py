@@ -1,6 +1,11 @@
 """Subscriptions (``/v1/subscriptions``): how an agency receives what the agreements let it
 receive, by signed webhook, by pulling its inbox, or from its own Kafka topic. An agency only
-ever sees its own: another agency's ids answer 404."""
+ever sees its own: another agency's ids answer 404.
+
+Webhooks are signed per Standard Webhooks (:mod:`services.core.webhooks.signing`) with the
+subscription's ``signature_scheme``: ``v1`` (HMAC-SHA256; the ``whsec_`` secret is shown once,
+at creation or rotation) or ``v1a`` (ed25519; the broker keeps the ``whsk_`` secret key and
+shows only the ``whpk_`` public key, readable at any time)."""
 
 from __future__ import annotations
 
@@ -9,14 +14,16 @@ import uuid
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Body, Path
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from services.core.crypto.keys import new_webhook_secret
-from services.core.errors import InvalidRequest, NotFound
+from services.core.errors import NotFound
 from services.core.messages import MESSAGE_TYPES
 from services.core.runtime import Runtime
+from services.core.webhooks import signing
+from services.core.webhooks.signing import SignatureScheme
+from services.core.webhooks.urls import UrlPolicy, check_webhook_url
 
 from .deps import CurrentAgency, RuntimeDep, require_scope
 
@@ -53,6 +60,12 @@ class SubscriptionCreate(BaseModel):
         "GET /v1/inbox; kafka: published to the agency's own topic (`kafka_topic`).",
     )
     webhook: Webhook | None = Field(default=None, validate_default=True)
+    signature_scheme: SignatureScheme = Field(
+        default="v1",
+        description="Webhook only. v1: HMAC-SHA256 with a `whsec_` secret, returned once; "
+        "v1a: ed25519, the broker keeps the secret key and returns the `whpk_` public key "
+        "(Standard Webhooks, Signature scheme).",
+    )
 
     @field_validator("webhook")
     @classmethod
@@ -63,6 +76,29 @@ class SubscriptionCreate(BaseModel):
         if channel != "webhook" and v is not None:
             raise ValueError(f"must be absent when channel is {channel!r}")
         return v
+
+    @field_validator("signature_scheme")
+    @classmethod
+    def _scheme_only_for_webhooks(cls, v: SignatureScheme, info: ValidationInfo) -> SignatureScheme:
+        channel = info.data.get("channel", "webhook")
+        if channel != "webhook":
+            raise ValueError(f"must be absent when channel is {channel!r} (webhooks only)")
+        return v
+
+
+MAX_OVERLAP_SECONDS = 7 * 86400
+
+
+class SecretRotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    overlap_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_OVERLAP_SECONDS,
+        description="How long deliveries keep a signature by the previous key too. Default: "
+        "the broker's webhook_secret_overlap_seconds (24 h unless configured); 0 stops the "
+        "previous key at once.",
+    )
 
 
 class SubscriptionPublic(BaseModel):
@@ -78,11 +114,33 @@ class SubscriptionPublic(BaseModel):
         default=None, description="Why the subscription was disabled (410 Gone, failing too long)."
     )
     created_at: dt.datetime
+    signature_scheme: SignatureScheme | None = Field(
+        default=None, description="For channel webhook: how deliveries are signed (v1 or v1a)."
+    )
+    public_key: str | None = Field(
+        default=None,
+        description="For v1a webhooks: the `whpk_` ed25519 public key to verify deliveries "
+        "with. Not a secret: readable at any time.",
+    )
+    previous_secret_until: dt.datetime | None = Field(
+        default=None,
+        description="While a rotation's overlap runs: until when deliveries also carry a "
+        "signature by the previous key.",
+    )
 
 
 class SubscriptionCreated(SubscriptionPublic):
     secret: str | None = Field(
-        default=None, description="Standard Webhooks signing secret (webhook only), shown once"
+        default=None,
+        description="For v1 webhooks: the `whsec_` signing secret, shown once (here only)",
+    )
+
+
+class SubscriptionSecretRotated(SubscriptionPublic):
+    secret: str | None = Field(
+        default=None,
+        description="For v1 webhooks: the new `whsec_` signing secret, shown once (here only). "
+        "For v1a the new public key is in `public_key`.",
     )
 
 
@@ -93,6 +151,17 @@ SubscriptionId = Annotated[str, Path(max_length=64)]
 
 def _public(row: dict[str, Any], runtime: Runtime) -> SubscriptionPublic:
     channel = row["channel"]
+    scheme: SignatureScheme | None = None
+    public_key = previous_until = None
+    if channel == "webhook":
+        scheme = "v1a" if row.get("signature_scheme") == "v1a" else "v1"
+        if scheme == "v1a":
+            public_key = signing.public_key(row["secret"])
+        until = row.get("previous_secret_until")
+        keys = signing.active_keys(
+            row["secret"], row.get("previous_secret"), until, runtime.clock()
+        )
+        previous_until = until if len(keys) > 1 else None
     return SubscriptionPublic(
         id=str(row["id"]),
         message_types=list(row["message_types"]),
@@ -102,33 +171,44 @@ def _public(row: dict[str, Any], runtime: Runtime) -> SubscriptionPublic:
         status=row["status"],
         status_reason=row.get("status_reason"),
         created_at=row["created_at"],
+        signature_scheme=scheme,
+        public_key=public_key,
+        previous_secret_until=previous_until,
     )
+
+
+def _shown_once(row: dict[str, Any]) -> str | None:
+    """The v1 secret, for the one response that may show it; a v1a secret key never leaves."""
+    secret = row.get("secret")
+    return secret if secret and signing.scheme_of(secret) == "v1" else None
 
 
 @router.post("/v1/subscriptions", status_code=201, response_model=SubscriptionCreated)
 async def create_subscription(
     body: SubscriptionCreate, runtime: RuntimeDep, agency: CurrentAgency
 ) -> SubscriptionCreated:
+    """Subscribe. A v1 webhook subscription's response carries its `whsec_` secret, shown
+    only here; a v1a one's carries its `whpk_` public key (the secret key stays with the
+    broker)."""
     require_scope(agency, "subscriptions:manage")
     webhook = body.webhook
-    if (
-        webhook is not None
-        and urlsplit(webhook.url).scheme != "https"
-        and not runtime.settings.webhook_allow_http
-    ):
-        raise InvalidRequest("webhook.url must use https (plain http is allowed in dev mode only)")
+    if webhook is not None:
+        # https only in production; never loopback, private, link-local or metadata addresses
+        # unless an operator allow-lists the network (422 webhook_url_refused says why)
+        await check_webhook_url(webhook.url, UrlPolicy.from_settings(runtime.settings))
     row: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "party": agency.party,
         "message_types": sorted(set(body.message_types)),
         "channel": body.channel,
         "url": webhook.url if webhook else None,
-        "secret": new_webhook_secret() if webhook else None,
+        "secret": signing.new_signing_key(body.signature_scheme) if webhook else None,
+        "signature_scheme": body.signature_scheme,
         "created_at": runtime.clock(),
         "status": "active",
     }
     await runtime.store.add_subscription(row)
-    return SubscriptionCreated(**_public(row, runtime).model_dump(), secret=row["secret"])
+    return SubscriptionCreated(**_public(row, runtime).model_dump(), secret=_shown_once(row))
 
 
 @router.get("/v1/subscriptions", response_model=list[SubscriptionPublic])
@@ -170,3 +250,42 @@ async def delete_subscription(
     if not await runtime.store.delete_subscription(agency.party, subscription_id):
         raise NotFound(f"no subscription {subscription_id!r}")
     return Response(status_code=204)
+
+
+@router.post(
+    "/v1/subscriptions/{subscription_id}/rotate-secret",
+    response_model=SubscriptionSecretRotated,
+    responses={404: {"description": "No such webhook subscription of the caller's"}},
+)
+async def rotate_subscription_secret(
+    subscription_id: SubscriptionId,
+    runtime: RuntimeDep,
+    agency: CurrentAgency,
+    body: Annotated[SecretRotation | None, Body()] = None,
+) -> SubscriptionSecretRotated:
+    """Give a webhook subscription a new signing key of its scheme: a v1 response carries the
+    new `whsec_` secret (shown only here), a v1a one the new `whpk_` public key.
+
+    The previous key is not dropped at once: for `overlap_seconds` (default the broker's
+    `webhook_secret_overlap_seconds`, 24 h) every delivery carries two signatures in its
+    `webhook-signature` header, one by the new key and one by the previous, so the receiver
+    can switch to the new key at its own pace (Standard Webhooks, Webhook headers). Until then
+    `previous_secret_until` says when the previous key stops signing. Rotating again during an
+    overlap drops the oldest key at once. Inbox and Kafka subscriptions have no key: 404."""
+    require_scope(agency, "subscriptions:manage")
+    overlap = runtime.settings.webhook_secret_overlap_seconds
+    if body is not None and body.overlap_seconds is not None:
+        overlap = body.overlap_seconds
+    current = await runtime.store.get_subscription(subscription_id)
+    scheme: SignatureScheme = (
+        "v1a" if current is not None and current.get("signature_scheme") == "v1a" else "v1"
+    )
+    row = await runtime.store.rotate_subscription_secret(
+        agency.party,
+        subscription_id,
+        signing.new_signing_key(scheme),
+        runtime.clock() + dt.timedelta(seconds=overlap),
+    )
+    if row is None:
+        raise NotFound(f"no webhook subscription {subscription_id!r}")
+    return SubscriptionSecretRotated(**_public(row, runtime).model_dump(), secret=_shown_once(row))

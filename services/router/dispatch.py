@@ -37,6 +37,7 @@ from services.core.isa.engine import Decision, RecipientDecision
 from services.core.kafka.cloudevents import event_of, structured
 from services.core.kafka.publisher import Publisher
 from services.core.runtime import Runtime
+from services.core.webhooks import signing
 
 from .webhook import AttemptResult, WebhookSender, next_delay
 
@@ -60,7 +61,7 @@ class Dispatcher:
         self.runtime = runtime
         self.publisher = publisher
         self.owner = router_identity(runtime.settings.data_dir)
-        self.sender = WebhookSender(runtime.settings.webhook_timeout_seconds)
+        self.sender = WebhookSender.from_settings(runtime.settings)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._per_subscription: Counter[str] = Counter()
         self._wake = asyncio.Event()
@@ -191,7 +192,11 @@ class Dispatcher:
             result = await self._publish(row, body)
         else:
             ts = int(now.timestamp())
-            result = await self.sender.attempt(row["url"], [row["secret"]], row["id"], body, ts)
+            # during a rotation's overlap the previous key signs too (two signatures)
+            keys = signing.active_keys(
+                row["secret"], row.get("previous_secret"), row.get("previous_secret_until"), now
+            )
+            result = await self.sender.attempt(row["url"], keys, row["id"], body, ts)
         await self.settle(row, result, now)
 
     def body(self, row: dict[str, Any], permitted: RecipientDecision) -> bytes:

@@ -589,6 +589,8 @@ class Store:
                 t.messages.c.decision,
                 t.subscriptions.c.url,
                 t.subscriptions.c.secret,
+                t.subscriptions.c.previous_secret,
+                t.subscriptions.c.previous_secret_until,
                 t.subscriptions.c.status.label("subscription_status"),
                 t.subscriptions.c.failing_since,
             )

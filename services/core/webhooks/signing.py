@@ -1,54 +1,201 @@
-"""Standard Webhooks signatures (https://www.standardwebhooks.com/, "Signature scheme").
+"""Standard Webhooks signatures (Standard Webhooks 1.0.0, https://www.standardwebhooks.com/,
+spec/standard-webhooks.md, "Verifying webhook authenticity": "Signature scheme", "Webhook
+headers (sending metadata to consumers)" and "Verifying signatures").
 
-The signed content is ``{webhook-id}.{webhook-timestamp}.{body}``; the signature is
-HMAC-SHA256 with the base64-decoded secret (after the ``whsec_`` prefix), sent as
-``v1,<base64>``. Several space-separated signatures may be sent during secret rotation."""
+The signed content is ``{webhook-id}.{webhook-timestamp}.{body}``. Two schemes, told apart
+by the key's prefix ("Signature scheme", table "Secret serialization"):
+
+* ``v1``, symmetric: HMAC-SHA256 keyed with the base64-decoded secret after ``whsec_``,
+  sent as ``v1,<base64 MAC>``;
+* ``v1a``, asymmetric: ed25519, sent as ``v1a,<base64 64-byte signature>``. The secret key
+  is ``whsk_`` + base64 of the 32-byte ed25519 seed (RFC 8032 s5.1.5 private key), the public
+  key ``whpk_`` + base64 of the 32-byte public key (the reference libraries, e.g.
+  ``libraries/go/webhook_asymmetric.go``, load ``whsk_`` with ``NewKeyFromSeed``).
+
+The ``webhook-signature`` header is a space-separated list: during a secret rotation each
+delivery is signed with the new key and the old one, and a receiver accepts it when any
+signature verifies under the key it holds ("Webhook headers").
+
+    IsaBrokerError
+    └── SigningKeyInvalid   500  (a key that is not whsec_/whsk_/whpk_ base64 of the right size)
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
+import datetime as dt
 import hashlib
 import hmac
+from typing import Literal
 
-from ..errors import AuthenticationFailed
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from ..crypto.keys import new_webhook_secret
+from ..errors import AuthenticationFailed, IsaBrokerError
+
+SignatureScheme = Literal["v1", "v1a"]
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - a prefix, not a secret
+SECRET_KEY_PREFIX = "whsk_"  # noqa: S105 - a prefix, not a secret
+PUBLIC_KEY_PREFIX = "whpk_"
+ED25519_KEY_BYTES = 32
+
+#: seconds a receiver accepts between ``webhook-timestamp`` and its own clock
+DEFAULT_TOLERANCE = 300
 
 
-def _key(secret: str) -> bytes:
-    raw = secret[len(SECRET_PREFIX) :] if secret.startswith(SECRET_PREFIX) else secret
-    return base64.b64decode(raw)
+class SigningKeyInvalid(IsaBrokerError, ValueError):
+    """A signing or verifying key that is not in a Standard Webhooks serialization (or is
+    used for what it cannot do: a public key cannot sign). Never names the key itself."""
+
+    code = "signing_key_invalid"
+    title = "Webhook signing key invalid"
 
 
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    content = f"{msg_id}.{timestamp}.".encode() + body
-    mac = hmac.new(_key(secret), content, hashlib.sha256).digest()
+# -- keys ---------------------------------------------------------------------------------------
+
+
+def new_signing_key(scheme: SignatureScheme) -> str:
+    """A fresh key for ``scheme``: a ``whsec_`` secret (v1) or a ``whsk_`` ed25519 secret key
+    (v1a), whose public half :func:`public_key` gives."""
+    if scheme == "v1":
+        return new_webhook_secret()
+    seed = Ed25519PrivateKey.generate().private_bytes_raw()
+    return SECRET_KEY_PREFIX + base64.b64encode(seed).decode()
+
+
+def scheme_of(key: str) -> SignatureScheme:
+    """The scheme a key signs or verifies with: ``v1a`` for ``whsk_``/``whpk_``, else ``v1``
+    (a ``whsec_`` secret, or the bare base64 some libraries accept)."""
+    return "v1a" if key.startswith((SECRET_KEY_PREFIX, PUBLIC_KEY_PREFIX)) else "v1"
+
+
+def _b64(raw: str, what: str, size: int | None = None) -> bytes:
+    try:
+        value = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise SigningKeyInvalid(f"{what} is not valid base64") from e
+    if not value or (size is not None and len(value) != size):
+        raise SigningKeyInvalid(f"{what} must decode to {size or 'at least 1'} bytes")
+    return value
+
+
+def _hmac_key(secret: str) -> bytes:
+    raw = secret.removeprefix(SECRET_PREFIX)
+    return _b64(raw, "webhook secret")
+
+
+def _private_key(key: str) -> Ed25519PrivateKey:
+    seed = _b64(key.removeprefix(SECRET_KEY_PREFIX), "whsk_ key", ED25519_KEY_BYTES)
+    return Ed25519PrivateKey.from_private_bytes(seed)
+
+
+def _public_key(key: str) -> Ed25519PublicKey:
+    raw = _b64(key.removeprefix(PUBLIC_KEY_PREFIX), "whpk_ key", ED25519_KEY_BYTES)
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def public_key(secret_key: str) -> str:
+    """The ``whpk_`` public key of a ``whsk_`` secret key: what a v1a receiver verifies with."""
+    if not secret_key.startswith(SECRET_KEY_PREFIX):
+        raise SigningKeyInvalid("only a whsk_ key has a public key")
+    raw = _private_key(secret_key).public_key().public_bytes_raw()
+    return PUBLIC_KEY_PREFIX + base64.b64encode(raw).decode()
+
+
+def active_keys(
+    current: str,
+    previous: str | None,
+    previous_until: dt.datetime | None,
+    now: dt.datetime,
+) -> list[str]:
+    """The keys a delivery made at ``now`` is signed with: the current key, and the previous
+    one while the rotation's overlap runs (``now`` before ``previous_until``). A naive
+    ``previous_until`` (SQLite) is taken as UTC."""
+    keys = [current]
+    if previous and previous_until is not None:
+        until = previous_until if previous_until.tzinfo else previous_until.replace(tzinfo=dt.UTC)
+        if now < until and previous != current:
+            keys.append(previous)
+    return keys
+
+
+# -- signing ------------------------------------------------------------------------------------
+
+
+def _content(msg_id: str, timestamp: int, body: bytes) -> bytes:
+    return f"{msg_id}.{timestamp}.".encode() + body
+
+
+def sign(key: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """One signature, ``v1,...`` for a ``whsec_`` secret or ``v1a,...`` for a ``whsk_`` key."""
+    content = _content(msg_id, timestamp, body)
+    if key.startswith(PUBLIC_KEY_PREFIX):
+        raise SigningKeyInvalid("a whpk_ public key verifies signatures, it cannot sign")
+    if key.startswith(SECRET_KEY_PREFIX):
+        signature = _private_key(key).sign(content)
+        return "v1a," + base64.b64encode(signature).decode()
+    mac = hmac.new(_hmac_key(key), content, hashlib.sha256).digest()
     return "v1," + base64.b64encode(mac).decode()
 
 
-def headers(secrets_: list[str], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+def headers(keys: list[str], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The three Standard Webhooks headers, with one signature per key (space separated)."""
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": " ".join(sign(s, msg_id, timestamp, body) for s in secrets_),
+        "webhook-signature": " ".join(sign(k, msg_id, timestamp, body) for k in keys),
     }
 
 
+# -- verifying ----------------------------------------------------------------------------------
+
+
+def _ed25519_matches(key: Ed25519PublicKey, content: bytes, encoded: str) -> bool:
+    try:
+        signature = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    try:
+        key.verify(signature, content)
+    except InvalidSignature:
+        return False
+    return True
+
+
 def verify(
-    secret: str,
+    key: str,
     msg_id: str,
     timestamp: int,
     body: bytes,
     signature_header: str,
     now: int,
-    tolerance: int = 300,
+    tolerance: int = DEFAULT_TOLERANCE,
 ) -> None:
-    """Raise :class:`AuthenticationFailed` unless one v1 signature matches and the timestamp
-    is within ``tolerance`` seconds of ``now``. Used by the demo receivers."""
+    """Raise :class:`AuthenticationFailed` unless the timestamp is within ``tolerance``
+    seconds of ``now`` and one signature in the header verifies under ``key``: a ``whsec_``
+    secret checks the ``v1`` signatures (constant-time compare), a ``whpk_`` public key the
+    ``v1a`` ones. Signatures of the other scheme are ignored. Used by the demo receivers."""
+    if key.startswith(SECRET_KEY_PREFIX):
+        raise SigningKeyInvalid("verify v1a signatures with the whpk_ public key")
     if abs(now - timestamp) > tolerance:
         raise AuthenticationFailed("webhook timestamp outside tolerance")
-    expected = sign(secret, msg_id, timestamp, body)
-    for candidate in signature_header.split(" "):
-        if hmac.compare_digest(candidate.encode(), expected.encode()):
-            return
+    candidates = signature_header.split(" ")
+    if scheme_of(key) == "v1a":
+        public = _public_key(key)
+        content = _content(msg_id, timestamp, body)
+        for candidate in candidates:
+            version, _, encoded = candidate.partition(",")
+            if version == "v1a" and _ed25519_matches(public, content, encoded):
+                return
+    else:
+        expected = sign(key, msg_id, timestamp, body).encode()
+        for candidate in candidates:
+            if hmac.compare_digest(candidate.encode(), expected):
+                return
     raise AuthenticationFailed("no webhook signature matched")
