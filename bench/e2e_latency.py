@@ -65,7 +65,14 @@ async def kafka_round_trip(system: System, n: int) -> list[float]:
 async def main(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         receivers = await Receivers().start()
-        system = await System(settings_for_local(Path(tmp), relay_poll_seconds=1.0)).start()
+        system = await System(
+            settings_for_local(
+                Path(tmp),
+                rate_limit_per_minute=0,
+                token_rate_limit_per_minute=0,
+                relay_poll_seconds=1.0,
+            )
+        ).start()
         try:
             assert system.runtime is not None
             creds = await ensure_demo_clients(system.runtime)

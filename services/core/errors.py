@@ -11,10 +11,14 @@ an HTTP ``status`` and a ``title``; the gateway renders them all as RFC 9457 pro
     ├── Conflict                    409
     │   └── IdempotencyKeyReused    409
     ├── PayloadTooLarge             413
-    ├── UnsupportedMediaType        415
+    ├── UnsupportedMediaType        415  (names the expected media type)
+    ├── RequestHeaderTooLarge       431  (names the header)
+    ├── RateLimited                 429  (carries retry_after seconds, sent as Retry-After)
     ├── InvalidRequest              400
-    │   └── InvalidClient           401  (OAuth token endpoint, RFC 6749 s5.2)
+    │   ├── InvalidClient           401  (OAuth token endpoint, RFC 6749 s5.2)
+    │   └── JsonTooDeep             400  (nesting beyond the configured depth; names it)
     ├── ValidationFailed            422  (carries a list of {pointer, message})
+    │   └── MalformedJson           422  (not UTF-8 JSON, NaN, lone surrogate, U+0000)
     ├── ConfigurationError          (start-up; never sent to a client)
     │   ├── AgreementFileInvalid
     │   └── PartyRegisterInvalid
@@ -103,6 +107,25 @@ class UnsupportedMediaType(IsaBrokerError):
     title = "Unsupported media type"
 
 
+class RequestHeaderTooLarge(IsaBrokerError):
+    code = "header_too_large"
+    status = 431
+    title = "Request header field too large"
+
+
+class RateLimited(IsaBrokerError):
+    """Too many requests from one client (or address); ``retry_after`` is the whole number
+    of seconds, at least 1, until the next request would be accepted."""
+
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after=retry_after, **extra)
+        self.retry_after = retry_after
+
+
 class InvalidRequest(IsaBrokerError, ValueError):
     code = "invalid_request"
     status = 400
@@ -115,6 +138,11 @@ class InvalidClient(InvalidRequest):
     title = "Client authentication failed"
 
 
+class JsonTooDeep(InvalidRequest):
+    code = "json_too_deep"
+    title = "JSON nested too deeply"
+
+
 class ValidationFailed(IsaBrokerError, ValueError):
     code = "validation_failed"
     status = 422
@@ -123,6 +151,14 @@ class ValidationFailed(IsaBrokerError, ValueError):
     def __init__(self, detail: str, errors: list[dict[str, str]]) -> None:
         super().__init__(detail, errors=errors)
         self.errors = errors
+
+
+class MalformedJson(ValidationFailed):
+    """The body is not JSON as RFC 8259 defines it (UTF-8, no NaN or Infinity, no lone
+    surrogates), or a string holds U+0000, which no store accepts. Same code as the
+    schema failures: either way the body was not acceptable as sent."""
+
+    title = "The request body is not valid JSON"
 
 
 class ConfigurationError(IsaBrokerError):

@@ -1,31 +1,55 @@
-"""The FastAPI application factory."""
+"""The FastAPI application factory.
+
+Requests pass :class:`~.limits.RequestLimits` (size, media type, JSON depth and well-formedness)
+before any route; ``/v1`` routes then authenticate and apply the per-client rate limit in the
+``CurrentAgency`` dependency. The token endpoint limits itself per remote address and per
+claimed client id and answers in the RFC 6749 s5.2 shape: HTTP 429 with ``Retry-After`` and
+``{"error": "temporarily_unavailable"}``. RFC 6749 defines no token-endpoint code for this;
+``temporarily_unavailable`` is its registered code for "try again later" (s4.1.2.1), which
+OAuth client libraries already surface, whereas ``slow_down`` belongs to device-code polling
+(RFC 8628) and an invented code would mean nothing to them. HTTP-level retry logic keys on the
+429 and ``Retry-After``."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
+import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic.json_schema import models_json_schema
+from pydantic_core import from_json
 
-from services.core.errors import InvalidRequest
+from services.core.errors import InvalidClient, InvalidRequest, RateLimited
 from services.core.messages import MESSAGE_TYPES
 from services.core.outbox import OutboxRelay
-from services.core.runtime import ALL_SCOPES, Runtime
+from services.core.runtime import ALL_SCOPES, SCOPE_DESCRIPTIONS, Runtime
 
-from . import decisions, deliveries, messages, problems, subscriptions
+from . import admin, audit, decisions, deliveries, messages, problems, subscriptions
+from .limits import Monotonic, RateLimits, RequestLimits, nesting_exceeds
 from .oauth import TokenService
+
+log = logging.getLogger("isa_broker.gateway")
 
 API_VERSION = "0.1.0"
 
 
-def create_app(runtime: Runtime, relay: OutboxRelay | None = None) -> FastAPI:
-    """Build the gateway. With a ``relay`` the app runs it for its lifetime."""
+def create_app(
+    runtime: Runtime,
+    relay: OutboxRelay | None = None,
+    *,
+    monotonic: Monotonic = time.monotonic,
+) -> FastAPI:
+    """Build the gateway. With a ``relay`` the app runs it for its lifetime. ``monotonic`` is
+    the rate limits' clock (tests pass a fake one)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -37,6 +61,7 @@ def create_app(runtime: Runtime, relay: OutboxRelay | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await app.state.tokens.aclose()
 
     app = FastAPI(
         title="isa-broker gateway",
@@ -48,11 +73,19 @@ def create_app(runtime: Runtime, relay: OutboxRelay | None = None) -> FastAPI:
     app.state.runtime = runtime
     app.state.relay = relay
     app.state.tokens = TokenService(runtime)
+    app.state.rate_limits = limits = RateLimits.from_settings(runtime.settings, monotonic)
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=runtime.settings.max_body_bytes,
+        max_json_depth=runtime.settings.max_json_depth,
+    )
     problems.install(app)
     app.include_router(messages.router)
     app.include_router(subscriptions.router)
     app.include_router(deliveries.router)
     app.include_router(decisions.router)
+    app.include_router(audit.router)
+    app.include_router(admin.router)
 
     @app.post(
         "/oauth/token",
@@ -80,11 +113,24 @@ def create_app(runtime: Runtime, relay: OutboxRelay | None = None) -> FastAPI:
     async def token(request: Request) -> JSONResponse:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+        authorization = request.headers.get("authorization")
         try:
+            address = request.client.host if request.client else ""
+            limits.token_addresses.check(address, "to the token endpoint from this address")
             if ctype != "application/x-www-form-urlencoded":
                 raise InvalidRequest("Content-Type must be application/x-www-form-urlencoded")
             fields = _parse_form(await request.body())
-            body = await app.state.tokens.issue(fields, request.headers.get("authorization"))
+            client_id = _claimed_client_id(fields, authorization, runtime.settings.max_json_depth)
+            if client_id is not None:
+                limits.token_clients.check(client_id[:200], "to the token endpoint for this client")
+            body = await app.state.tokens.issue(fields, authorization)
+        except RateLimited as e:
+            headers["Retry-After"] = str(e.retry_after)
+            return JSONResponse(
+                {"error": "temporarily_unavailable", "error_description": e.detail},
+                status_code=e.status,
+                headers=headers,
+            )
         except InvalidRequest as e:
             # RFC 6749 s5.2 error response
             if e.status == 401:
@@ -98,7 +144,7 @@ def create_app(runtime: Runtime, relay: OutboxRelay | None = None) -> FastAPI:
 
     @app.get("/.well-known/jwks.json", tags=["oauth"], summary="Token-signing public keys")
     async def jwks() -> dict[str, Any]:
-        return runtime.keys.jwks()
+        return runtime.keys.jwks(runtime.clock())
 
     @app.get(
         "/.well-known/oauth-authorization-server",
@@ -145,7 +191,7 @@ def create_app(runtime: Runtime, relay: OutboxRelay | None = None) -> FastAPI:
                 "flows": {
                     "clientCredentials": {
                         "tokenUrl": "/oauth/token",
-                        "scopes": {s: s for s in ALL_SCOPES},
+                        "scopes": SCOPE_DESCRIPTIONS,
                     }
                 },
             }
@@ -179,3 +225,36 @@ def _parse_form(body: bytes) -> dict[str, str]:
             raise InvalidRequest(f"parameter {key!r} is repeated")
         fields[key] = value
     return fields
+
+
+def _claimed_client_id(
+    fields: dict[str, str], authorization: str | None, max_depth: int
+) -> str | None:
+    """The client id a token request claims, unverified (from Basic credentials or the client
+    assertion's ``sub``): used only to key the per-client rate limit. None if there is none.
+
+    An assertion whose payload is not a JSON object nested at most ``max_depth`` deep is
+    refused here as ``invalid_client``, like every other authentication failure, so that no
+    Python ``json`` parser downstream meets a pathologically deep payload."""
+    if authorization is not None and authorization[:6].lower() == "basic ":
+        try:
+            decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+        return unquote(decoded.split(":", 1)[0]) or None
+    assertion = fields.get("client_assertion")
+    if not assertion:
+        return None
+    parts = assertion.split(".")
+    try:
+        if len(parts) != 3:
+            raise ValueError("not a compact JWS")
+        payload = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        if nesting_exceeds(payload, max_depth):
+            raise ValueError("nested too deeply")
+        claims = from_json(payload)
+    except (ValueError, binascii.Error) as e:
+        log.info("client assertion is malformed: %s", e)
+        raise InvalidClient("client authentication failed") from e
+    sub = claims.get("sub") if isinstance(claims, dict) else None
+    return sub if isinstance(sub, str) and sub else None

@@ -19,7 +19,7 @@ import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from services.core.errors import Conflict, InvalidRequest, NotFound
 
@@ -30,7 +30,12 @@ router = APIRouter(tags=["deliveries"])
 DeliveryStatus = Literal[
     "pending", "retrying", "delivered", "dead_lettered", "withheld", "no_channel"
 ]
-DeliveryId = Annotated[str, Path(max_length=64)]
+#: Ids are uuid4 strings (messages, subscriptions) or ``msg_`` and hex (deliveries).
+ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+DeliveryId = Annotated[str, Path(max_length=64, pattern=ID_PATTERN)]
+IdQuery = Annotated[str | None, Query(min_length=1, max_length=64, pattern=ID_PATTERN)]
+#: Cursors, like every integer the store keeps, fit a signed 64-bit column.
+MAX_CURSOR = 2**63 - 1
 NOT_YOURS: dict[int | str, dict[str, Any]] = {
     404: {"description": "No such delivery of the caller's"}
 }
@@ -82,8 +87,8 @@ async def list_deliveries(
     runtime: RuntimeDep,
     agency: CurrentAgency,
     status: DeliveryStatus | None = None,
-    subscription_id: Annotated[str | None, Query(max_length=64)] = None,
-    message_id: Annotated[str | None, Query(max_length=64)] = None,
+    subscription_id: IdQuery = None,
+    message_id: IdQuery = None,
     since: Annotated[AwareDatetime | None, Query(description="updated at or after")] = None,
     until: Annotated[AwareDatetime | None, Query(description="updated before")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -118,7 +123,7 @@ async def get_delivery(
 async def list_dead_letters(
     runtime: RuntimeDep,
     agency: CurrentAgency,
-    subscription_id: Annotated[str | None, Query(max_length=64)] = None,
+    subscription_id: IdQuery = None,
     since: Annotated[AwareDatetime | None, Query(description="dead-lettered at or after")] = None,
     until: Annotated[AwareDatetime | None, Query(description="dead-lettered before")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -140,7 +145,9 @@ async def list_dead_letters(
 
 class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    subscription_id: str | None = Field(default=None, max_length=64)
+    subscription_id: (
+        Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=ID_PATTERN)] | None
+    ) = None
     since: AwareDatetime | None = Field(default=None, description="dead-lettered at or after")
     until: AwareDatetime | None = Field(default=None, description="dead-lettered before")
 
@@ -219,7 +226,9 @@ class InboxPage(BaseModel):
 
 class InboxAck(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    cursor: int = Field(ge=0, description="Everything up to and including it is processed")
+    cursor: int = Field(
+        ge=0, le=MAX_CURSOR, description="Everything up to and including it is processed"
+    )
 
 
 class InboxAcked(BaseModel):
@@ -232,11 +241,19 @@ async def read_inbox(
     runtime: RuntimeDep,
     agency: CurrentAgency,
     after: Annotated[
-        int | None, Query(ge=0, description="Entries after this cursor; default: acknowledged")
+        int | None,
+        Query(ge=0, le=MAX_CURSOR, description="Entries after this cursor; default: acknowledged"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     wait: Annotated[
-        float, Query(ge=0, description="Seconds to wait for an entry when there is none")
+        float,
+        Query(
+            ge=0,
+            le=120,
+            allow_inf_nan=False,
+            description="Seconds to wait for an entry when there is none (at most the "
+            "configured maximum, 30 by default)",
+        ),
     ] = 0,
 ) -> InboxPage:
     """Messages delivered to the caller's ``inbox`` subscriptions (the same projection and

@@ -10,6 +10,7 @@ from services.core.errors import InsufficientScope
 from services.core.outbox import OutboxRelay
 from services.core.runtime import Runtime
 
+from .limits import RateLimits
 from .oauth import Principal, TokenService
 
 
@@ -28,17 +29,34 @@ def get_relay(request: Request) -> OutboxRelay | None:
     return relay
 
 
-def get_principal(
+def get_rate_limits(request: Request) -> RateLimits:
+    limits: RateLimits = request.app.state.rate_limits
+    return limits
+
+
+async def get_principal(
     tokens: Annotated[TokenService, Depends(get_tokens)],
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
-    return tokens.verify(authorization)
+    return await tokens.verify(authorization)
+
+
+async def get_limited_principal(
+    principal: Annotated[Principal, Depends(get_principal)],
+    limits: Annotated[RateLimits, Depends(get_rate_limits)],
+) -> Principal:
+    """The authenticated caller, within its rate limit (else 429 with Retry-After). Async so
+    that it runs on the event loop, where the in-memory buckets need no lock."""
+    limits.clients.check(principal.client_id, "from this client")
+    return principal
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 TokensDep = Annotated[TokenService, Depends(get_tokens)]
 RelayDep = Annotated[OutboxRelay | None, Depends(get_relay)]
-CurrentAgency = Annotated[Principal, Depends(get_principal)]
+RateLimitsDep = Annotated[RateLimits, Depends(get_rate_limits)]
+#: The authenticated, rate-limited caller: every ``/v1`` route depends on it.
+CurrentAgency = Annotated[Principal, Depends(get_limited_principal)]
 
 
 def require_scope(principal: Principal, scope: str) -> None:

@@ -1,4 +1,8 @@
-"""Message intake: ``POST /v1/messages/{message_type}``."""
+"""Message intake: ``POST /v1/messages/{message_type}``.
+
+Size, media type, nesting depth and JSON well-formedness of the body are checked by the
+request-limits middleware (:mod:`.limits`) before a route runs; here the body is validated
+against its message type's model."""
 
 from __future__ import annotations
 
@@ -9,17 +13,15 @@ import logging
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from services.core.errors import (
     IdempotencyKeyReused,
     InvalidRequest,
-    PayloadTooLarge,
     SharingRefused,
     UnknownMessageType,
-    UnsupportedMediaType,
 )
 from services.core.isa.engine import Decision
 from services.core.messages import MESSAGE_TYPES, MessageType, get_message_type
@@ -28,8 +30,6 @@ from services.core.runtime import Runtime
 from .deps import CurrentAgency, RelayDep, RuntimeDep, require_scope
 
 log = logging.getLogger("isa_broker.gateway")
-
-MAX_BODY_BYTES = 256 * 1024
 
 
 class AgreementRef(BaseModel):
@@ -114,21 +114,6 @@ def accepted_body(message_id: str, decision: Decision, payload: dict[str, Any]) 
     )
 
 
-async def _read_body(request: Request) -> bytes:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/json":
-        raise UnsupportedMediaType("Content-Type must be application/json")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"the body exceeds {MAX_BODY_BYTES} bytes")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the body exceeds {MAX_BODY_BYTES} bytes")
-    return body
-
-
 async def accept(
     runtime: Runtime,
     relay: Any,
@@ -139,8 +124,6 @@ async def accept(
     idempotency_key: str | None,
 ) -> JSONResponse:
     require_scope(agency, f"publish:{mt.name}")
-    if idempotency_key is not None and not (0 < len(idempotency_key) <= 200):
-        raise InvalidRequest("Idempotency-Key must be 1 to 200 characters")
     payload = mt.validate_json(body)
     request_hash = hashlib.sha256(
         json.dumps([mt.name, sorted(purposes or []), payload], sort_keys=True).encode()
@@ -213,8 +196,10 @@ def _replayed(existing: dict[str, Any], request_hash: str) -> JSONResponse:
 
 router = APIRouter(tags=["messages"])
 
+#: As the agreements spell purpose ids (the ``slug`` of isa-agreement.schema.json).
+PurposeId = Annotated[str, StringConstraints(max_length=63, pattern=r"^[a-z][a-z0-9-]{1,62}$")]
 PurposeQuery = Annotated[
-    list[str] | None,
+    list[PurposeId] | None,
     Query(
         alias="purpose",
         description="Purpose(s) of this share, repeatable. Omitted: every purpose the sender's "
@@ -227,17 +212,23 @@ IdempotencyHeader = Annotated[
     Header(
         alias="Idempotency-Key",
         description="Repeat a request safely: same key and body "
-        "returns the original response; same key with another body is a 409.",
+        "returns the original response; same key with another body is a 409. "
+        "1 to 200 printable ASCII characters.",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x20-\x7e]+$",
     ),
 ]
 
 _RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "JSON nested deeper than the limit"},
     401: {"description": "No valid access token"},
     403: {"description": "Token lacks the scope, or no agreement permits the share"},
     409: {"description": "Idempotency-Key reused with a different body"},
     413: {"description": "Body too large"},
     415: {"description": "Content-Type is not application/json"},
-    422: {"description": "Body does not match the message type's schema"},
+    422: {"description": "Body is not valid JSON, or does not match the message type's schema"},
+    429: {"description": "Too many requests from this client; see Retry-After"},
 }
 
 
@@ -250,7 +241,7 @@ def _make_route(mt: MessageType) -> None:
         purpose: PurposeQuery = None,
         idempotency_key: IdempotencyHeader = None,
     ) -> JSONResponse:
-        body = await _read_body(request)
+        body = await request.body()
         return await accept(runtime, relay, agency, mt, body, purpose, idempotency_key)
 
     publish.__name__ = f"publish_{mt.name.replace('-', '_')}"
@@ -280,6 +271,6 @@ for _mt in MESSAGE_TYPES.values():
 
 
 @router.post("/v1/messages/{message_type}", status_code=404, include_in_schema=False)
-async def unknown_type(message_type: str) -> None:
+async def unknown_type(message_type: Annotated[str, Path(max_length=100)]) -> None:
     get_message_type(message_type)
     raise UnknownMessageType(f"unknown message type {message_type!r}")  # pragma: no cover

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.core.errors import IsaBrokerError
+from services.core.errors import IsaBrokerError, RateLimited
 
 log = logging.getLogger("isa_broker.gateway")
 
@@ -23,7 +24,7 @@ def problem(
     code: str,
     title: str,
     detail: str,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
     body = {
@@ -37,13 +38,36 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+#: Codes for the errors Starlette and FastAPI raise themselves (unknown route, wrong method,
+#: a body their own parser refused).
+_HTTP_CODES = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "rate_limited",
+}
+
+
+def render(exc: IsaBrokerError) -> JSONResponse:
+    """The problem response for a domain error: the exception handler and the request-limits
+    middleware (which answers before any route runs) both send this."""
+    if exc.status >= 500:
+        log.error("%s: %s", exc.code, exc.detail)
+    headers: dict[str, str] = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="isa-broker"'
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    return problem(exc.status, exc.code, exc.title, exc.detail, headers or None, **exc.extra)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(IsaBrokerError)
     async def _domain(_: Request, exc: IsaBrokerError) -> JSONResponse:
-        if exc.status >= 500:
-            log.error("%s: %s", exc.code, exc.detail)
-        headers = {"WWW-Authenticate": 'Bearer realm="isa-broker"'} if exc.status == 401 else None
-        return problem(exc.status, exc.code, exc.title, exc.detail, headers, **exc.extra)
+        return render(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -67,8 +91,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return problem(exc.status_code, code, str(exc.detail), str(exc.detail))
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        # exc.headers carries e.g. the Allow header of a 405
+        return problem(exc.status_code, code, str(exc.detail), str(exc.detail), exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

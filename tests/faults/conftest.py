@@ -179,6 +179,11 @@ def start_separate(
             "ISA_BROKER_KAFKA_COMPAT": KAFKA_COMPAT,
             "ISA_BROKER_KAFKA_TOPIC_PREFIX": f"flt{uuid.uuid4().hex[:8]}",
             "ISA_BROKER_DATA_DIR": str(tmp_path / "data"),
+            # the scenario's webhook receivers listen on this machine
+            "ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+            # the load generator publishes as fast as it can: measuring limits is not its job
+            "ISA_BROKER_RATE_LIMIT_PER_MINUTE": "0",
+            "ISA_BROKER_TOKEN_RATE_LIMIT_PER_MINUTE": "0",
             "ISA_BROKER_PORT": str(port),
             "ISA_BROKER_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "ISA_BROKER_RELAY_POLL_SECONDS": "0.2",

@@ -104,6 +104,8 @@ async def clock_system(
         relay_poll_seconds=0.1,
         dispatch_poll_seconds=0.05,
         webhook_timeout_seconds=5,
+        # every call fetches a fresh token (they expire as the fake clock jumps)
+        token_rate_limit_per_minute=0,
     )
     clock = FakeClock(START)
     farm = Farm(clock)

@@ -1,17 +1,47 @@
 """Pydantic models of the three message types. Every object forbids unknown properties, so
-the generated JSON Schemas carry ``additionalProperties: false``. All example data is
-synthetic."""
+the generated JSON Schemas carry ``additionalProperties: false``; every string, list and
+number is bounded (identifiers by anchored patterns of fixed length), and free text refuses
+control characters and lone surrogates (a check the schemas do not carry). All example data
+is synthetic."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
-Str = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
-LongStr = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+_TEXT_BREAKING = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def _one_line(value: str) -> str:
+    if _LINE_BREAKING.search(value):
+        raise ValueError("must not contain control characters or lone surrogates")
+    return value
+
+
+def _text(value: str) -> str:
+    if _TEXT_BREAKING.search(value):
+        raise ValueError("must not contain control characters (other than tab and line breaks)")
+    return value
+
+
+Str = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, strip_whitespace=True),
+    AfterValidator(_one_line),
+]
+LongStr = Annotated[str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_text)]
 PrisonNumber = Annotated[str, StringConstraints(pattern=r"^[A-Z][0-9]{4}[A-Z]{2}$")]
 PncId = Annotated[str, StringConstraints(pattern=r"^[0-9]{2,4}/[0-9]{1,7}[A-Z]$")]
 Crn = Annotated[str, StringConstraints(pattern=r"^[A-Z][0-9]{6}$")]
