@@ -95,10 +95,66 @@ async def _clients_create(args: argparse.Namespace) -> int:
     runtime = await Runtime.create(settings, settings.kafka_bootstrap_servers or "", embedded=False)
     try:
         jwks = json.loads(Path(args.jwks).read_text()) if args.jwks else None
-        creds = await create_client(runtime, args.party, scopes=args.scope, jwks=jwks)
+        creds = await create_client(
+            runtime,
+            args.party,
+            scopes=args.scope,
+            jwks=jwks,
+            external_subject=args.external_subject,
+        )
     finally:
         await runtime.aclose()
     print(json.dumps(creds, indent=2))
+    return 0
+
+
+async def _clients_list(_: argparse.Namespace) -> int:
+    from .core.clients import auth_method
+    from .core.runtime import Runtime
+
+    settings = _settings()
+    runtime = await Runtime.create(settings, settings.kafka_bootstrap_servers or "", embedded=False)
+    try:
+        rows = await runtime.store.list_clients()
+    finally:
+        await runtime.aclose()
+    for r in rows:
+        state = "disabled" if r["disabled"] else "active"
+        print(f"{r['client_id']}\t{r['party']}\t{auth_method(r)}\t{state}\t{' '.join(r['scopes'])}")
+    return 0
+
+
+async def _clients_set_disabled(args: argparse.Namespace) -> int:
+    from .core.runtime import Runtime
+
+    settings = _settings()
+    runtime = await Runtime.create(settings, settings.kafka_bootstrap_servers or "", embedded=False)
+    disabled = args.clients_command == "disable"
+    try:
+        found = await runtime.store.set_client_disabled(args.client_id, disabled, actor="operator")
+    finally:
+        await runtime.aclose()
+    if not found:
+        print(f"isa-broker: no client {args.client_id!r}", file=sys.stderr)
+        return 1
+    print(f"{args.client_id} {'disabled' if disabled else 'enabled'}")
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from .core.crypto.keys import KeyStore
+    from .core.crypto.signing_keys import RotationPolicy
+
+    settings = _settings()
+    keys = KeyStore(settings.data_dir, RotationPolicy.from_settings(settings)).signing
+    now = dt.datetime.now(dt.UTC)
+    if args.keys_command == "rotate":
+        ahead = settings.signing_key_publish_ahead_seconds
+        if args.publish_ahead is not None:
+            ahead = args.publish_ahead
+        keys.rotate(now, dt.timedelta(seconds=ahead))
+    for k in keys.describe(now):
+        print(f"{k['kid']}\t{k['state']}\tsigns from {k['activates_at']:%Y-%m-%dT%H:%M:%SZ}")
     return 0
 
 
@@ -312,7 +368,31 @@ def main(argv: list[str] | None = None) -> int:
         help="grant this scope (repeatable); default: what the agreements let the party do",
     )
     p.add_argument("--jwks", help="file with the client's public JWK set (private_key_jwt)")
+    p.add_argument(
+        "--external-subject",
+        help="the client's id at the external OpenID Connect provider (ISA_BROKER_OIDC_ISSUER)",
+    )
     p.set_defaults(run=_clients_create, is_async=True)
+    p = clients.add_parser("list", help="registered clients (no secrets)")
+    p.set_defaults(run=_clients_list, is_async=True)
+    for verb in ("disable", "enable"):
+        p = clients.add_parser(verb, help=f"{verb} a client (tokens it holds stop within 10 s)")
+        p.add_argument("client_id")
+        p.set_defaults(run=_clients_set_disabled, is_async=True)
+
+    keys = sub.add_parser("keys", help="the gateway's token-signing keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    p = keys.add_parser("list", help="published keys and their state")
+    p.set_defaults(run=_keys, is_async=False)
+    p = keys.add_parser("rotate", help="publish a next key; it signs after the publish-ahead")
+    p.add_argument(
+        "--publish-ahead",
+        type=int,
+        help="seconds before the new key signs (default ISA_BROKER_SIGNING_KEY_PUBLISH_AHEAD_"
+        "SECONDS; 0 after a suspected compromise)",
+    )
+    p.set_defaults(run=_keys, is_async=False)
 
     db = sub.add_parser("db", help="the store").add_subparsers(dest="db_command", required=True)
     p = db.add_parser("upgrade", help="apply pending schema migrations (also done at start-up)")

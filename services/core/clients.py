@@ -19,10 +19,22 @@ async def create_client(
     *,
     scopes: list[str] | None = None,
     jwks: dict[str, Any] | None = None,
+    external_subject: str | None = None,
 ) -> dict[str, Any]:
     """Register a client for ``party``. With ``jwks`` the client authenticates by
-    private_key_jwt and gets no secret; otherwise a client secret is generated and returned
-    once (only its hash is stored)."""
+    private_key_jwt and gets no secret; with ``external_subject`` it never calls our token
+    endpoint but presents tokens from the external OpenID Connect provider whose subject claim
+    is that value; otherwise a client secret is generated and returned once (only its hash is
+    stored)."""
+    if jwks is not None and external_subject is not None:
+        raise InvalidRequest("give jwks or external_subject, not both")
+    if external_subject is not None:
+        if runtime.settings.oidc_issuer is None:
+            raise InvalidRequest(
+                "external_subject needs an external provider (ISA_BROKER_OIDC_ISSUER)"
+            )
+        if not 0 < len(external_subject) <= 255:
+            raise InvalidRequest("external_subject must be 1 to 255 characters")
     if party not in runtime.engine.policies.parties:
         raise InvalidRequest(f"party {party!r} is not in the register of parties")
     granted = scopes if scopes is not None else runtime.default_scopes(party)
@@ -37,15 +49,36 @@ async def create_client(
         if any("d" in k for k in jwks.get("keys", [])):
             raise InvalidRequest("jwks must hold public keys only")
     client_id = f"{party}.{secrets.token_hex(6)}"
-    secret = None if jwks is not None else new_client_secret()
-    await runtime.store.add_client(
-        client_id, party, granted, secret_hash=hash_secret(secret) if secret else None, jwks=jwks
-    )
+    secret = None if jwks is not None or external_subject else new_client_secret()
+    try:
+        await runtime.store.add_client(
+            client_id,
+            party,
+            granted,
+            secret_hash=hash_secret(secret) if secret else None,
+            jwks=jwks,
+            external_subject=external_subject,
+        )
+    except ValueError as e:
+        raise InvalidRequest(str(e)) from e
     out: dict[str, Any] = {"client_id": client_id, "party": party, "scopes": granted}
+    out["token_endpoint_auth_method"] = auth_method(
+        {"secret_hash": secret, "jwks": jwks, "external_subject": external_subject}
+    )
     if secret:
         out["client_secret"] = secret
-        out["token_endpoint_auth_method"] = "client_secret_basic"  # noqa: S105
+    if external_subject:
+        out["external_subject"] = external_subject
+        out["issuer"] = runtime.settings.oidc_issuer
     else:
-        out["token_endpoint_auth_method"] = "private_key_jwt"  # noqa: S105
-    out["token_endpoint"] = runtime.settings.token_endpoint
+        out["token_endpoint"] = runtime.settings.token_endpoint
     return out
+
+
+def auth_method(client: dict[str, Any]) -> str:
+    """How a registered client proves who it is."""
+    if client.get("external_subject"):
+        return "external_oidc"
+    if client.get("jwks"):
+        return "private_key_jwt"
+    return "client_secret_basic"

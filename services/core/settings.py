@@ -249,6 +249,10 @@ class Settings(BaseSettings):
     def _oidc_complete(self) -> Settings:
         if (self.oidc_issuer is None) != (self.oidc_jwks_url is None):
             raise ValueError("ISA_BROKER_OIDC_ISSUER and ISA_BROKER_OIDC_JWKS_URL go together")
+        if self.oidc_issuer is not None and self.oidc_issuer.rstrip("/") == self.issuer:
+            raise ValueError(
+                "ISA_BROKER_OIDC_ISSUER must be an external provider, not this gateway"
+            )
         if self.oidc_subject_claim not in ("client_id", "azp", "sub"):
             raise ValueError("ISA_BROKER_OIDC_SUBJECT_CLAIM must be client_id, azp or sub")
         return self

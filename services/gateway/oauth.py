@@ -27,8 +27,12 @@ from services.core.crypto.signing_keys import TOKEN_SIGNING_ALG
 from services.core.errors import AuthenticationFailed, InvalidClient, InvalidRequest
 from services.core.runtime import Runtime
 
+from .oidc import ExternalIssuer
+
 log = logging.getLogger("isa_broker.oauth")
 
+#: how long a gateway trusts its cached view of whether a client is disabled
+CLIENT_STATUS_TTL = 10.0
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 CLIENT_ASSERTION_ALGS = ["ES256", "ES384", "EdDSA", "PS256", "RS256"]
 
@@ -51,6 +55,15 @@ class Principal:
 class TokenService:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        settings = runtime.settings
+        self.external = (
+            ExternalIssuer(settings, runtime.clock) if settings.oidc_issuer is not None else None
+        )
+        self._status: dict[str, tuple[bool, float]] = {}
+
+    async def aclose(self) -> None:
+        if self.external is not None:
+            await self.external.aclose()
 
     # -- token endpoint ------------------------------------------------------------------------
 
@@ -167,10 +180,41 @@ class TokenService:
 
     # -- access token verification -------------------------------------------------------------
 
-    def verify(self, authorization: str | None) -> Principal:
+    async def verify(self, authorization: str | None) -> Principal:
+        """The principal behind a Bearer token: one of ours, or (when configured) one from the
+        external OpenID Connect provider. Either way the client must be registered and not
+        disabled; a disabled client's tokens stop working within ``CLIENT_STATUS_TTL``."""
         if not authorization or not authorization.lower().startswith("bearer "):
             raise AuthenticationFailed("a Bearer access token is required")
         raw = authorization[7:].strip()
+        if self.external is not None and self.external.handles(raw):
+            identity = await self.external.verify(raw)
+            client = await self.runtime.store.client_by_external_subject(identity.subject)
+            if client is None or client["disabled"]:
+                log.info("external token for an unregistered or disabled subject")
+                raise AuthenticationFailed("the access token is invalid or expired")
+            granted = frozenset(client["scopes"])
+            scopes = granted if identity.scopes is None else granted & identity.scopes
+            return Principal(client["client_id"], client["party"], scopes)
+        principal = self._verify_own(raw)
+        if not await self._client_enabled(principal.client_id):
+            log.info("token of a disabled or removed client %s", principal.client_id)
+            raise AuthenticationFailed("the access token is invalid or expired")
+        return principal
+
+    async def _client_enabled(self, client_id: str) -> bool:
+        now = time.monotonic()
+        cached = self._status.get(client_id)
+        if cached is not None and now - cached[1] < CLIENT_STATUS_TTL:
+            return cached[0]
+        client = await self.runtime.store.get_client(client_id)
+        enabled = client is not None and not client["disabled"]
+        if len(self._status) > 10_000:
+            self._status.clear()
+        self._status[client_id] = (enabled, now)
+        return enabled
+
+    def _verify_own(self, raw: str) -> Principal:
         settings = self.runtime.settings
         moment = self.runtime.clock()
         own_keys = self.runtime.keys.public_keys(moment)
@@ -211,7 +255,7 @@ def _unverified_claims(assertion: str) -> dict[str, Any]:
     try:
         payload = assertion.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, binascii.Error) as e:
+    except (IndexError, ValueError, binascii.Error, RecursionError) as e:
         raise InvalidClient("client authentication failed") from e
     if not isinstance(claims, dict):
         raise InvalidClient("client authentication failed")

@@ -217,3 +217,87 @@ def test_the_retry_schedule_is_read_as_a_json_list(monkeypatch: pytest.MonkeyPat
     assert Settings().webhook_retry_schedule == (0, 5, 300)
     monkeypatch.delenv("ISA_BROKER_WEBHOOK_RETRY_SCHEDULE")
     assert Settings().webhook_retry_schedule == (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        pytest.param(
+            {"ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]'},
+            "ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS: 127.0.0.0/8 reaches loopback",
+            id="allowlist-loopback",
+        ),
+        pytest.param(
+            {"ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS": '["10.0.0.0/8", "169.254.0.0/16"]'},
+            "ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS: 169.254.0.0/16 reaches loopback, link-local",
+            id="allowlist-metadata",
+        ),
+        pytest.param(
+            {"ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS": '["0.0.0.0/0"]'},
+            "ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS: 0.0.0.0/0 reaches",
+            id="allowlist-everything",
+        ),
+        pytest.param(
+            {"ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS": '["::/0"]'},
+            "ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS: ::/0 reaches",
+            id="allowlist-everything-v6",
+        ),
+        pytest.param(
+            {"ISA_BROKER_TOKEN_LEEWAY_SECONDS": "120"},
+            "ISA_BROKER_TOKEN_LEEWAY_SECONDS must be at most 60 in production",
+            id="leeway",
+        ),
+        pytest.param(
+            {"ISA_BROKER_RATE_LIMIT_PER_MINUTE": "0"},
+            "rate limits cannot be disabled (0) in production",
+            id="no-rate-limit",
+        ),
+        pytest.param(
+            {
+                "ISA_BROKER_OIDC_ISSUER": "https://idp.example.org",
+                "ISA_BROKER_OIDC_JWKS_URL": "http://idp.example.org/jwks",
+            },
+            "ISA_BROKER_OIDC_JWKS_URL must be https:// in production",
+            id="oidc-http-jwks",
+        ),
+    ],
+)
+def test_production_refuses_unsafe_security_settings(
+    monkeypatch: pytest.MonkeyPatch, changes: dict[str, str | None], problem: str
+) -> None:
+    assert problem in _refused(monkeypatch, **changes)
+
+
+def test_production_accepts_a_private_partner_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, {**SAFE, "ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS": '["10.20.0.0/16"]'})
+    assert Settings().webhook_allowed_networks == ("10.20.0.0/16",)
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"oidc_issuer": "https://idp.example.org"}, "go together"),
+        ({"oidc_jwks_url": "https://idp.example.org/jwks"}, "go together"),
+        (
+            {"oidc_issuer": "http://127.0.0.1:8000", "oidc_jwks_url": "http://x/jwks"},
+            "must be an external provider",
+        ),
+        (
+            {
+                "oidc_issuer": "https://idp",
+                "oidc_jwks_url": "https://idp/j",
+                "oidc_subject_claim": "email",
+            },
+            "must be client_id, azp or sub",
+        ),
+        ({"oidc_algorithms": ["HS256"]}, "use asymmetric algorithms"),
+        ({"oidc_algorithms": ["none"]}, "use asymmetric algorithms"),
+        ({"webhook_allowed_networks": ["10.0.0.1/8"]}, "is not a network in CIDR form"),
+    ],
+)
+def test_inconsistent_security_settings_are_refused_in_any_mode(
+    values: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings(**values)  # type: ignore[arg-type]
+    assert problem in str(info.value)
