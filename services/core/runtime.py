@@ -64,14 +64,8 @@ class Runtime:
             partitions=settings.kafka_partitions,
             replication_factor=settings.kafka_replication_factor,
         )
-        rotation = RotationPolicy(
-            max_age=dt.timedelta(days=settings.signing_key_max_age_days),
-            publish_ahead=dt.timedelta(seconds=settings.signing_key_publish_ahead_seconds),
-            grace=dt.timedelta(
-                seconds=settings.access_token_ttl_seconds + settings.token_leeway_seconds
-            ),
-        )
-        return cls(settings, store, engine, KeyStore(settings.data_dir, rotation), profile)
+        keys = KeyStore(settings.data_dir, RotationPolicy.from_settings(settings))
+        return cls(settings, store, engine, keys, profile)
 
     async def aclose(self) -> None:
         await self.store.aclose()

@@ -25,9 +25,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from joserfc.jwk import ECKey, KeySet
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 TOKEN_SIGNING_ALG = "ES256"  # noqa: S105 - an algorithm name
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -71,6 +74,16 @@ class RotationPolicy:
     publish_ahead: dt.timedelta = dt.timedelta(hours=1)
     #: how long a retired key stays published: the longest token lifetime plus clock skew
     grace: dt.timedelta = dt.timedelta(seconds=330)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RotationPolicy:
+        return cls(
+            max_age=dt.timedelta(days=settings.signing_key_max_age_days),
+            publish_ahead=dt.timedelta(seconds=settings.signing_key_publish_ahead_seconds),
+            grace=dt.timedelta(
+                seconds=settings.access_token_ttl_seconds + settings.token_leeway_seconds
+            ),
+        )
 
 
 class SigningKeys:
