@@ -52,7 +52,7 @@ async def main(n: int, workers: int) -> None:
                 relay_poll_seconds=0.2,
             )
         ).start()
-        receivers = await Receivers().start()
+        receivers = await Receivers(verify=False).start()
         try:
             assert system.runtime is not None
             creds = await ensure_demo_clients(system.runtime)

@@ -129,6 +129,7 @@ async def run_demo(data_dir: Path | None = None, out: Any = print) -> bool:
             for party in [*ENTITLED, *NOT_ENTITLED]:
                 sub = await clients[party].subscribe(["release-notice"], receivers.url(party))
                 secrets[party] = sub["secret"]
+                receivers.trust(party, sub["secret"])
 
             today = dt.date.today()
             r = await clients[PRISON].publish("release-notice", release_notice(today))

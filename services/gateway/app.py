@@ -23,19 +23,17 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from fastapi import FastAPI, Request
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
-from pydantic.json_schema import models_json_schema
 from pydantic_core import from_json
 
 from services.core.errors import InvalidClient, InvalidRequest, RateLimited
-from services.core.messages import MESSAGE_TYPES
 from services.core.outbox import OutboxRelay
-from services.core.runtime import ALL_SCOPES, SCOPE_DESCRIPTIONS, Runtime
+from services.core.runtime import ALL_SCOPES, Runtime
 
 from . import admin, audit, decisions, deliveries, messages, problems, subscriptions
 from .limits import Monotonic, RateLimits, RequestLimits, nesting_exceeds
 from .oauth import TokenService
+from .openapi import build as build_openapi
 
 log = logging.getLogger("isa_broker.gateway")
 
@@ -174,34 +172,9 @@ def create_app(
         return {"status": "ok"}
 
     def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
-        _, defs = models_json_schema(
-            [(mt.model, "validation") for mt in MESSAGE_TYPES.values()],
-            ref_template="#/components/schemas/{model}",
-        )
-        components = schema.setdefault("components", {})
-        components.setdefault("schemas", {}).update(defs.get("$defs", {}))
-        components["securitySchemes"] = {
-            "oauth2": {
-                "type": "oauth2",
-                "flows": {
-                    "clientCredentials": {
-                        "tokenUrl": "/oauth/token",
-                        "scopes": SCOPE_DESCRIPTIONS,
-                    }
-                },
-            }
-        }
-        for path, ops in schema["paths"].items():
-            if path.startswith("/v1/"):
-                for op in ops.values():
-                    op["security"] = [{"oauth2": []}]
-        app.openapi_schema = schema
-        return schema
+        if not app.openapi_schema:
+            app.openapi_schema = build_openapi(app)
+        return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app

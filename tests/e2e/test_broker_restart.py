@@ -69,7 +69,9 @@ async def test_killed_broker_is_restarted_and_nothing_is_lost(dev: tuple[str, Pa
                 pass
             await asyncio.sleep(0.05)
     creds = json.loads((data / "demo-clients.json").read_text())
-    receivers = await Receivers().start()
+    receivers = await Receivers(
+        verify=False
+    ).start()  # records all; signatures: test_release_to_webhooks
     prison, vawg, housing = (
         AgencyClient(base, creds[p]["client_id"], creds[p]["client_secret"])
         for p in ("hmp-northgate", "eastborough-vawg", "eastborough-housing")

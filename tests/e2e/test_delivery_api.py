@@ -55,6 +55,7 @@ class RecordingReceivers(Receivers):
     ``webhook-id`` of a failed attempt can be compared with a later successful one."""
 
     requests: list[Received] = field(default_factory=list)
+    verify: bool = False  # these tests are about delivery; signatures: test_release_to_webhooks
 
     async def _hook(self, request: Request) -> Response:
         party = request.path_params["party"]
