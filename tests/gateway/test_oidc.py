@@ -9,9 +9,6 @@ import hashlib
 import hmac
 import json
 import logging
-import socket
-import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
@@ -19,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from joserfc import jwt
@@ -33,6 +29,7 @@ from services.core.errors import AuthenticationFailed
 from services.core.settings import Settings
 from services.gateway.oidc import ExternalIdentity, ExternalIssuer
 from tests.conftest import make_settings
+from tests.servers import ThreadedServer
 
 ISSUER = "https://idp.example.test/realms/justice"
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -59,8 +56,7 @@ class Provider:
         self.requests = 0
         self.hold = False  # while True, JWKS answers wait
         self.url = ""
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http: ThreadedServer | None = None
 
     def _app(self) -> Starlette:
         async def jwks(request: Request) -> Response:
@@ -96,25 +92,13 @@ class Provider:
 
     def start(self) -> None:
         """Serve from a thread with its own event loop, so one server outlives many tests."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        config = uvicorn.Config(self._app(), log_level="warning", lifespan="off", ws="none")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert self._thread.is_alive() and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.01)
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        self._http = ThreadedServer(self._app())
+        self.url = self._http.start()
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(10)
-            self._server = self._thread = None
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
 
     def reset(self) -> None:
         self.jwks = {"keys": []}

@@ -10,14 +10,11 @@ import hashlib
 import hmac
 import json
 import secrets
-import socket
-import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
@@ -32,6 +29,7 @@ from services.core.settings import Settings
 from services.core.store.store import TERMINAL_DELIVERY
 from services.gateway.app import create_app
 from services.router.router import Router
+from tests.servers import ThreadedServer
 
 PRISON = "hmp-northgate"
 PDU = "eastborough-pdu"
@@ -183,31 +181,17 @@ class JwksServer:
     def __init__(self) -> None:
         self.jwks: dict[str, Any] = {"keys": []}
         self.url = ""
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._http: ThreadedServer | None = None
 
     def start(self) -> JwksServer:
         async def jwks(request: Request) -> JSONResponse:
             return JSONResponse(self.jwks)
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        app = Starlette(routes=[Route("/jwks", jwks)])
-        config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="none")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            assert self._thread.is_alive() and time.monotonic() < deadline, "did not start"
-            time.sleep(0.01)
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}/jwks"
+        self._http = ThreadedServer(Starlette(routes=[Route("/jwks", jwks)]))
+        self.url = self._http.start() + "/jwks"
         return self
 
     def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(10)
-            self._server = self._thread = None
+        if self._http is not None:
+            self._http.stop()
+            self._http = None
