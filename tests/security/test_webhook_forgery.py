@@ -246,3 +246,20 @@ async def test_the_demo_receiver_refuses_unsigned_and_wrongly_signed_posts(
     assert all(400 <= s < 500 for s in answers.values()) and recorded == [], (
         f"demo receiver answered {answers} and recorded {len(recorded)} forged request(s)"
     )
+
+
+async def test_the_demo_receiver_accepts_genuine_posts_once(receivers: Receivers) -> None:
+    """Control for the refusals above, and de-duplication: a redelivery of the same
+    ``webhook-id`` is acknowledged but not recorded again."""
+    secret = signing.new_signing_key("v1")
+    receivers.trust(VAWG, secret)
+    body = json.dumps({"specversion": "1.0", "id": "m-1", "data": {}}).encode()
+    headers = {
+        "content-type": "application/cloudevents+json",
+        **signing.headers([secret], "msg_genuine", int(time.time()), body),
+    }
+    async with httpx.AsyncClient() as client:
+        first = await client.post(receivers.url(VAWG), content=body, headers=headers)
+        again = await client.post(receivers.url(VAWG), content=body, headers=headers)
+    assert (first.status_code, again.status_code) == (204, 204)
+    assert len(receivers.for_party(VAWG)) == 1
