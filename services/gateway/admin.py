@@ -14,7 +14,7 @@ from services.core.clients import auth_method, create_client
 from services.core.errors import NotFound
 from services.core.runtime import ADMIN_SCOPE, ALL_SCOPES
 
-from .deps import CurrentAgency, RuntimeDep, require_scope
+from .deps import CurrentAgency, RuntimeDep, needs_scope
 
 router = APIRouter(tags=["admin"])
 
@@ -95,17 +95,22 @@ def _public(row: dict[str, Any]) -> ClientPublic:
     )
 
 
-@router.get("/v1/admin/clients", response_model=list[ClientPublic])
+@router.get(
+    "/v1/admin/clients", response_model=list[ClientPublic], dependencies=[needs_scope(ADMIN_SCOPE)]
+)
 async def list_clients(runtime: RuntimeDep, agency: CurrentAgency) -> list[ClientPublic]:
-    require_scope(agency, ADMIN_SCOPE)
     return [_public(r) for r in await runtime.store.list_clients()]
 
 
-@router.post("/v1/admin/clients", status_code=201, response_model=ClientCreated)
+@router.post(
+    "/v1/admin/clients",
+    status_code=201,
+    response_model=ClientCreated,
+    dependencies=[needs_scope(ADMIN_SCOPE)],
+)
 async def register_client(
     body: ClientCreate, runtime: RuntimeDep, agency: CurrentAgency
 ) -> ClientCreated:
-    require_scope(agency, ADMIN_SCOPE)
     created = await create_client(
         runtime,
         body.party,
@@ -124,7 +129,6 @@ async def register_client(
 async def _set_disabled(
     runtime: RuntimeDep, agency: CurrentAgency, client_id: str, disabled: bool
 ) -> ClientPublic:
-    require_scope(agency, ADMIN_SCOPE)
     if not await runtime.store.set_client_disabled(client_id, disabled, actor=agency.party):
         raise NotFound(f"no client {client_id!r}")
     row = await runtime.store.get_client(client_id)
@@ -133,7 +137,10 @@ async def _set_disabled(
 
 
 @router.post(
-    "/v1/admin/clients/{client_id}/disable", response_model=ClientPublic, responses=NOT_FOUND
+    "/v1/admin/clients/{client_id}/disable",
+    response_model=ClientPublic,
+    responses=NOT_FOUND,
+    dependencies=[needs_scope(ADMIN_SCOPE)],
 )
 async def disable_client(
     client_id: ClientId, runtime: RuntimeDep, agency: CurrentAgency
@@ -144,7 +151,10 @@ async def disable_client(
 
 
 @router.post(
-    "/v1/admin/clients/{client_id}/enable", response_model=ClientPublic, responses=NOT_FOUND
+    "/v1/admin/clients/{client_id}/enable",
+    response_model=ClientPublic,
+    responses=NOT_FOUND,
+    dependencies=[needs_scope(ADMIN_SCOPE)],
 )
 async def enable_client(
     client_id: ClientId, runtime: RuntimeDep, agency: CurrentAgency
@@ -156,20 +166,26 @@ def _keys(runtime: RuntimeDep) -> list[SigningKeyPublic]:
     return [SigningKeyPublic(**k) for k in runtime.keys.signing.describe(runtime.clock())]
 
 
-@router.get("/v1/admin/signing-keys", response_model=list[SigningKeyPublic])
+@router.get(
+    "/v1/admin/signing-keys",
+    response_model=list[SigningKeyPublic],
+    dependencies=[needs_scope(ADMIN_SCOPE)],
+)
 async def list_signing_keys(runtime: RuntimeDep, agency: CurrentAgency) -> list[SigningKeyPublic]:
-    require_scope(agency, ADMIN_SCOPE)
     return _keys(runtime)
 
 
-@router.post("/v1/admin/signing-keys/rotate", response_model=list[SigningKeyPublic])
+@router.post(
+    "/v1/admin/signing-keys/rotate",
+    response_model=list[SigningKeyPublic],
+    dependencies=[needs_scope(ADMIN_SCOPE)],
+)
 async def rotate_signing_key(
     runtime: RuntimeDep, agency: CurrentAgency, body: RotateSigningKey | None = None
 ) -> list[SigningKeyPublic]:
     """Publish a next token-signing key now; it signs from ``publish_ahead_seconds`` on, and
     the current key stays published until every token it signed has expired. A rotation
     already waiting is returned unchanged."""
-    require_scope(agency, ADMIN_SCOPE)
     ahead = body.publish_ahead_seconds if body else None
     key = runtime.keys.signing.rotate(
         runtime.clock(), dt.timedelta(seconds=ahead) if ahead is not None else None

@@ -38,6 +38,14 @@ from .openapi import build as build_openapi
 log = logging.getLogger("isa_broker.gateway")
 
 API_VERSION = "0.1.0"
+ROUTERS = (
+    messages.router,
+    subscriptions.router,
+    deliveries.router,
+    decisions.router,
+    audit.router,
+    admin.router,
+)
 
 
 def create_app(
@@ -78,12 +86,8 @@ def create_app(
         max_json_depth=runtime.settings.max_json_depth,
     )
     problems.install(app)
-    app.include_router(messages.router)
-    app.include_router(subscriptions.router)
-    app.include_router(deliveries.router)
-    app.include_router(decisions.router)
-    app.include_router(audit.router)
-    app.include_router(admin.router)
+    for router in ROUTERS:
+        app.include_router(router)
 
     @app.post(
         "/oauth/token",
@@ -173,7 +177,7 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if not app.openapi_schema:
-            app.openapi_schema = build_openapi(app)
+            app.openapi_schema = build_openapi(app, ROUTERS)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -11,10 +11,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from services.core.errors import InsufficientScope
 from services.core.runtime import IG_AUDIT_SCOPE
 
-from .deps import CurrentAgency, RuntimeDep
+from .deps import CurrentAgency, RuntimeDep, needs_scope
 
 router = APIRouter(tags=["audit"])
 
@@ -36,7 +35,11 @@ class AuditPage(BaseModel):
     next_after: int
 
 
-@router.get("/v1/audit", response_model=AuditPage)
+@router.get(
+    "/v1/audit",
+    response_model=AuditPage,
+    dependencies=[needs_scope("audit:read", IG_AUDIT_SCOPE)],
+)
 async def read_audit(
     runtime: RuntimeDep,
     agency: CurrentAgency,
@@ -44,14 +47,7 @@ async def read_audit(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     message_id: Annotated[str | None, Query(max_length=64)] = None,
 ) -> AuditPage:
-    if IG_AUDIT_SCOPE in agency.scopes:
-        party = None
-    elif "audit:read" in agency.scopes:
-        party = agency.party
-    else:
-        raise InsufficientScope(
-            "this operation needs the scope 'audit:read' or 'ig:audit'", required_scope="audit:read"
-        )
+    party = None if IG_AUDIT_SCOPE in agency.scopes else agency.party
     rows = await runtime.store.audit_entries(message_id, party=party, after=after, limit=limit)
     entries = [AuditEntry(**r) for r in rows]
     await runtime.store.audit(

@@ -13,7 +13,7 @@ from services.core.errors import NotFound
 from services.core.isa.engine import Decision
 from services.core.runtime import IG_AUDIT_SCOPE
 
-from .deps import CurrentAgency, RuntimeDep, require_scope
+from .deps import CurrentAgency, RuntimeDep, needs_scope
 
 router = APIRouter(tags=["decisions"])
 
@@ -49,13 +49,12 @@ MessageId = Annotated[str, Path(max_length=64)]
     "/v1/decisions/{message_id}",
     response_model=DecisionPublic,
     responses={404: {"description": "No such message visible to the caller"}},
+    dependencies=[needs_scope("decisions:read", IG_AUDIT_SCOPE)],
 )
 async def get_decision(
     message_id: MessageId, runtime: RuntimeDep, agency: CurrentAgency
 ) -> DecisionPublic:
     is_ig = IG_AUDIT_SCOPE in agency.scopes
-    if not is_ig:
-        require_scope(agency, "decisions:read")
     message = await runtime.store.get_message(message_id)
     if message is None or not (is_ig or message["sender"] == agency.party):
         raise NotFound(f"no message {message_id!r}")

@@ -23,7 +23,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstrai
 
 from services.core.errors import Conflict, InvalidRequest, NotFound
 
-from .deps import CurrentAgency, RuntimeDep, require_scope
+from .deps import CurrentAgency, RuntimeDep, needs_scope
 
 router = APIRouter(tags=["deliveries"])
 
@@ -82,7 +82,11 @@ def _detail(row: dict[str, Any], attempts: list[dict[str, Any]]) -> DeliveryDeta
     )
 
 
-@router.get("/v1/deliveries", response_model=list[DeliveryPublic])
+@router.get(
+    "/v1/deliveries",
+    response_model=list[DeliveryPublic],
+    dependencies=[needs_scope("deliveries:read")],
+)
 async def list_deliveries(
     runtime: RuntimeDep,
     agency: CurrentAgency,
@@ -94,7 +98,6 @@ async def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[DeliveryPublic]:
     """Deliveries of messages to the calling agency, oldest first."""
-    require_scope(agency, "deliveries:read")
     rows = await runtime.store.list_deliveries(
         recipient=agency.party,
         status=status,
@@ -107,19 +110,27 @@ async def list_deliveries(
     return [_public(r) for r in rows]
 
 
-@router.get("/v1/deliveries/{delivery_id}", response_model=DeliveryDetail, responses=NOT_YOURS)
+@router.get(
+    "/v1/deliveries/{delivery_id}",
+    response_model=DeliveryDetail,
+    responses=NOT_YOURS,
+    dependencies=[needs_scope("deliveries:read")],
+)
 async def get_delivery(
     delivery_id: DeliveryId, runtime: RuntimeDep, agency: CurrentAgency
 ) -> DeliveryDetail:
     """One delivery with its full attempt history."""
-    require_scope(agency, "deliveries:read")
     row = await runtime.store.get_delivery(delivery_id)
     if row is None or row["recipient"] != agency.party:
         raise NotFound(f"no delivery {delivery_id!r}")
     return _detail(row, await runtime.store.attempts(delivery_id))
 
 
-@router.get("/v1/dead-letters", response_model=list[DeliveryDetail])
+@router.get(
+    "/v1/dead-letters",
+    response_model=list[DeliveryDetail],
+    dependencies=[needs_scope("deliveries:read")],
+)
 async def list_dead_letters(
     runtime: RuntimeDep,
     agency: CurrentAgency,
@@ -130,7 +141,6 @@ async def list_dead_letters(
 ) -> list[DeliveryDetail]:
     """Deliveries to the caller that were dead-lettered, each with its attempt history and
     the reason (``last_error``)."""
-    require_scope(agency, "deliveries:read")
     rows = await runtime.store.list_deliveries(
         recipient=agency.party,
         status="dead_lettered",
@@ -169,12 +179,12 @@ class Replayed(BaseModel):
     status_code=202,
     response_model=Replayed,
     responses={**NOT_YOURS, 409: {"description": "Not dead-lettered, or subscription disabled"}},
+    dependencies=[needs_scope("subscriptions:manage")],
 )
 async def replay_one(
     delivery_id: DeliveryId, runtime: RuntimeDep, agency: CurrentAgency
 ) -> Replayed:
     """Queue one dead-lettered delivery again with a fresh retry schedule."""
-    require_scope(agency, "subscriptions:manage")
     row = await runtime.store.get_delivery(delivery_id)
     if row is None or row["recipient"] != agency.party:
         raise NotFound(f"no delivery {delivery_id!r}")
@@ -189,11 +199,15 @@ async def replay_one(
     return Replayed(replayed=ids)
 
 
-@router.post("/v1/dead-letters/replay", status_code=202, response_model=Replayed)
+@router.post(
+    "/v1/dead-letters/replay",
+    status_code=202,
+    response_model=Replayed,
+    dependencies=[needs_scope("subscriptions:manage")],
+)
 async def replay_many(body: ReplayRequest, runtime: RuntimeDep, agency: CurrentAgency) -> Replayed:
     """Queue again the caller's dead letters of a subscription, of a time range, or both.
     Dead letters of subscriptions that are not active are left as they are."""
-    require_scope(agency, "subscriptions:manage")
     if body.subscription_id is not None:
         subs = {s["id"] for s in await runtime.store.list_subscriptions(agency.party)}
         if body.subscription_id not in subs:
@@ -236,7 +250,9 @@ class InboxAcked(BaseModel):
     acknowledged: int
 
 
-@router.get("/v1/inbox", response_model=InboxPage, tags=["inbox"])
+@router.get(
+    "/v1/inbox", response_model=InboxPage, tags=["inbox"], dependencies=[needs_scope("inbox:read")]
+)
 async def read_inbox(
     runtime: RuntimeDep,
     agency: CurrentAgency,
@@ -259,7 +275,6 @@ async def read_inbox(
     """Messages delivered to the caller's ``inbox`` subscriptions (the same projection and
     disclosure-log entry as a webhook) and notices for the caller, after a cursor. Needs the
     scope ``inbox:read``."""
-    require_scope(agency, "inbox:read")
     store = runtime.store
     kinds = ("message", "notice")
     acked = await store.inbox_cursor(agency.client_id)
@@ -287,12 +302,16 @@ async def read_inbox(
     )
 
 
-@router.post("/v1/inbox/ack", response_model=InboxAcked, tags=["inbox"])
+@router.post(
+    "/v1/inbox/ack",
+    response_model=InboxAcked,
+    tags=["inbox"],
+    dependencies=[needs_scope("inbox:ack")],
+)
 async def ack_inbox(body: InboxAck, runtime: RuntimeDep, agency: CurrentAgency) -> InboxAcked:
     """Acknowledge every entry up to ``cursor``: this client's next ``GET /v1/inbox`` without
     ``after`` starts after it. The cursor never moves back; acknowledging is recorded in the
     disclosure log. Needs the scope ``inbox:ack``."""
-    require_scope(agency, "inbox:ack")
     moved = await runtime.store.ack_inbox(agency.party, agency.client_id, body.cursor)
     if moved is None:
         raise InvalidRequest(f"cursor {body.cursor} is beyond the newest entry of your inbox")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 
@@ -59,6 +59,17 @@ RateLimitsDep = Annotated[RateLimits, Depends(get_rate_limits)]
 CurrentAgency = Annotated[Principal, Depends(get_limited_principal)]
 
 
-def require_scope(principal: Principal, scope: str) -> None:
-    if scope not in principal.scopes:
-        raise InsufficientScope(f"this operation needs the scope {scope!r}", required_scope=scope)
+def needs_scope(*any_of: str) -> Any:
+    """A route dependency: the caller's token holds one of ``any_of`` (else 403
+    ``insufficient_scope``). Checked before the body is looked at; the OpenAPI document
+    lists the scopes as the operation's security requirement (see :mod:`.openapi`)."""
+
+    async def check_scope(agency: CurrentAgency) -> None:
+        if not any(scope in agency.scopes for scope in any_of):
+            wanted = " or ".join(repr(scope) for scope in any_of)
+            raise InsufficientScope(
+                f"this operation needs the scope {wanted}", required_scope=any_of[0]
+            )
+
+    check_scope.required_scopes = any_of  # type: ignore[attr-defined]
+    return Depends(check_scope)

@@ -27,7 +27,7 @@ from services.core.isa.engine import Decision
 from services.core.messages import MESSAGE_TYPES, MessageType, get_message_type
 from services.core.runtime import Runtime
 
-from .deps import CurrentAgency, RelayDep, RuntimeDep, require_scope
+from .deps import CurrentAgency, RelayDep, RuntimeDep, needs_scope
 
 log = logging.getLogger("isa_broker.gateway")
 
@@ -123,7 +123,6 @@ async def accept(
     purposes: list[str] | None,
     idempotency_key: str | None,
 ) -> JSONResponse:
-    require_scope(agency, f"publish:{mt.name}")
     payload = mt.validate_json(body)
     request_hash = hashlib.sha256(
         json.dumps([mt.name, sorted(purposes or []), payload], sort_keys=True).encode()
@@ -252,6 +251,7 @@ def _make_route(mt: MessageType) -> None:
         status_code=202,
         response_model=MessageAccepted,
         responses=_RESPONSES,
+        dependencies=[needs_scope(f"publish:{mt.name}")],
         summary=f"Publish a {mt.model.model_config.get('title', mt.name)}",
         openapi_extra={
             "requestBody": {

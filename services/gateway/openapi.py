@@ -5,10 +5,12 @@ validation error, which this gateway never sends)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
 
 from services.core.messages import MESSAGE_TYPES
@@ -60,7 +62,23 @@ def _problem_response(description: str) -> dict[str, Any]:
     }
 
 
-def build(app: FastAPI) -> dict[str, Any]:
+def _required_scopes(routers: Iterable[APIRouter]) -> dict[tuple[str, str], tuple[str, ...]]:
+    """(method, path) -> the scopes its ``needs_scope`` dependency accepts."""
+    found: dict[tuple[str, str], tuple[str, ...]] = {}
+    for route in (r for router in routers for r in router.routes):
+        if not isinstance(route, APIRoute):
+            continue
+        for dependency in route.dependant.dependencies:
+            scopes = getattr(dependency.call, "required_scopes", None)
+            if scopes:
+                for method in route.methods or ():
+                    found[(method, route.path_format)] = tuple(scopes)
+    return found
+
+
+def build(app: FastAPI, routers: Iterable[APIRouter]) -> dict[str, Any]:
+    """The document for ``app``, whose ``/v1`` routes come from ``routers`` (included
+    without a prefix)."""
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
@@ -82,11 +100,14 @@ def build(app: FastAPI) -> dict[str, Any]:
             },
         }
     }
+    required = _required_scopes(routers)
     for path, ops in schema["paths"].items():
         if not path.startswith("/v1/"):
             continue
-        for op in ops.values():
-            op["security"] = [{"oauth2": []}]
+        for method, op in ops.items():
+            # alternatives: any one of the scopes will do
+            scopes = required.get((method.upper(), path), ())
+            op["security"] = [{"oauth2": [s]} for s in scopes] or [{"oauth2": []}]
             responses = op.setdefault("responses", {})
             answers = dict(COMMON)
             if "requestBody" in op:

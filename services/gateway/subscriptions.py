@@ -25,7 +25,7 @@ from services.core.webhooks import signing
 from services.core.webhooks.signing import SignatureScheme
 from services.core.webhooks.urls import UrlPolicy, check_webhook_url
 
-from .deps import CurrentAgency, RuntimeDep, require_scope
+from .deps import CurrentAgency, RuntimeDep, needs_scope
 
 MessageTypeName = Literal["release-notice", "licence-recall", "dip-breach"]
 assert set(MessageTypeName.__args__) == set(MESSAGE_TYPES)  # type: ignore[attr-defined]  # noqa: S101
@@ -183,14 +183,18 @@ def _shown_once(row: dict[str, Any]) -> str | None:
     return secret if secret and signing.scheme_of(secret) == "v1" else None
 
 
-@router.post("/v1/subscriptions", status_code=201, response_model=SubscriptionCreated)
+@router.post(
+    "/v1/subscriptions",
+    status_code=201,
+    response_model=SubscriptionCreated,
+    dependencies=[needs_scope("subscriptions:manage")],
+)
 async def create_subscription(
     body: SubscriptionCreate, runtime: RuntimeDep, agency: CurrentAgency
 ) -> SubscriptionCreated:
     """Subscribe. A v1 webhook subscription's response carries its `whsec_` secret, shown
     only here; a v1a one's carries its `whpk_` public key (the secret key stays with the
     broker)."""
-    require_scope(agency, "subscriptions:manage")
     webhook = body.webhook
     if webhook is not None:
         # https only in production; never loopback, private, link-local or metadata addresses
@@ -211,11 +215,14 @@ async def create_subscription(
     return SubscriptionCreated(**_public(row, runtime).model_dump(), secret=_shown_once(row))
 
 
-@router.get("/v1/subscriptions", response_model=list[SubscriptionPublic])
+@router.get(
+    "/v1/subscriptions",
+    response_model=list[SubscriptionPublic],
+    dependencies=[needs_scope("subscriptions:manage")],
+)
 async def list_subscriptions(
     runtime: RuntimeDep, agency: CurrentAgency
 ) -> list[SubscriptionPublic]:
-    require_scope(agency, "subscriptions:manage")
     rows = await runtime.store.list_subscriptions(agency.party)
     return [_public(r, runtime) for r in rows if r["status"] != "deleted"]
 
@@ -224,6 +231,7 @@ async def list_subscriptions(
     "/v1/subscriptions/{subscription_id}/enable",
     response_model=SubscriptionPublic,
     responses={404: {"description": "No such subscription of the caller's"}},
+    dependencies=[needs_scope("subscriptions:manage")],
 )
 async def enable_subscription(
     subscription_id: SubscriptionId, runtime: RuntimeDep, agency: CurrentAgency
@@ -231,7 +239,6 @@ async def enable_subscription(
     """Re-enable a subscription disabled after a 410 Gone or a long run of failures. What it
     missed meanwhile is in the dead letters: replay them with
     ``POST /v1/dead-letters/replay``."""
-    require_scope(agency, "subscriptions:manage")
     row = await runtime.store.enable_subscription(agency.party, subscription_id)
     if row is None:
         raise NotFound(f"no subscription {subscription_id!r}")
@@ -242,11 +249,11 @@ async def enable_subscription(
     "/v1/subscriptions/{subscription_id}",
     status_code=204,
     responses={404: {"description": "No such subscription of the caller's"}},
+    dependencies=[needs_scope("subscriptions:manage")],
 )
 async def delete_subscription(
     subscription_id: SubscriptionId, runtime: RuntimeDep, agency: CurrentAgency
 ) -> Response:
-    require_scope(agency, "subscriptions:manage")
     if not await runtime.store.delete_subscription(agency.party, subscription_id):
         raise NotFound(f"no subscription {subscription_id!r}")
     return Response(status_code=204)
@@ -256,6 +263,7 @@ async def delete_subscription(
     "/v1/subscriptions/{subscription_id}/rotate-secret",
     response_model=SubscriptionSecretRotated,
     responses={404: {"description": "No such webhook subscription of the caller's"}},
+    dependencies=[needs_scope("subscriptions:manage")],
 )
 async def rotate_subscription_secret(
     subscription_id: SubscriptionId,
@@ -272,7 +280,6 @@ async def rotate_subscription_secret(
     can switch to the new key at its own pace (Standard Webhooks, Webhook headers). Until then
     `previous_secret_until` says when the previous key stops signing. Rotating again during an
     overlap drops the oldest key at once. Inbox and Kafka subscriptions have no key: 404."""
-    require_scope(agency, "subscriptions:manage")
     overlap = runtime.settings.webhook_secret_overlap_seconds
     if body is not None and body.overlap_seconds is not None:
         overlap = body.overlap_seconds
