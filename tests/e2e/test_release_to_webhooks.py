@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -18,34 +17,11 @@ from services.demo.agency import AgencyClient
 from services.demo.receivers import Receivers
 from services.demo.scenario import run_demo
 from services.system import System, ensure_demo_clients, settings_for_local
-from tests.conftest import KAFKA_COMPAT
 from tests.factories import release_notice
 
 pytestmark = pytest.mark.integration
 
 RECIPIENTS = ["eastborough-vawg", "eastborough-housing", "eastborough-police-iom"]
-
-
-@pytest.fixture
-async def receivers() -> AsyncIterator[Receivers]:
-    r = await Receivers(verify=False).start()  # signatures are checked below
-    yield r
-    await r.stop()
-
-
-@pytest.fixture
-async def system(tmp_path: Path, kafka_bootstrap: str) -> AsyncIterator[System]:
-    settings = settings_for_local(
-        tmp_path / "data",
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_compat=KAFKA_COMPAT,
-        kafka_topic_prefix=f"e2e{uuid.uuid4().hex[:8]}",
-        relay_poll_seconds=0.2,
-        webhook_retry_schedule=(0, 0.05, 0.1),
-    )
-    s = await System(settings).start()
-    yield s
-    await s.stop()
 
 
 async def _agencies(system: System) -> dict[str, AgencyClient]:

@@ -8,9 +8,7 @@ headers"); with no overlap only the new key signs."""
 from __future__ import annotations
 
 import base64
-import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,38 +19,13 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from services.core.webhooks import signing
 from services.demo.agency import AgencyClient
 from services.demo.receivers import Received, Receivers
-from services.system import System, ensure_demo_clients, settings_for_local
-from tests.conftest import KAFKA_COMPAT
+from services.system import System, ensure_demo_clients
 from tests.factories import release_notice
 
 pytestmark = pytest.mark.integration
 
 PRISON = "hmp-northgate"
 VAWG = "eastborough-vawg"
-
-
-@pytest.fixture
-async def receivers() -> AsyncIterator[Receivers]:
-    r = await Receivers(verify=False).start()  # signatures are checked below
-    yield r
-    await r.stop()
-
-
-@pytest.fixture
-async def system(tmp_path: Path, kafka_bootstrap: str) -> AsyncIterator[System]:
-    settings = settings_for_local(
-        tmp_path / "data",
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_compat=KAFKA_COMPAT,
-        kafka_topic_prefix=f"rot{uuid.uuid4().hex[:8]}",
-        relay_poll_seconds=0.2,
-        webhook_retry_schedule=(0, 0.05, 0.1),
-        # the receivers listen on loopback
-        webhook_allowed_networks=("127.0.0.0/8",),
-    )
-    s = await System(settings).start()
-    yield s
-    await s.stop()
 
 
 @pytest.fixture

@@ -135,6 +135,20 @@ async def test_bad_client_assertions_are_refused(
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
 
 
+def _claims(runtime: Runtime, now: int) -> dict[str, object]:
+    """The claims of an access token of ours, valid for a minute from ``now``."""
+    s = runtime.settings
+    return {
+        "iss": s.issuer,
+        "aud": s.token_audience,
+        "sub": "x",
+        "party": "hmp-northgate",
+        "scope": "publish:release-notice",
+        "iat": now,
+        "exp": now + 60,
+    }
+
+
 def _b64(d: dict[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
 
@@ -146,17 +160,8 @@ def _b64(d: dict[str, object]) -> str:
 async def test_forged_access_tokens_are_401(
     http: httpx.AsyncClient, runtime: Runtime, kind: str
 ) -> None:
-    s = runtime.settings
     now = int(time.time())
-    claims = {
-        "iss": s.issuer,
-        "aud": s.token_audience,
-        "sub": "x",
-        "party": "hmp-northgate",
-        "scope": "publish:release-notice",
-        "iat": now,
-        "exp": now + 60,
-    }
+    claims = _claims(runtime, now)
     own = runtime.keys.signing_key()
     if kind == "alg_none":
         token = f"{_b64({'alg': 'none', 'typ': 'at+jwt'})}.{_b64(claims)}."
@@ -256,17 +261,8 @@ async def test_signing_key_rotation_keeps_old_tokens_valid_until_expiry(
 
 
 async def test_a_token_without_kid_is_refused(http: httpx.AsyncClient, runtime: Runtime) -> None:
-    s = runtime.settings
     now = int(time.time())
-    claims = {
-        "iss": s.issuer,
-        "aud": s.token_audience,
-        "sub": "x",
-        "party": "hmp-northgate",
-        "scope": "publish:release-notice",
-        "iat": now,
-        "exp": now + 60,
-    }
+    claims = _claims(runtime, now)
     token = jwt.encode({"alg": "ES256", "typ": "at+jwt"}, claims, runtime.keys.signing_key())
     r = await http.get("/v1/subscriptions", headers=bearer(token))
     assert r.status_code == 401 and problem_of(r)["code"] == "unauthenticated"
