@@ -150,6 +150,10 @@ class Deployment:
         return c["client_id"], c["client_secret"]
 
 
+#: the load generator publishes as fast as it can: measuring rate limits is not its job
+UNLIMITED = {"ISA_BROKER_RATE_LIMIT_PER_MINUTE": "0", "ISA_BROKER_TOKEN_RATE_LIMIT_PER_MINUTE": "0"}
+
+
 def _clean_environ() -> dict[str, str]:
     """The test's environment without the product's settings (the scenario sets those) and
     without tracemalloc, which would slow the product's processes to a crawl."""
@@ -181,9 +185,7 @@ def start_separate(
             "ISA_BROKER_DATA_DIR": str(tmp_path / "data"),
             # the scenario's webhook receivers listen on this machine
             "ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
-            # the load generator publishes as fast as it can: measuring limits is not its job
-            "ISA_BROKER_RATE_LIMIT_PER_MINUTE": "0",
-            "ISA_BROKER_TOKEN_RATE_LIMIT_PER_MINUTE": "0",
+            **UNLIMITED,
             "ISA_BROKER_PORT": str(port),
             "ISA_BROKER_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "ISA_BROKER_RELAY_POLL_SECONDS": "0.2",
@@ -223,6 +225,7 @@ def start_dev(tmp_path: Path, procs: Procs, farm: ReceiverFarm) -> StartDev:
             "ISA_BROKER_RELAY_POLL_SECONDS": "0.2",
             "ISA_BROKER_WEBHOOK_ALLOW_HTTP": "true",
             "ISA_BROKER_WEBHOOK_RETRY_SCHEDULE": QUICK_RETRIES,
+            **UNLIMITED,
             **extra_env,
         }
         dev = procs.add("dev", ["dev", "--data-dir", str(data_dir), "--port", str(port)], env)
