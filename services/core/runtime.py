@@ -3,10 +3,9 @@ engine, the key store and the Kafka profile. Gateway and router both take a ``Ru
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .clock import Clock, utc_now
 from .crypto.keys import KeyStore
 from .crypto.signing_keys import RotationPolicy
 from .isa import IsaEngine, load_policies
@@ -14,8 +13,6 @@ from .kafka.config import KafkaProfile
 from .messages import MESSAGE_TYPES
 from .settings import Settings
 from .store import Store
-
-Clock = Callable[[], dt.datetime]
 
 #: Information governance officers: read any decision and the whole disclosure log. Never
 #: granted by default.
@@ -36,10 +33,6 @@ SCOPE_DESCRIPTIONS = {
     IG_AUDIT_SCOPE: "read any decision and the whole disclosure log (IG officers)",
     ADMIN_SCOPE: "register and disable clients, rotate the token-signing key (operators)",
 }
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass

@@ -50,6 +50,17 @@ messages = sa.Table(
     # set when the router has recorded a delivery row for every recipient; a message left
     # unrouted past a threshold is published again by the reconciler
     sa.Column("routed_at", TS),
+    # lifecycle: an update (amendment, cancellation, confirmation, outcome) is a message of
+    # its own that refers to the original (``refers_to``); the original carries the current
+    # ``state`` and ``version`` of the whole chain
+    sa.Column("refers_to", sa.String(36), index=True),
+    sa.Column("lifecycle", sa.String(16)),
+    sa.Column("state", sa.String(16)),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    # computed at intake: notice period, days early, short notice, STL expiry (no personal data)
+    sa.Column("timeliness", sa.JSON),
+    # 1: the priority lane (a recall of a person unlawfully at large); 0 otherwise
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint("client_id", "idempotency_key", name="uq_messages_idempotency"),
     sa.Index("ix_messages_unrouted", "person", "routed_at", "accepted_at"),
 )
@@ -85,6 +96,18 @@ subscriptions = sa.Table(
     sa.Column("status_reason", sa.String(500)),
     # first failure of the current run of failures; cleared by a success
     sa.Column("failing_since", TS),
+    # narrowing filters (local authority, PDU, risk flags, cohort); see services.core.filters
+    sa.Column("filters", sa.JSON),
+)
+
+# an IOM team's watch-list: the people a subscription's cohort filter matches, each kept as
+# the keyed pseudonym messages carry, never the identifier in clear
+cohort_members = sa.Table(
+    "cohort_members",
+    metadata,
+    sa.Column("subscription_id", sa.String(36), primary_key=True),
+    sa.Column("person", sa.String(64), primary_key=True),
+    sa.Column("added_at", TS, nullable=False),
 )
 
 deliveries = sa.Table(
@@ -113,6 +136,9 @@ deliveries = sa.Table(
     sa.Column("retry_index", sa.Integer, nullable=False, server_default="0"),
     sa.Column("lease_owner", sa.String(64)),
     sa.Column("lease_until", TS),
+    # copied from the message: the priority lane is attempted first
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("delivered_at", TS),
     sa.UniqueConstraint("message_id", "recipient", "subscription_id", name="uq_delivery"),
     sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
     sa.Index("ix_deliveries_order", "subscription_id", "person", "status"),
@@ -165,4 +191,56 @@ audit = sa.Table(
     sa.Column("recipient", sa.String(64)),
     sa.Column("person", sa.String(64)),
     sa.Column("detail", sa.JSON, nullable=False),
+)
+
+# Acknowledgement duties a flow of an agreement puts on a recipient: acknowledge by ``due_at``
+# or the duty escalates to the sender and the agreement's escalation parties.
+duties = sa.Table(
+    "duties",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    # the original message (root of the lifecycle chain) the duty is about
+    sa.Column("message_id", sa.String(36), nullable=False, index=True),
+    sa.Column("message_type", sa.String(64), nullable=False),
+    sa.Column("person", sa.String(64), nullable=False),
+    sa.Column("sender", sa.String(64), nullable=False, index=True),
+    sa.Column("recipient", sa.String(64), nullable=False, index=True),
+    sa.Column("agreement", sa.String(64), nullable=False),
+    sa.Column("agreement_version", sa.String(16), nullable=False),
+    sa.Column("flow", sa.String(64), nullable=False),
+    sa.Column("rule", sa.String(200), nullable=False),
+    sa.Column("escalate_to", sa.JSON, nullable=False),
+    sa.Column("due_at", TS, nullable=False),
+    # open | acknowledged | escalated | cleared (the notice was cancelled)
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("updated_at", TS, nullable=False),
+    sa.Column("acknowledged_at", TS),
+    sa.Column("acknowledged_by", sa.String(64)),
+    sa.Column("action", sa.String(64)),
+    sa.Column("late", sa.Boolean),
+    sa.Column("escalated_at", TS),
+    sa.UniqueConstraint("message_id", "recipient", "agreement", "flow", name="uq_duty"),
+    sa.Index("ix_duties_status_due", "status", "due_at"),
+)
+
+# The durable scheduler: one row per deadline or reminder. A row fires once (a conditional
+# update claims it), whichever router instance sees it due first.
+timers = sa.Table(
+    "timers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("subject", sa.String(40), nullable=False),
+    sa.Column("due_at", TS, nullable=False),
+    # pending | done | cancelled
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_until", TS),
+    sa.Column("fired_at", TS),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.String(500)),
+    sa.Column("detail", sa.JSON),
+    sa.UniqueConstraint("kind", "subject", name="uq_timer"),
+    sa.Index("ix_timers_due", "status", "due_at"),
 )
