@@ -83,8 +83,17 @@ async def _serve(args: argparse.Namespace) -> int:
 
 async def _demo(args: argparse.Namespace) -> int:
     from .demo.scenario import run_demo
+    from .demo.tranche import run_tranche
 
-    return 0 if await run_demo(args.data_dir) else 1
+    ok = True
+    if args.scenario in ("basic", "all"):
+        ok = await run_demo(args.data_dir) and ok
+    if args.scenario in ("tranche", "all"):
+        if args.scenario == "all":
+            print()
+        passed, _ = await run_tranche(args.data_dir, notices=args.notices)
+        ok = passed and ok
+    return 0 if ok else 1
 
 
 async def _clients_create(args: argparse.Namespace) -> int:
@@ -353,8 +362,19 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("router", help="run the router, one member of its consumer group")
     p.set_defaults(run=_serve, is_async=True)
 
-    p = sub.add_parser("demo", help="run the scripted scenario on a fresh embedded system")
+    p = sub.add_parser("demo", help="run the scripted scenarios on a fresh embedded system")
     p.add_argument("--data-dir", type=Path)
+    p.add_argument(
+        "--scenario",
+        choices=("basic", "tranche", "all"),
+        default="all",
+        help="basic: one release notice and its projections; tranche: a batch of early "
+        "releases, amendments, cancellations, DIP breaches and a recall over three simulated "
+        "weeks, with the partnership board summary (default: both)",
+    )
+    p.add_argument(
+        "--notices", type=int, default=300, help="release notices in the tranche (default 300)"
+    )
     p.set_defaults(run=_demo, is_async=True)
 
     clients = sub.add_parser("clients", help="manage OAuth clients").add_subparsers(

@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from .core.clients import create_client
+from .core.clock import Clock
 from .core.crypto.signing_keys import write_private_file
 from .core.errors import ConfigurationError, Unavailable
 from .core.isa.reload import PolicyWatcher
@@ -24,6 +25,7 @@ from .core.kafka.publisher import KafkaPublisher
 from .core.outbox import OutboxRelay
 from .core.runtime import Runtime
 from .core.settings import Settings
+from .core.timeliness.scheduler import Scheduler
 from .gateway.app import create_app
 from .router.router import Router
 
@@ -31,12 +33,15 @@ log = logging.getLogger("isa_broker.system")
 
 
 class System:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
+        #: business time for every part (tests and the demo move it); real time if None
+        self.clock = clock
         self.broker: EmbeddedBroker | None = None
         self.runtime: Runtime | None = None
         self.publisher: KafkaPublisher | None = None
         self.router: Router | None = None
+        self.scheduler: Scheduler | None = None
         self.relay: OutboxRelay | None = None
         self.broker_restarts = 0
         self._broker_started = dt.datetime.now(dt.UTC)
@@ -72,6 +77,8 @@ class System:
             bootstrap, embedded = self.broker.bootstrap_servers, True
         try:
             self.runtime = await Runtime.create(s, bootstrap, embedded=embedded)
+            if self.clock is not None:
+                self.runtime.clock = self.clock
             await self.runtime.ensure_topics()
             self.publisher = KafkaPublisher(self.runtime.kafka)
             await self.publisher.start()
@@ -86,6 +93,12 @@ class System:
                 self._tasks.append(
                     asyncio.create_task(self.router.dispatcher.run(), name="dispatcher")
                 )
+                # deadlines and reminders (services.core.timeliness.scheduler)
+                self.scheduler = Scheduler(
+                    self.runtime, self.router.dispatcher.owner, self.router.dispatcher.wake
+                )
+                self.router.on_timers = self.scheduler.wake
+                self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
             if self.broker is not None:
                 self._tasks.append(asyncio.create_task(self._supervise(), name="broker-supervisor"))
         except BaseException:

@@ -9,7 +9,11 @@ an HTTP ``status`` and a ``title``; the gateway renders them all as RFC 9457 pro
     ├── NotFound                    404
     │   └── UnknownMessageType      404
     ├── Conflict                    409
-    │   └── IdempotencyKeyReused    409
+    │   ├── IdempotencyKeyReused    409
+    │   ├── DutyCleared             409  (acknowledging a duty that was cleared)
+    │   └── LifecycleConflict       409  (not_a_release_notice, not_a_dip_breach,
+    │                                     notice_cancelled, notice_released, breach_closed,
+    │                                     breach_expired, concurrent_update)
     ├── PayloadTooLarge             413
     ├── UnsupportedMediaType        415  (names the expected media type)
     ├── RequestHeaderTooLarge       431  (names the header)
@@ -17,6 +21,7 @@ an HTTP ``status`` and a ``title``; the gateway renders them all as RFC 9457 pro
     ├── InvalidRequest              400
     │   ├── InvalidClient           401  (OAuth token endpoint, RFC 6749 s5.2)
     │   └── JsonTooDeep             400  (nesting beyond the configured depth; names it)
+    ├── ActionNotAllowed            422  (names the flow's allowed action codes)
     ├── ValidationFailed            422  (carries a list of {pointer, message})
     │   └── MalformedJson           422  (not UTF-8 JSON, NaN, lone surrogate, U+0000)
     ├── ConfigurationError          (start-up; never sent to a client)
@@ -93,6 +98,59 @@ class Conflict(IsaBrokerError):
 class IdempotencyKeyReused(Conflict):
     code = "idempotency_key_reused"
     title = "Idempotency-Key was already used with a different request"
+
+
+class LifecycleConflict(Conflict):
+    """An update (amend, cancel, confirm-release, outcome) that the message's type or current
+    state does not allow. Each subclass names the state or type that refused it."""
+
+    code = "lifecycle_conflict"
+    title = "The message's type or state does not allow this update"
+
+
+class NotAReleaseNotice(LifecycleConflict):
+    code = "not_a_release_notice"
+
+
+class NotADipBreach(LifecycleConflict):
+    code = "not_a_dip_breach"
+
+
+class NoticeCancelled(LifecycleConflict):
+    code = "notice_cancelled"
+
+
+class NoticeReleased(LifecycleConflict):
+    code = "notice_released"
+
+
+class BreachClosed(LifecycleConflict):
+    code = "breach_closed"
+
+
+class BreachExpired(LifecycleConflict):
+    code = "breach_expired"
+
+
+class ConcurrentUpdate(LifecycleConflict):
+    code = "concurrent_update"
+    title = "Another update to this message was accepted at the same time; retry"
+
+
+class DutyCleared(Conflict):
+    """The duty was cleared (the notice was cancelled, or amended so that the party is no
+    longer entitled): there is nothing left to acknowledge."""
+
+    code = "duty_cleared"
+    title = "The duty was cleared; there is nothing to acknowledge"
+
+
+class ActionNotAllowed(IsaBrokerError, ValueError):
+    """An acknowledgement's action code is not one the agreement's flow allows."""
+
+    code = "action_not_allowed"
+    status = 422
+    title = "The action is not one the agreement allows"
 
 
 class PayloadTooLarge(IsaBrokerError):

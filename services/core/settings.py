@@ -182,6 +182,15 @@ class Settings(BaseSettings):
         "disabled; its pending deliveries are dead-lettered and its owner and the senders "
         "are told on their inbox feed.",
     )
+    priority_lane_reserved_slots: int = Field(
+        default=8,
+        ge=0,
+        le=32,
+        description="Of a router's 64 attempts in flight, this many are kept for the priority "
+        "lane (licence recalls of people unlawfully at large), so a backlog of ordinary "
+        "traffic cannot hold a recall back; 0 disables the reserve (priority deliveries are "
+        "still attempted first).",
+    )
     dispatch_poll_seconds: float = Field(
         default=0.5,
         gt=0,
@@ -196,6 +205,26 @@ class Settings(BaseSettings):
         description="An accepted message that the router has not routed this long after it "
         "was published is published again (the broker may have lost it). Repeats back off "
         "exponentially up to 64 times this.",
+    )
+    short_notice_days: float = Field(
+        default=2.0,
+        ge=0,
+        le=365,
+        description="A release notice whose notice period (time from notification to the "
+        "release date) is under this many days is flagged short notice.",
+    )
+    dip_reminder_days: tuple[int, ...] = Field(
+        default=(7, 2),
+        max_length=10,
+        description="Reminders of an open DIP breach go to its responsible recipients this many "
+        "days before its statutory time limit expires, as a JSON list.",
+    )
+    scheduler_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often the router looks for deadlines and reminders that have fallen "
+        "due (escalations, DIP reminders and expiries).",
     )
     inbox_max_wait_seconds: float = Field(
         default=30.0,

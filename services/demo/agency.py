@@ -31,14 +31,20 @@ class AgencyClient:
         return self._token
 
     async def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {await self.token()}", **kw.pop("headers", {})}
-        return await self._http.request(method, path, headers=headers, **kw)
+        extra = kw.pop("headers", {})
+        headers = {"Authorization": f"Bearer {await self.token()}", **extra}
+        r = await self._http.request(method, path, headers=headers, **kw)
+        if r.status_code == 401:  # the token expired (the demo moves the clock): fetch another
+            self._token = None
+            headers = {"Authorization": f"Bearer {await self.token()}", **extra}
+            r = await self._http.request(method, path, headers=headers, **kw)
+        return r
 
-    async def subscribe(self, message_types: list[str], url: str) -> dict[str, Any]:
+    async def subscribe(self, message_types: list[str], url: str, **extra: Any) -> dict[str, Any]:
         r = await self.request(
             "POST",
             "/v1/subscriptions",
-            json={"message_types": message_types, "webhook": {"url": url}},
+            json={"message_types": message_types, "webhook": {"url": url}, **extra},
         )
         r.raise_for_status()
         body: dict[str, Any] = r.json()

@@ -30,7 +30,18 @@ from services.core.errors import InvalidClient, InvalidRequest, RateLimited
 from services.core.outbox import OutboxRelay
 from services.core.runtime import ALL_SCOPES, Runtime
 
-from . import admin, audit, decisions, deliveries, messages, problems, subscriptions
+from . import (
+    admin,
+    audit,
+    decisions,
+    deliveries,
+    duties,
+    lifecycle,
+    messages,
+    problems,
+    reports,
+    subscriptions,
+)
 from .limits import Monotonic, RateLimits, RequestLimits, nesting_exceeds
 from .oauth import TokenService
 from .openapi import build as build_openapi
@@ -40,10 +51,13 @@ log = logging.getLogger("isa_broker.gateway")
 API_VERSION = "0.1.0"
 ROUTERS = (
     messages.router,
+    lifecycle.router,
     subscriptions.router,
     deliveries.router,
     decisions.router,
     audit.router,
+    reports.router,
+    duties.router,
     admin.router,
 )
 

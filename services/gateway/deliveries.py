@@ -110,6 +110,50 @@ async def list_deliveries(
     return [_public(r) for r in rows]
 
 
+class LaneLatency(BaseModel):
+    count: int
+    p50_ms: float | None
+    p95_ms: float | None
+    max_ms: float | None
+
+
+class DeliveryLatency(BaseModel):
+    since: dt.datetime | None
+    until: dt.datetime | None
+    received: dict[str, LaneLatency] = Field(
+        description="Deliveries to the caller, per lane: delivered_at - accepted_at"
+    )
+    sent: dict[str, LaneLatency] = Field(
+        description="Deliveries of the caller's messages to any recipient, per lane"
+    )
+
+
+# declared before /v1/deliveries/{delivery_id}, which would otherwise take "latency" as an id
+@router.get(
+    "/v1/deliveries/latency",
+    response_model=DeliveryLatency,
+    dependencies=[needs_scope("deliveries:read")],
+)
+async def delivery_latency(
+    runtime: RuntimeDep,
+    agency: CurrentAgency,
+    since: Annotated[AwareDatetime | None, Query(description="delivered at or after")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="delivered before")] = None,
+) -> DeliveryLatency:
+    """How long deliveries took, from acceptance at the gateway to the successful attempt,
+    per lane: ``priority`` (licence recalls of people unlawfully at large) and ``normal``.
+    Counts and milliseconds only."""
+    store = runtime.store
+    received = await store.delivery_latency_by_lane(since, until, recipient=agency.party)
+    sent = await store.delivery_latency_by_lane(since, until, sender=agency.party)
+    return DeliveryLatency(
+        since=since,
+        until=until,
+        received={k: LaneLatency.model_validate(v) for k, v in received.items()},
+        sent={k: LaneLatency.model_validate(v) for k, v in sent.items()},
+    )
+
+
 @router.get(
     "/v1/deliveries/{delivery_id}",
     response_model=DeliveryDetail,

@@ -11,6 +11,8 @@ import hashlib
 import json
 import logging
 import uuid
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
@@ -26,6 +28,9 @@ from services.core.errors import (
 from services.core.isa.engine import Decision
 from services.core.messages import MESSAGE_TYPES, MessageType, get_message_type
 from services.core.runtime import Runtime
+from services.core.timeliness.lifecycle import ORIGINAL, Transition, initial_state, own_version
+from services.core.timeliness.notice import timeliness_of
+from services.core.timeliness.priority import priority_of
 
 from .deps import CurrentAgency, RelayDep, RuntimeDep, needs_scope
 
@@ -72,12 +77,22 @@ class MessageAccepted(BaseModel):
     id: str
     status: str = "accepted"
     message_type: str
+    lifecycle: str = Field(
+        "original", description="original | amended | cancelled | released | outcome"
+    )
+    refers_to: str | None = Field(None, description="An update's original (root) message id")
+    version: int = Field(1, description="1 for an original; each update the next number")
     recipients: list[RecipientPublic]
     agreements: list[AgreementRef]
     not_applied: list[NotApplied] = Field(
         description="Candidate flows that shared nothing, and the rule that failed"
     )
     warnings: list[str] = Field(description="e.g. an agreement whose review date has passed")
+    timeliness: dict[str, Any] | None = Field(
+        None,
+        description="Release notices: notice_days, days_early, short_notice, "
+        "short_notice_threshold_days (see the notice period in the integrators' guide)",
+    )
 
 
 def person_identifier(payload: dict[str, Any]) -> str:
@@ -90,10 +105,16 @@ def person_identifier(payload: dict[str, Any]) -> str:
     raise InvalidRequest("person has no identifier")  # the schema already requires one
 
 
-def accepted_body(message_id: str, decision: Decision, payload: dict[str, Any]) -> MessageAccepted:
+def accepted_body(message: dict[str, Any]) -> MessageAccepted:
+    """The 202 answer for a stored message row (fresh, or replayed for an Idempotency-Key)."""
+    decision = Decision.from_dict(message["decision"])
+    payload = message["payload"]
     return MessageAccepted(
-        id=message_id,
+        id=message["id"],
         message_type=decision.message_type,
+        lifecycle=message.get("lifecycle") or ORIGINAL,
+        refers_to=message.get("refers_to"),
+        version=own_version(message),
         recipients=[
             RecipientPublic(
                 party=r.party,
@@ -111,7 +132,42 @@ def accepted_body(message_id: str, decision: Decision, payload: dict[str, Any]) 
         agreements=[AgreementRef(**a) for a in decision.agreements],
         not_applied=[NotApplied(**c.to_dict()) for c in decision.considered],
         warnings=list(decision.warnings),
+        timeliness=message.get("timeliness"),
     )
+
+
+@dataclass(frozen=True)
+class Update:
+    """What makes a message an update (see :mod:`services.core.timeliness.lifecycle`): the
+    root as it was read, the transition, a decision when it is built rather than decided (a
+    cancellation's, with each party's basis version), and lifecycle facts for its timeliness
+    (a cancellation's reason, the time of release, an outcome's date)."""
+
+    root: dict[str, Any]
+    transition: Transition
+    decision: Decision | None = None
+    basis: dict[str, str] | None = None
+    facts: dict[str, Any] = dc_field(default_factory=dict)
+
+
+def request_hash(*parts: Any) -> str:
+    """What an Idempotency-Key stands for: the same key with another request is a 409."""
+    return hashlib.sha256(json.dumps(list(parts), sort_keys=True).encode()).hexdigest()
+
+
+async def replay_if_seen(
+    runtime: Runtime, agency: Any, idempotency_key: str | None, request: str
+) -> JSONResponse | None:
+    """The original 202 when this client already used ``idempotency_key`` (and it has not
+    expired); a 409 when it used it for another request; None when it is new."""
+    if idempotency_key is None:
+        return None
+    ttl = dt.timedelta(hours=runtime.settings.idempotency_key_ttl_hours)
+    await runtime.store.release_idempotency_key(
+        agency.client_id, idempotency_key, runtime.clock() - ttl
+    )
+    existing = await runtime.store.find_idempotent(agency.client_id, idempotency_key)
+    return None if existing is None else _replayed(existing, request)
 
 
 async def accept(
@@ -123,31 +179,63 @@ async def accept(
     purposes: list[str] | None,
     idempotency_key: str | None,
 ) -> JSONResponse:
+    """Intake of an original message."""
     payload = mt.validate_json(body)
-    request_hash = hashlib.sha256(
-        json.dumps([mt.name, sorted(purposes or []), payload], sort_keys=True).encode()
-    ).hexdigest()
-    if idempotency_key is not None:
-        ttl = dt.timedelta(hours=runtime.settings.idempotency_key_ttl_hours)
-        await runtime.store.release_idempotency_key(
-            agency.client_id, idempotency_key, runtime.clock() - ttl
-        )
-        existing = await runtime.store.find_idempotent(agency.client_id, idempotency_key)
-        if existing is not None:
-            return _replayed(existing, request_hash)
+    request = request_hash(mt.name, sorted(purposes or []), payload)
+    replayed = await replay_if_seen(runtime, agency, idempotency_key, request)
+    if replayed is not None:
+        return replayed
+    accepted = await store_message(
+        runtime, relay, agency, mt, payload, purposes, idempotency_key, request
+    )
+    assert accepted is not None  # noqa: S101 - only an update can find its root moved on
+    return accepted
+
+
+async def store_message(
+    runtime: Runtime,
+    relay: Any,
+    agency: Any,
+    mt: MessageType,
+    payload: dict[str, Any],
+    purposes: list[str] | None,
+    idempotency_key: str | None,
+    request: str,
+    update: Update | None = None,
+) -> JSONResponse | None:
+    """Decide, store (with its outbox row, so that it is published and routed like any
+    message) and answer 202: an original, or an ``update`` to a root message. An update
+    keeps its root's person pseudonym, so that it is published with the same Kafka key and
+    reaches each recipient after what it updates. Returns None, storing nothing, when the
+    update's root changed state or version since it was read (the caller reads it again)."""
     now = runtime.clock()
-    person = runtime.keys.pseudonymise(person_identifier(payload))
-    try:
-        decision = runtime.engine.decide(agency.party, mt.name, now, purposes, payload)
-    except SharingRefused as e:
-        await runtime.store.audit(
-            "refused",
-            message_type=mt.name,
-            actor=agency.party,
-            person=person,
-            detail={"client_id": agency.client_id, "reason": e.reason, "purposes": purposes or []},
-        )
-        raise
+    person = (
+        update.root["person"]
+        if update is not None
+        else runtime.keys.pseudonymise(person_identifier(payload))
+    )
+    if update is not None and update.decision is not None:
+        decision = update.decision
+    else:
+        try:
+            decision = runtime.engine.decide(agency.party, mt.name, now, purposes, payload)
+        except SharingRefused as e:
+            await runtime.store.audit(
+                "refused",
+                message_type=mt.name,
+                actor=agency.party,
+                person=person,
+                message_id=update.root["id"] if update is not None else None,
+                detail={
+                    "client_id": agency.client_id,
+                    "reason": e.reason,
+                    "purposes": purposes or [],
+                },
+            )
+            raise
+    timeliness = timeliness_of(mt.name, payload, now, runtime.settings.short_notice_days)
+    if update is not None and update.facts:
+        timeliness = {**(timeliness or {}), **update.facts}
     message_id = str(uuid.uuid4())
     row = {
         "id": message_id,
@@ -161,33 +249,59 @@ async def accept(
         "status": "pending",
         "accepted_at": now,
         "idempotency_key": idempotency_key,
-        "request_hash": request_hash,
+        "request_hash": request,
+        "timeliness": timeliness,
+        "priority": priority_of(mt.name, payload),
     }
-    existing = await runtime.store.accept_message(row, runtime.kafka.topic(mt.name))
+    topic = runtime.kafka.topic(mt.name)
+    if update is None:
+        row["state"] = initial_state(mt.name, payload)
+        existing = await runtime.store.accept_message(row, topic)
+    else:
+        t = update.transition
+        row["refers_to"] = update.root["id"]
+        row["lifecycle"] = t.lifecycle
+        if update.basis is not None:
+            row["decision"]["basis"] = update.basis
+        result = await runtime.store.accept_update(
+            row,
+            topic,
+            expected_version=int(update.root["version"]),
+            from_states=t.from_states,
+            to_state=t.to_state,
+            audit_event=t.audit_event,
+            audit_detail={k: v for k, v in update.facts.items() if k in AUDITED_FACTS},
+        )
+        if not result.stored and result.existing is None:
+            return None
+        existing = result.existing
+        row["version"] = int(update.root["version"]) + 1
     if existing is not None:  # a concurrent request with the same key won the race
-        return _replayed(existing, request_hash)
+        return _replayed(existing, request)
     if relay is not None:
         relay.notify()
     log.info(
-        "accepted message_id=%s type=%s sender=%s recipients=%d",
+        "accepted message_id=%s type=%s lifecycle=%s sender=%s recipients=%d",
         message_id,
         mt.name,
+        row.get("lifecycle") or ORIGINAL,
         agency.party,
         len(decision.recipients),
     )
-    body_out = accepted_body(message_id, decision, payload)
-    return JSONResponse(body_out.model_dump(), status_code=202)
+    return JSONResponse(accepted_body(row).model_dump(mode="json"), status_code=202)
 
 
-def _replayed(existing: dict[str, Any], request_hash: str) -> JSONResponse:
-    if existing["request_hash"] != request_hash:
+#: lifecycle facts that are enumerations or dates, fit for the disclosure log
+AUDITED_FACTS = frozenset({"reason", "outcome", "outcome_date"})
+
+
+def _replayed(existing: dict[str, Any], request: str) -> JSONResponse:
+    if existing["request_hash"] != request:
         raise IdempotencyKeyReused(
             "this Idempotency-Key was used for a different request; use a new key"
         )
-    decision = Decision.from_dict(existing["decision"])
-    body = accepted_body(existing["id"], decision, existing["payload"])
     return JSONResponse(
-        body.model_dump(),
+        accepted_body(existing).model_dump(mode="json"),
         status_code=202,
         headers={"Idempotent-Replayed": "true"},
     )

@@ -18,9 +18,15 @@ from fastapi import APIRouter, Body, Path
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from services.core.errors import NotFound
+from services.core.errors import NotFound, ValidationFailed
 from services.core.messages import MESSAGE_TYPES
 from services.core.runtime import Runtime
+from services.core.timeliness.filters import (
+    MAX_COHORT,
+    CohortChange,
+    SubscriptionFilters,
+    check_filters,
+)
 from services.core.webhooks import signing
 from services.core.webhooks.signing import SignatureScheme
 from services.core.webhooks.urls import UrlPolicy, check_webhook_url
@@ -65,6 +71,13 @@ class SubscriptionCreate(BaseModel):
         description="Webhook only. v1: HMAC-SHA256 with a `whsec_` secret, returned once; "
         "v1a: ed25519, the broker keeps the secret key and returns the `whpk_` public key "
         "(Standard Webhooks, Signature scheme).",
+    )
+
+    filters: SubscriptionFilters | None = Field(
+        default=None,
+        description="Narrowing filters: only messages matching all of them are delivered. "
+        "They can only narrow what the agreements allow; one that could never match for the "
+        "caller under the agreements in force is refused (422 filter_never_matches).",
     )
 
     @field_validator("webhook")
@@ -127,6 +140,35 @@ class SubscriptionPublic(BaseModel):
         description="While a rotation's overlap runs: until when deliveries also carry a "
         "signature by the previous key.",
     )
+    filters: SubscriptionFilters | None = Field(
+        default=None, description="The narrowing filters, if any (null: everything permitted)"
+    )
+
+
+class SubscriptionUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    filters: SubscriptionFilters | None = Field(
+        description="The new filters, replacing the old ones; null removes them. Refused "
+        "(422 filter_never_matches) if one could never match under the agreements in force."
+    )
+
+
+class CohortChanged(BaseModel):
+    subscription_id: str
+    added: int = Field(description="Identifiers newly added (already present: not counted)")
+    removed: int = Field(description="Identifiers removed (absent: not counted)")
+    total: int = Field(description="Identifiers now in the cohort")
+
+
+class CohortPublic(BaseModel):
+    subscription_id: str
+    total: int = Field(description="Identifiers in the cohort")
+    members: list[str] = Field(
+        description="One opaque handle per identifier (`cm_`), for reconciling counts and "
+        "spotting changes. Identifiers are not stored in clear, so cannot be shown; the "
+        "handles are particular to this subscription and are not the pseudonyms messages "
+        "carry (so this API cannot be used to learn who a message is about)."
+    )
 
 
 class SubscriptionCreated(SubscriptionPublic):
@@ -174,6 +216,7 @@ def _public(row: dict[str, Any], runtime: Runtime) -> SubscriptionPublic:
         signature_scheme=scheme,
         public_key=public_key,
         previous_secret_until=previous_until,
+        filters=SubscriptionFilters.model_validate(row["filters"]) if row.get("filters") else None,
     )
 
 
@@ -200,6 +243,13 @@ async def create_subscription(
         # https only in production; never loopback, private, link-local or metadata addresses
         # unless an operator allow-lists the network (422 webhook_url_refused says why)
         await check_webhook_url(webhook.url, UrlPolicy.from_settings(runtime.settings))
+    check_filters(
+        body.filters,
+        runtime.engine.policies,
+        agency.party,
+        body.message_types,
+        runtime.clock().date(),
+    )
     row: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "party": agency.party,
@@ -210,6 +260,7 @@ async def create_subscription(
         "signature_scheme": body.signature_scheme,
         "created_at": runtime.clock(),
         "status": "active",
+        "filters": body.filters.stored() if body.filters else None,
     }
     await runtime.store.add_subscription(row)
     return SubscriptionCreated(**_public(row, runtime).model_dump(), secret=_shown_once(row))
@@ -296,3 +347,102 @@ async def rotate_subscription_secret(
     if row is None:
         raise NotFound(f"no webhook subscription {subscription_id!r}")
     return SubscriptionSecretRotated(**_public(row, runtime).model_dump(), secret=_shown_once(row))
+
+
+NOT_YOURS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such subscription of the caller's"},
+    422: {"description": "Invalid body, or a filter that could never match (with the reason)"},
+}
+
+
+@router.patch(
+    "/v1/subscriptions/{subscription_id}",
+    response_model=SubscriptionPublic,
+    responses=NOT_YOURS,
+    dependencies=[needs_scope("subscriptions:manage")],
+)
+async def update_subscription(
+    subscription_id: SubscriptionId,
+    body: SubscriptionUpdate,
+    runtime: RuntimeDep,
+    agency: CurrentAgency,
+) -> SubscriptionPublic:
+    """Set or remove a subscription's filters. Filters only narrow what the agreements
+    allow: a message reaches the subscription only if the agreements permit it AND it
+    matches every filter, judged on the fields the caller would receive. A filter that could
+    never match for the caller (a field the message type lacks, a message type no agreement
+    in force sends it, a field no flow discloses to it) is refused with the reason."""
+    current = await runtime.store.get_subscription(subscription_id)
+    if current is None or current["party"] != agency.party or current["status"] == "deleted":
+        raise NotFound(f"no subscription {subscription_id!r}")
+    check_filters(
+        body.filters,
+        runtime.engine.policies,
+        agency.party,
+        current["message_types"],
+        runtime.clock().date(),
+    )
+    row = await runtime.store.set_subscription_filters(
+        agency.party, subscription_id, body.filters.stored() if body.filters else None
+    )
+    if row is None:
+        raise NotFound(f"no subscription {subscription_id!r}")
+    return _public(row, runtime)
+
+
+def _handle(runtime: Runtime, subscription_id: str, person: str) -> str:
+    """A subscription's own handle for a cohort member: never the pseudonym messages carry."""
+    return "cm_" + runtime.keys.pseudonymise(f"cohort|{subscription_id}|{person}")[4:]
+
+
+@router.put(
+    "/v1/subscriptions/{subscription_id}/cohort",
+    response_model=CohortChanged,
+    responses=NOT_YOURS,
+    dependencies=[needs_scope("subscriptions:manage")],
+)
+async def change_cohort(
+    subscription_id: SubscriptionId,
+    body: CohortChange,
+    runtime: RuntimeDep,
+    agency: CurrentAgency,
+) -> CohortChanged:
+    """Add people to, or remove them from, the subscription's cohort watch-list (used by the
+    `cohort` filter). Give every identifier you hold for a person: a message matches if it
+    carries any identifier in the list that the caller may see. Identifiers are kept only as
+    keyed pseudonyms, never in clear; removals apply first, then additions."""
+    pseudonymise = runtime.keys.pseudonymise
+    add = sorted({pseudonymise(k) for m in body.add for k in m.identifiers()})
+    remove = sorted({pseudonymise(k) for m in body.remove for k in m.identifiers()})
+    try:
+        counts = await runtime.store.change_cohort(
+            agency.party, subscription_id, add, remove, runtime.clock(), MAX_COHORT
+        )
+    except ValueError as e:
+        raise ValidationFailed(
+            f"cohort too large: {e}",
+            [{"pointer": "/add", "code": "too_long", "message": str(e)}],
+        ) from e
+    if counts is None:
+        raise NotFound(f"no subscription {subscription_id!r}")
+    return CohortChanged(subscription_id=subscription_id, **counts)
+
+
+@router.get(
+    "/v1/subscriptions/{subscription_id}/cohort",
+    response_model=CohortPublic,
+    responses={404: NOT_YOURS[404]},
+    dependencies=[needs_scope("subscriptions:manage")],
+)
+async def get_cohort(
+    subscription_id: SubscriptionId, runtime: RuntimeDep, agency: CurrentAgency
+) -> CohortPublic:
+    """How many identifiers the cohort holds, each as an opaque handle."""
+    members = await runtime.store.cohort_of(agency.party, subscription_id)
+    if members is None:
+        raise NotFound(f"no subscription {subscription_id!r}")
+    return CohortPublic(
+        subscription_id=subscription_id,
+        total=len(members),
+        members=sorted(_handle(runtime, subscription_id, p) for p in members),
+    )

@@ -33,10 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from services.core.errors import Unavailable
-from services.core.isa.engine import Decision, RecipientDecision
+from services.core.isa.engine import RecipientDecision
 from services.core.kafka.cloudevents import event_of, structured
 from services.core.kafka.publisher import Publisher
 from services.core.runtime import Runtime
+from services.core.timeliness.events import event_body, is_system_event
+from services.core.timeliness.lifecycle import event_extensions, recheck_shares, seen_by
 from services.core.webhooks import signing
 
 from .webhook import AttemptResult, WebhookSender, next_delay
@@ -64,6 +66,7 @@ class Dispatcher:
         self.sender = WebhookSender.from_settings(runtime.settings)
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._per_subscription: Counter[str] = Counter()
+        self._normal: set[str] = set()  # ids in flight in the ordinary lane
         self._wake = asyncio.Event()
         self._more = False
         self._rng = random.Random()  # noqa: S311 - jitter, not security
@@ -116,11 +119,21 @@ class Dispatcher:
         rows = await self.runtime.store.due_deliveries(now, free * 2, set(self._in_flight))
         self._more = len(rows) >= free * 2
         limit = self.runtime.settings.webhook_max_in_flight
+        # the priority lane (services.core.timeliness.priority): rows come priority first;
+        # ordinary rows may fill at most MAX_IN_FLIGHT - reserve slots, and a priority row
+        # may take one slot per subscription beyond ``limit``
+        reserve = self.runtime.settings.priority_lane_reserved_slots
+        normal_free = MAX_IN_FLIGHT - reserve - len(self._normal)
         per_sub = Counter(self._per_subscription)
         chosen: list[dict[str, Any]] = []
         for row in rows:
-            if per_sub[row["subscription_id"]] >= limit:
+            urgent = bool(row.get("priority")) and reserve > 0
+            if per_sub[row["subscription_id"]] >= limit + (1 if urgent else 0):
                 continue
+            if not row.get("priority"):
+                if normal_free <= 0:
+                    continue
+                normal_free -= 1
             per_sub[row["subscription_id"]] += 1
             chosen.append(row)
             if len(chosen) >= free:
@@ -133,6 +146,8 @@ class Dispatcher:
             if row["id"] not in claimed:
                 continue
             self._per_subscription[row["subscription_id"]] += 1
+            if not row.get("priority"):
+                self._normal.add(row["id"])
             task = asyncio.create_task(self._run_one(row), name=f"deliver-{row['id']}")
             self._in_flight[row["id"]] = task
         return len(claimed)
@@ -154,6 +169,7 @@ class Dispatcher:
                 )
         finally:
             self._in_flight.pop(row["id"], None)
+            self._normal.discard(row["id"])
             self._per_subscription[row["subscription_id"]] -= 1
             if self._per_subscription[row["subscription_id"]] <= 0:
                 del self._per_subscription[row["subscription_id"]]
@@ -169,10 +185,19 @@ class Dispatcher:
                 row, "dead_lettered", reason=f"subscription {row['subscription_status']}"
             )
             return
-        decision = Decision.from_dict(row["decision"])
-        permitted = self.runtime.engine.recheck(decision, now, row["payload"]).get(
+        if is_system_event(row):
+            # a broker event (duty escalation, DIP reminder or expiry): ids only, sent as
+            # stored, with no projection and no re-check (services.core.timeliness.events)
+            await self.send(row, event_body(row), now)
+            return
+        current, bases = await recheck_shares(
+            self.runtime.engine, store, row, now, only=row["recipient"]
+        )
+        permitted = current.get(
             row["recipient"], f"no agreement in force now shares with {row['recipient']}"
         )
+        # a cancellation shows each party the version it was entitled to (see lifecycle)
+        row.update(seen_by(row, bases.get(row["recipient"])))
         if isinstance(permitted, str):
             await store.record_outcome(row, "withheld", reason=permitted)
             log.info("withheld delivery_id=%s recipient=%s", row["id"], row["recipient"])
@@ -180,6 +205,11 @@ class Dispatcher:
         row["fields"] = permitted.disclosed(row["payload"])
         row["grants"] = [g.to_dict() for g in permitted.grants]
         body = self.body(row, permitted)
+        await self.send(row, body, now)
+
+    async def send(self, row: dict[str, Any], body: bytes, now: dt.datetime) -> None:
+        """One attempt to send ``body`` on the delivery's channel, and its outcome."""
+        store = self.runtime.store
         if row["channel"] == "inbox":
             await store.record_outcome(
                 row,
@@ -218,7 +248,12 @@ class Dispatcher:
         return structured(
             event,
             permitted.project(row["payload"]),
-            {"isarecipient": permitted.party, "isaagreements": refs, "isadeliveryid": row["id"]},
+            {
+                "isarecipient": permitted.party,
+                "isaagreements": refs,
+                "isadeliveryid": row["id"],
+                **event_extensions(row),
+            },
         )
 
     async def _publish(self, row: dict[str, Any], body: bytes) -> AttemptResult:

@@ -11,17 +11,20 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from services.core.errors import InvalidRequest, Unavailable
-from services.core.isa.engine import Decision
 from services.core.kafka.cloudevents import from_record
 from services.core.kafka.publisher import Publisher
 from services.core.messages import MESSAGE_TYPES
 from services.core.runtime import Runtime
+from services.core.timeliness.duties import on_routed
+from services.core.timeliness.filters import Narrowing
+from services.core.timeliness.lifecycle import recheck_shares
 
 from .dispatch import Dispatcher
 
@@ -40,6 +43,8 @@ class Router:
     def __init__(self, runtime: Runtime, publisher: Publisher) -> None:
         self.runtime = runtime
         self.dispatcher = Dispatcher(runtime, publisher)
+        #: called after routing wrote timers (the scheduler's ``wake``)
+        self.on_timers: Callable[[], None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
 
     async def aclose(self) -> None:
@@ -68,6 +73,7 @@ class Router:
     async def consume(self) -> None:
         profile = self.runtime.kafka
         topics = [profile.topic(name) for name in MESSAGE_TYPES]
+        recall_topic = profile.topic("licence-recall")
         consumer = AIOKafkaConsumer(*topics, **profile.consumer_kwargs(GROUP_ID))
         try:
             await consumer.start()
@@ -81,8 +87,12 @@ class Router:
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=200)
-                for records in batches.values():
-                    for record in records:
+                # recalls first: release notices fetched in the same batch must not hold back
+                # a recall's routing (the priority lane). Per-person order is kept anyway by
+                # the dispatcher, which holds a delivery while an earlier message about the
+                # same person is unrouted.
+                for tp in sorted(batches, key=lambda tp: tp.topic != recall_topic):
+                    for record in batches[tp]:
                         await self.handle(list(record.headers), record.value or b"")
                 if batches:
                     await consumer.commit()
@@ -110,11 +120,19 @@ class Router:
         and mark the message routed, in one transaction. A disabled subscription gets its
         delivery as a dead letter, to be replayed once it is enabled again."""
         now = self.runtime.clock()
-        decision = Decision.from_dict(message["decision"])
-        current = self.runtime.engine.recheck(decision, now, message["payload"])
+        # a cancellation is re-checked per party against the version it was entitled to
+        current, bases = await recheck_shares(self.runtime.engine, self.runtime.store, message, now)
         rows: list[dict[str, Any]] = []
         by_party = await self.runtime.store.active_subscriptions_of(
             sorted(current), message["message_type"], ("active", "disabled")
+        )
+        # subscription filters (services.core.timeliness.filters): applied below only to the
+        # subscriptions of a party the decision permits, on that party's own projection
+        narrowing = await Narrowing.load(
+            self.runtime.store,
+            self.runtime.keys.pseudonymise,
+            message,
+            [s for subs in by_party.values() for s in subs],
         )
         for party, permitted in sorted(current.items()):
             subs = by_party.get(party, [])
@@ -129,6 +147,7 @@ class Router:
                 "created_at": now,
                 "updated_at": now,
                 "next_attempt_at": now,
+                "priority": message.get("priority") or 0,
             }
             if isinstance(permitted, str) or not subs:
                 reason = permitted if isinstance(permitted, str) else "no active subscription"
@@ -149,9 +168,12 @@ class Router:
                         }
                     )
                 continue
-            fields = permitted.disclosed(message["payload"])
+            payload = bases.get(party, message)["payload"]
+            fields = permitted.disclosed(payload)
             grants = [g.to_dict() for g in permitted.grants]
-            for sub in subs:
+            # only narrows: a subset of this permitted party's subscriptions; a subscription
+            # filtered out gets no row (it is not a disclosure, nor a refusal)
+            for sub in narrowing.keep(subs, permitted, payload):
                 row = {
                     **common,
                     "id": delivery_id(message["id"], party, sub["id"]),
@@ -166,5 +188,10 @@ class Router:
                     row["status"] = "dead_lettered"
                     row["last_error"] = f"subscription disabled: {sub['status_reason']}"
                 rows.append(row)
-        await self.runtime.store.mark_routed(message["id"], rows)
+        # acknowledgement duties and DIP deadlines, written in the same transaction
+        # (services.core.timeliness.duties)
+        also = on_routed(self.runtime, message, current, now)
+        await self.runtime.store.mark_routed(message["id"], rows, also=also)
+        if also is not None and self.on_timers is not None:
+            self.on_timers()
         self.dispatcher.wake()

@@ -40,8 +40,8 @@ async def test_client_secret_basic_issues_an_es256_jwt_verifiable_with_the_jwks(
     assert c["exp"] - c["iat"] == runtime.settings.access_token_ttl_seconds
     # least privilege from the agreements: it sends release notices and receives recalls
     assert c["scope"] == (
-        "decisions:read deliveries:read inbox:ack inbox:read publish:release-notice "
-        "subscriptions:manage"
+        "decisions:read deliveries:read duties:read inbox:ack inbox:read messages:read "
+        "publish:release-notice reports:read subscriptions:manage"
     )
 
 

@@ -52,23 +52,31 @@ class World:
     a: dict[str, str]  # VAWG's token (every agency scope)
     sender: dict[str, str]  # the prison's token
     b: dict[str, str]  # housing's token (every agency scope)
+    dip_sender: dict[str, str] = field(default_factory=dict)  # the police DIP team's token
     a_subscriptions: dict[str, dict[str, Any]] = field(default_factory=dict)
     a_deliveries: list[dict[str, Any]] = field(default_factory=list)
     a_dead_letters: list[dict[str, Any]] = field(default_factory=list)
     b_deliveries: list[dict[str, Any]] = field(default_factory=list)
+    a_duties: list[dict[str, Any]] = field(default_factory=list)  # A's acknowledgement duties
     message_id: str = ""
+    #: a DIP breach from the police to treatment and probation: nothing of B's
+    dip_message_id: str = ""
 
     @property
     def a_ids(self) -> set[str]:
         """Every id of A's that B must never see."""
         subs = {s["id"] for s in self.a_subscriptions.values()}
-        return subs | {d["id"] for d in self.a_deliveries}
+        return subs | {d["id"] for d in self.a_deliveries} | {d["id"] for d in self.a_duties}
 
 
 @pytest.fixture
 async def world(tmp_path: Path, kafka_bootstrap: str) -> AsyncIterator[World]:
     settings = make_settings(
-        tmp_path, dispatch_poll_seconds=0.05, webhook_retry_schedule=(0, 0.05, 0.05)
+        tmp_path,
+        dispatch_poll_seconds=0.05,
+        webhook_retry_schedule=(0, 0.05, 0.05),
+        # B probes every id route in one go: a burst bigger than the default allows
+        rate_limit_per_minute=6000,
     )
     rt = await Runtime.create(settings, kafka_bootstrap, embedded=not EXTERNAL_KAFKA)
     try:
@@ -105,6 +113,15 @@ async def _build(rt: Runtime, http: httpx.AsyncClient) -> World:
     w.message_id = r.json()["id"]
     assert {VAWG, HOUSING} <= {x["party"] for x in r.json()["recipients"]}
     await route_and_settle(rt, w.message_id)
+    w.a_duties = await rt.store.list_duties(VAWG, message_id=w.message_id)
+    assert w.a_duties, "the release alert puts a duty on the VAWG service"
+    police, _ = await token_of(http, rt, POLICE_DIP)
+    r = await http.post(
+        "/v1/messages/dip-breach", json=example("dip-breach"), headers=bearer(police)
+    )
+    assert r.status_code == 202 and HOUSING not in {x["party"] for x in r.json()["recipients"]}
+    w.dip_message_id = r.json()["id"]
+    w.dip_sender = bearer(police)
     await rt.store.add_notice(VAWG, json.dumps({"type": "test.notice", "data": {"for": VAWG}}))
 
     rows = await rt.store.list_deliveries(message_id=w.message_id)
@@ -132,10 +149,13 @@ async def _snapshot(w: World) -> dict[str, Any]:
     deliveries = {d["id"]: d for d in await store.list_deliveries(recipient=VAWG)}
     return {
         "subscriptions": {
-            k: (s["status"], s["secret"], s["previous_secret"], s["url"]) for k, s in subs.items()
+            k: (s["status"], s["secret"], s["previous_secret"], s["url"], s["filters"])
+            for k, s in subs.items()
         },
+        "cohorts": {k: await store.cohort_of(VAWG, k) for k in subs},
         "deliveries": {k: (d["status"], d["attempts"]) for k, d in deliveries.items()},
         "inbox": [e["seq"] for e in await store.inbox_after(VAWG, 0, 1000)],
+        "duties": {d["id"]: (d["status"], d["action"]) for d in await store.list_duties(VAWG)},
     }
 
 
@@ -157,6 +177,13 @@ ID_ROUTES: dict[tuple[str, str], Probe] = {
     ("POST", "/v1/subscriptions/{subscription_id}/rotate-secret"): _each_subscription(
         "POST", "/rotate-secret", {"overlap_seconds": 0}
     ),
+    ("PATCH", "/v1/subscriptions/{subscription_id}"): _each_subscription(
+        "PATCH", "", {"filters": {"local_authorities": ["Eastborough"]}}
+    ),
+    ("PUT", "/v1/subscriptions/{subscription_id}/cohort"): _each_subscription(
+        "PUT", "/cohort", {"add": [{"crn": "X123456"}], "remove": [{"pnc_id": "24/123456X"}]}
+    ),
+    ("GET", "/v1/subscriptions/{subscription_id}/cohort"): _each_subscription("GET", "/cohort"),
     ("GET", "/v1/deliveries/{delivery_id}"): lambda w: [
         ("GET", f"/v1/deliveries/{d['id']}", None) for d in w.a_deliveries
     ],
@@ -165,6 +192,37 @@ ID_ROUTES: dict[tuple[str, str], Probe] = {
     ],
     ("GET", "/v1/decisions/{message_id}"): lambda w: [
         ("GET", f"/v1/decisions/{w.message_id}", None)
+    ],
+    ("GET", "/v1/duties/{duty_id}"): lambda w: [
+        ("GET", f"/v1/duties/{d['id']}", None) for d in w.a_duties
+    ],
+    ("POST", "/v1/duties/{duty_id}/acknowledge"): lambda w: [
+        ("POST", f"/v1/duties/{d['id']}/acknowledge", {}) for d in w.a_duties
+    ],
+    # B received the release notice, so it may read it: it probes the DIP breach instead
+    ("GET", "/v1/messages/{message_id}"): lambda w: [
+        ("GET", f"/v1/messages/{w.dip_message_id}", None)
+    ],
+    # updates are the sender's alone, though B holds the publish scopes and received it
+    ("POST", "/v1/messages/{message_id}/amend"): lambda w: [
+        ("POST", f"/v1/messages/{w.message_id}/amend", release_notice())
+    ],
+    ("POST", "/v1/messages/{message_id}/cancel"): lambda w: [
+        ("POST", f"/v1/messages/{w.message_id}/cancel", {"reason": "other"})
+    ],
+    ("POST", "/v1/messages/{message_id}/confirm-release"): lambda w: [
+        (
+            "POST",
+            f"/v1/messages/{w.message_id}/confirm-release",
+            {"released_at": "2020-01-01T00:00:00Z"},
+        )
+    ],
+    ("POST", "/v1/messages/{message_id}/outcome"): lambda w: [
+        (
+            "POST",
+            f"/v1/messages/{w.dip_message_id}/outcome",
+            {"outcome": "arrested", "date": "2020-01-01"},
+        )
     ],
 }
 #: operator routes take a client id: an agency without ``admin`` gets 403 whatever the id
@@ -179,6 +237,11 @@ LIST_ROUTES = {
     ("GET", "/v1/dead-letters"),
     ("GET", "/v1/inbox"),
     ("GET", "/v1/audit"),
+    ("GET", "/v1/duties"),  # the caller's own, as recipient, sender or escalation party
+    ("GET", "/v1/dip-breaches"),  # those the caller sent or received
+    ("GET", "/v1/messages"),  # the caller's own originals
+    ("GET", "/v1/deliveries/latency"),  # counts and durations of the caller's own
+    ("GET", "/v1/reports/timeliness"),  # counts about the caller's own messages (ig: all)
 }
 #: routes whose body selects objects by id or position (each has a test below)
 SELECTOR_ROUTES = {("POST", "/v1/dead-letters/replay"), ("POST", "/v1/inbox/ack")}
@@ -221,8 +284,22 @@ async def test_another_agencys_ids_answer_404_and_change_nothing(world: World) -
     # control: the ids are real - A (or, for the decision, its sender) sees each of them
     for d in w.a_deliveries:
         assert (await w.http.get(f"/v1/deliveries/{d['id']}", headers=w.a)).status_code == 200
+    for d in w.a_duties:
+        assert (await w.http.get(f"/v1/duties/{d['id']}", headers=w.a)).status_code == 200
     r = await w.http.get(f"/v1/decisions/{w.message_id}", headers=w.sender)
     assert r.status_code == 200, r.text
+    r = await w.http.get(f"/v1/messages/{w.dip_message_id}", headers=w.dip_sender)
+    assert r.status_code == 200, r.text
+    r = await w.http.get(f"/v1/messages/{w.message_id}", headers=w.b)  # B's own projection
+    assert r.status_code == 200 and r.json()["role"] == "recipient", r.text
+    messages_before = [
+        (m["state"], m["version"])
+        for m in (
+            await w.runtime.store.get_message(w.message_id),
+            await w.runtime.store.get_message(w.dip_message_id),
+        )
+        if m is not None
+    ]
 
     failures = []
     not_found_details = set()
@@ -238,6 +315,15 @@ async def test_another_agencys_ids_answer_404_and_change_nothing(world: World) -
             not_found_details.add(detail.replace(url.split("/")[3], "<id>"))
     assert not failures, failures
     assert await _snapshot(w) == before
+    messages_after = [
+        (m["state"], m["version"])
+        for m in (
+            await w.runtime.store.get_message(w.message_id),
+            await w.runtime.store.get_message(w.dip_message_id),
+        )
+        if m is not None
+    ]
+    assert messages_after == messages_before == [("notified", 1), ("open", 1)]
 
     # B's 404 for A's id reads like its 404 for an id that does not exist at all
     for route, probe in ID_ROUTES.items():
@@ -283,6 +369,11 @@ async def test_lists_never_show_another_agencys_objects(world: World) -> None:
         "inbox from the start": ("/v1/inbox", {"after": 0, "limit": 500}),
         "audit": ("/v1/audit", {"limit": 1000}),
         "audit of the shared message": ("/v1/audit", {"message_id": w.message_id}),
+        "duties": ("/v1/duties", {}),
+        "duties of the shared message": ("/v1/duties", {"message_id": w.message_id}),
+        "duties as sender": ("/v1/duties", {"role": "sender"}),
+        "duties as escalation party": ("/v1/duties", {"role": "escalation"}),
+        "dip breaches": ("/v1/dip-breaches", {}),
     }
     seen: dict[str, Any] = {}
     for name, (url, params) in requests.items():

@@ -56,6 +56,12 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/subscriptions/{subscription_id}/enable"): Operation(MANAGE),
     ("DELETE", "/v1/subscriptions/{subscription_id}"): Operation(MANAGE),
     ("POST", "/v1/subscriptions/{subscription_id}/rotate-secret"): Operation(MANAGE),
+    ("PATCH", "/v1/subscriptions/{subscription_id}"): Operation(MANAGE, json={"filters": None}),
+    ("PUT", "/v1/subscriptions/{subscription_id}/cohort"): Operation(
+        MANAGE, json={"add": [{"crn": "X123456"}]}
+    ),
+    ("GET", "/v1/subscriptions/{subscription_id}/cohort"): Operation(MANAGE),
+    ("GET", "/v1/deliveries/latency"): Operation("deliveries:read"),
     ("GET", "/v1/deliveries"): Operation("deliveries:read"),
     ("GET", "/v1/deliveries/{delivery_id}"): Operation("deliveries:read"),
     ("GET", "/v1/dead-letters"): Operation("deliveries:read"),
@@ -67,6 +73,27 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "decisions:read", PRISON, instead=(IG_AUDIT_SCOPE,)
     ),
     ("GET", "/v1/audit"): Operation("audit:read", instead=(IG_AUDIT_SCOPE,)),
+    ("GET", "/v1/reports/timeliness"): Operation("reports:read", PRISON, instead=(IG_AUDIT_SCOPE,)),
+    ("GET", "/v1/messages"): Operation("messages:read", PRISON),
+    ("GET", "/v1/messages/{message_id}"): Operation("messages:read", PRISON),
+    ("POST", "/v1/messages/{message_id}/amend"): Operation(
+        "publish:release-notice", PRISON, release_notice()
+    ),
+    ("POST", "/v1/messages/{message_id}/cancel"): Operation(
+        "publish:release-notice", PRISON, {"reason": "other"}
+    ),
+    ("POST", "/v1/messages/{message_id}/confirm-release"): Operation(
+        "publish:release-notice", PRISON, {"released_at": "2020-01-01T00:00:00Z"}
+    ),
+    ("POST", "/v1/messages/{message_id}/outcome"): Operation(
+        "publish:dip-breach", POLICE_DIP, {"outcome": "arrested", "date": "2020-01-01"}
+    ),
+    ("GET", "/v1/duties"): Operation("duties:read"),
+    ("GET", "/v1/duties/{duty_id}"): Operation("duties:read"),
+    ("POST", "/v1/duties/{duty_id}/acknowledge"): Operation(
+        "duties:ack", json={"action": "victim_contacted"}
+    ),
+    ("GET", "/v1/dip-breaches"): Operation("duties:read", POLICE_DIP),
     ("GET", "/v1/admin/clients"): Operation(ADMIN_SCOPE),
     ("POST", "/v1/admin/clients"): Operation(ADMIN_SCOPE, json={"party": VAWG}),
     ("POST", "/v1/admin/clients/{client_id}/disable"): Operation(ADMIN_SCOPE),
@@ -82,7 +109,7 @@ def _url(path: str) -> str:
     """The path with every id filled in by one that does not exist: the scope check comes
     first, so the answer is 403 without the scope and 404 with it."""
     out = path
-    for name in ("subscription_id", "delivery_id", "message_id", "client_id"):
+    for name in ("subscription_id", "delivery_id", "message_id", "client_id", "duty_id"):
         out = out.replace("{" + name + "}", "no-such-id")
     return out
 

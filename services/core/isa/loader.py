@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,16 @@ import yaml
 
 from ..errors import AgreementFileInvalid, PartyRegisterInvalid
 from ..messages import MESSAGE_TYPES
-from .model import Agreement, AgreementParty, Flow, HardBlock, Party, PolicySet
+from .model import (
+    Agreement,
+    AgreementParty,
+    Duty,
+    Flow,
+    HardBlock,
+    Party,
+    PolicySet,
+    parse_duration,
+)
 
 
 def _validator(schemas_dir: Path, name: str) -> jsonschema.protocols.Validator:
@@ -100,6 +111,55 @@ def _compile_condition(source: str, where: str) -> Any:
     except (ValueError, RuntimeError) as e:
         first = str(e).splitlines()[0]
         raise AgreementFileInvalid(f"{where}: /condition is not valid CEL: {first}") from e
+
+
+def _leaf_type(model: Any, path: str) -> Any:
+    """The annotation of a dotted path in a message model (``Optional`` unwrapped)."""
+    annotation: Any = model
+    for name in path.split("."):
+        info = getattr(annotation, "model_fields", {}).get(name)
+        if info is None:
+            return None
+        annotation = info.annotation
+        if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            annotation = args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def _parse_duty(
+    spec: dict[str, Any], message_types: list[str], members: dict[str, Party], where: str
+) -> Duty:
+    where = f"{where} /acknowledge"
+    within = before = None
+    try:
+        if "within" in spec:
+            within = parse_duration(spec["within"])
+        offset = parse_duration(spec["before"].get("offset", "PT0S")) if "before" in spec else None
+    except ValueError as e:
+        raise AgreementFileInvalid(f"{where}: {e}") from e
+    if within is None and "before" not in spec:
+        raise AgreementFileInvalid(f"{where}: names neither 'within' nor 'before'")
+    if "before" in spec:
+        before = spec["before"]["field"]
+        for mt_name in message_types:
+            if before not in MESSAGE_TYPES[mt_name].paths:
+                raise AgreementFileInvalid(f"{where}/before: {mt_name} has no field {before!r}")
+            kind = _leaf_type(MESSAGE_TYPES[mt_name].model, before)
+            if kind not in (dt.date, dt.datetime):
+                raise AgreementFileInvalid(
+                    f"{where}/before: {mt_name} field {before!r} is not a date"
+                )
+    escalate_to = _expand(spec["escalate_to"], members, where + "/escalate_to")
+    return Duty(
+        within=within,
+        within_text=spec.get("within"),
+        before_field=before,
+        before_offset=offset or dt.timedelta(0),
+        before_offset_text=spec["before"].get("offset") if "before" in spec else None,
+        escalate_to=escalate_to,
+        actions=tuple(spec.get("actions", [])),
+    )
 
 
 def parse_agreement(
@@ -191,6 +251,11 @@ def parse_agreement(
                 legal_regime=dict(f["legal_regime"]),
                 description=f.get("description", ""),
                 program=_compile_condition(condition, where) if condition else None,
+                duty=(
+                    _parse_duty(f["acknowledge"], f["message_types"], members, where)
+                    if "acknowledge" in f
+                    else None
+                ),
             )
         )
     return Agreement(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +28,55 @@ class AgreementParty:
     competent_authority: bool
 
 
+_DURATION = re.compile(
+    r"^P(?!$)(?:(?P<w>[0-9]+)W)?(?:(?P<d>[0-9]+)D)?"
+    r"(?:T(?=[0-9])(?:(?P<h>[0-9]+)H)?(?:(?P<m>[0-9]+)M)?(?:(?P<s>[0-9]+)S)?)?$"
+)
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """An ISO 8601 duration of weeks, days, hours, minutes and seconds (``PT24H``, ``P1D``).
+    Years and months are refused: their length varies, and a deadline must not."""
+    m = _DURATION.match(text)
+    if m is None:
+        raise ValueError(
+            f"{text!r} is not an ISO 8601 duration of weeks, days, hours, minutes or seconds "
+            "(e.g. PT24H, P1D, P1DT12H)"
+        )
+    n = {k: int(v) if v else 0 for k, v in m.groupdict().items()}
+    return dt.timedelta(weeks=n["w"], days=n["d"], hours=n["h"], minutes=n["m"], seconds=n["s"])
+
+
+@dataclass(frozen=True)
+class Duty:
+    """What a flow asks of its recipients: acknowledge within a period after the delivery
+    is recorded (``within``), and/or by a point relative to a date of the message
+    (``before_field`` at 00:00 UTC minus ``before_offset``); with both, the earlier wins.
+    Unacknowledged at the due time, the duty escalates to the sender and ``escalate_to``."""
+
+    within: dt.timedelta | None
+    within_text: str | None
+    before_field: str | None
+    before_offset: dt.timedelta
+    before_offset_text: str | None
+    escalate_to: frozenset[str]
+    actions: tuple[str, ...] = ()
+
+    @property
+    def rule(self) -> str:
+        """Human-readable, without personal data: ``within PT24H; at least P1D before
+        release.date``."""
+        parts = []
+        if self.within_text:
+            parts.append(f"within {self.within_text}")
+        if self.before_field:
+            if self.before_offset_text and self.before_offset:
+                parts.append(f"at least {self.before_offset_text} before {self.before_field}")
+            else:
+                parts.append(f"before {self.before_field}")
+        return "; ".join(parts)
+
+
 @dataclass(frozen=True)
 class Flow:
     id: str
@@ -40,6 +90,8 @@ class Flow:
     legal_regime: dict[str, str] = field(default_factory=dict)
     description: str = ""
     program: Any = field(default=None, compare=False, repr=False)
+    #: the acknowledgement duty this flow puts on its recipients, if any
+    duty: Duty | None = None
 
 
 @dataclass(frozen=True)

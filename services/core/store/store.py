@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -17,7 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from ..errors import Unavailable
 from . import tables as t
+from .filters import FilterStore
+from .lifecycle import LifecycleStore
 from .migrate import upgrade
+from .reports import ReportStore
+from .timeliness import TimelinessStore
 
 TERMINAL_DELIVERY = frozenset({"delivered", "dead_lettered", "withheld", "no_channel"})
 #: a delivery still to be attempted: never yet (pending) or after a failure (retrying)
@@ -41,7 +45,7 @@ def _row(row: sa.Row[Any] | None) -> dict[str, Any] | None:
     return {k: _utc(v) for k, v in row._mapping.items()}
 
 
-class Store:
+class Store(ReportStore, TimelinessStore, FilterStore, LifecycleStore):
     def __init__(self, url: str) -> None:
         self.url = url
         kwargs: dict[str, Any] = {}
@@ -314,11 +318,20 @@ class Store:
                 )
             return due
 
-    async def mark_routed(self, message_id: str, rows: list[dict[str, Any]]) -> list[str]:
+    async def mark_routed(
+        self,
+        message_id: str,
+        rows: list[dict[str, Any]],
+        also: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+    ) -> list[str]:
         """Record the router's delivery rows for a message in one transaction, skipping rows
         that already exist (a record seen twice, or published again by the reconciler), and
         mark the message routed. Rows created already terminal (withheld, no channel) get
-        their disclosure-log entry here. Returns the ids of the rows created."""
+        their disclosure-log entry here. Returns the ids of the rows created.
+
+        ``also`` writes further rows (duties, timers) in the same transaction, only when
+        this call is the one that marks the message routed, so that they are written once
+        and a router killed in between loses nothing."""
         created: list[str] = []
         async with self._tx() as c:
             message = (
@@ -342,11 +355,13 @@ class Store:
                         person=m["person"],
                         detail=_disclosure(row, row.get("last_error")),
                     )
-            await c.execute(
+            routed = await c.execute(
                 t.messages.update()
                 .where(t.messages.c.id == message_id, t.messages.c.routed_at.is_(None))
                 .values(routed_at=dt.datetime.now(dt.UTC))
             )
+            if also is not None and routed.rowcount:
+                await also(c)
             await self._complete_if_settled(c, message_id)
         return created
 
@@ -556,7 +571,7 @@ class Store:
         """Deliveries whose next attempt is due and that per-person order allows now: no
         earlier message about the same person is still unfinished for the same subscription,
         and none is still unrouted (it may concern this recipient too). Each row carries
-        its message and subscription, oldest message first."""
+        its message and subscription; the priority lane first, then oldest message first."""
         d, e, m = t.deliveries, t.deliveries.alias("e"), t.messages.alias("m")
         earlier_unfinished = (
             sa.select(e.c.id)
@@ -587,6 +602,10 @@ class Store:
                 t.messages.c.sender,
                 t.messages.c.payload,
                 t.messages.c.decision,
+                t.messages.c.refers_to,
+                t.messages.c.lifecycle,
+                t.messages.c.version,
+                t.messages.c.timeliness,
                 t.subscriptions.c.url,
                 t.subscriptions.c.secret,
                 t.subscriptions.c.previous_secret,
@@ -603,7 +622,8 @@ class Store:
                 ~earlier_unfinished,
                 ~earlier_unrouted,
             )
-            .order_by(d.c.accepted_at, d.c.message_id)
+            # the priority lane first (services.core.timeliness.priority), then oldest first
+            .order_by(d.c.priority.desc(), d.c.accepted_at, d.c.message_id)
             .limit(limit + len(exclude))
         )
         async with self._tx() as c:
@@ -661,6 +681,13 @@ class Store:
         }
         if next_attempt_at is not None:
             values["next_attempt_at"] = next_attempt_at
+        if status == "delivered":
+            # on the clock accepted_at was read from: the attempt's start plus its duration
+            values["delivered_at"] = (
+                attempt["at"] + dt.timedelta(milliseconds=attempt.get("duration_ms") or 0.0)
+                if attempt is not None and attempt.get("at") is not None
+                else now
+            )
         if retry_index is not None:
             values["retry_index"] = retry_index
         if attempt is not None:

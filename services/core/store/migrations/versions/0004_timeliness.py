@@ -24,19 +24,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("refers_to", sa.String(length=36), nullable=True))
         batch_op.add_column(sa.Column("lifecycle", sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column("state", sa.String(length=16), nullable=True))
-        batch_op.add_column(
-            sa.Column("version", sa.Integer(), server_default="1", nullable=False)
-        )
+        batch_op.add_column(sa.Column("version", sa.Integer(), server_default="1", nullable=False))
         batch_op.add_column(sa.Column("timeliness", sa.JSON(), nullable=True))
-        batch_op.add_column(
-            sa.Column("priority", sa.Integer(), server_default="0", nullable=False)
-        )
+        batch_op.add_column(sa.Column("priority", sa.Integer(), server_default="0", nullable=False))
         batch_op.create_index(batch_op.f("ix_messages_refers_to"), ["refers_to"], unique=False)
 
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("priority", sa.Integer(), server_default="0", nullable=False)
-        )
+        batch_op.add_column(sa.Column("priority", sa.Integer(), server_default="0", nullable=False))
         batch_op.add_column(sa.Column("delivered_at", TS, nullable=True))
 
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
