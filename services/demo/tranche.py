@@ -404,7 +404,7 @@ def _print_summary(
     report: dict[str, Any], tally: Tally, out: Any, first: dt.date, last: dt.date
 ) -> bool:
     rel, duties, dip = report["release_notices"], report["duties"], report["dip_breaches"]
-    lanes = report["delivery_latency_ms"]
+    lanes = report["delivery_latency"]
     out(f"\nPartnership board summary, {first} to {last} (from the broker's store)")
     rows: list[tuple[str, str, Any]] = [
         ("Release notices sent", str(rel["sent"]), len(tally.notices)),
@@ -430,8 +430,8 @@ def _print_summary(
             str(report["licence_recalls"]["priority_lane"]),
             1 if tally.recall_id else 0,
         ),
-        ("  delivery p50, priority lane", _ms(lanes["priority"]["p50"]), None),
-        ("  delivery p50, other traffic", _ms(lanes["normal"]["p50"]), None),
+        ("  delivery p50, priority lane", _ms(lanes["priority"]["p50_ms"]), None),
+        ("  delivery p50, other traffic", _ms(lanes["normal"]["p50_ms"]), None),
     ]
     ok = not tally.refused
     width = max(len(r[0]) for r in rows)

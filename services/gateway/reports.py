@@ -61,9 +61,9 @@ class LicenceRecalls(BaseModel):
 
 class Latency(BaseModel):
     count: int
-    p50: float | None
-    p95: float | None
-    max: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    max_ms: float | None
 
 
 class Lanes(BaseModel):
@@ -80,7 +80,7 @@ class TimelinessReport(BaseModel):
     duties: Duties
     dip_breaches: DipBreaches
     licence_recalls: LicenceRecalls
-    delivery_latency_ms: Lanes = Field(
+    delivery_latency: Lanes = Field(
         description="Acceptance to delivery of delivered messages, priority lane and the rest"
     )
 

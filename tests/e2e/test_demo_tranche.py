@@ -83,5 +83,5 @@ async def test_tranche_summary_prints_and_agrees_with_the_store(tmp_path: Path) 
     assert du["missing"] > 0 and du["escalations"] > 0 and du["cleared"] > 0
     assert dip["closed_before_stl"] > 0 and dip["expired"] > 0 and dip["reminders_sent"] > 0
     assert report["licence_recalls"]["priority_lane"] == 1
-    assert report["delivery_latency_ms"]["priority"]["count"] >= 1
+    assert report["delivery_latency"]["priority"]["count"] >= 1
     assert dt.datetime.fromisoformat(report["as_at"]) > dt.datetime.now(dt.UTC)

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
 from services.core.store import Store
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Store]:
-    s = Store(database_url)
-    await s.init_schema()
-    yield s
-    await s.aclose()
 
 
 def _message(**kw: object) -> dict[str, object]:

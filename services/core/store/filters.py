@@ -7,6 +7,7 @@ cohort changes carry counts only."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -26,10 +27,31 @@ def _utc(value: Any) -> Any:
     return value
 
 
-def _quantile(ordered: list[float], q: float) -> float:
+def nearest_rank(ordered: list[float], q: float) -> float:
     """Nearest-rank quantile of an ordered, non-empty list."""
     rank = max(1, int(-(-q * len(ordered) // 1)))  # ceil(q * n), at least 1
     return ordered[min(rank, len(ordered)) - 1]
+
+
+def lane_latency(
+    rows: Iterable[Sequence[Any]],
+) -> dict[str, dict[str, float | int | None]]:
+    """Per lane (``priority``, ``normal``): count, p50, p95 and max in milliseconds of
+    ``delivered_at - accepted_at``, from rows of (priority, accepted_at, delivered_at)."""
+    samples: dict[str, list[float]] = {"priority": [], "normal": []}
+    for priority, accepted, delivered in rows:
+        ms = (_utc(delivered) - _utc(accepted)).total_seconds() * 1000
+        samples["priority" if priority else "normal"].append(max(ms, 0.0))
+    out: dict[str, dict[str, float | int | None]] = {}
+    for lane, values in samples.items():
+        values.sort()
+        out[lane] = {
+            "count": len(values),
+            "p50_ms": round(nearest_rank(values, 0.5), 1) if values else None,
+            "p95_ms": round(nearest_rank(values, 0.95), 1) if values else None,
+            "max_ms": round(values[-1], 1) if values else None,
+        }
+    return out
 
 
 class FilterStore:
@@ -204,18 +226,5 @@ class FilterStore:
             q = q.join(t.messages, t.messages.c.id == d.c.message_id).where(
                 t.messages.c.sender == sender
             )
-        samples: dict[str, list[float]] = {"priority": [], "normal": []}
         async with self._tx() as c:
-            for priority, accepted, delivered in (await c.execute(q)).all():
-                ms = (_utc(delivered) - _utc(accepted)).total_seconds() * 1000
-                samples["priority" if priority else "normal"].append(max(ms, 0.0))
-        out: dict[str, dict[str, float | int | None]] = {}
-        for lane, values in samples.items():
-            values.sort()
-            out[lane] = {
-                "count": len(values),
-                "p50_ms": round(_quantile(values, 0.5), 1) if values else None,
-                "p95_ms": round(_quantile(values, 0.95), 1) if values else None,
-                "max_ms": round(values[-1], 1) if values else None,
-            }
-        return out
+            return lane_latency((await c.execute(q)).all())

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..timeliness.events import SYSTEM_SENDER
 from . import tables as t
+from .filters import lane_latency, nearest_rank
 
 RELEASE = "release-notice"
 DIP = "dip-breach"
@@ -30,18 +31,11 @@ def _utc(value: dt.datetime | None) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def _quantile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def _summary(values: list[float]) -> dict[str, float | None]:
     return {
         "median": round(statistics.median(values), 2) if values else None,
         "min": round(min(values), 2) if values else None,
-        "p10": _quantile(values, 0.10),
+        "p10": round(nearest_rank(sorted(values), 0.10), 2) if values else None,
         "max": round(max(values), 2) if values else None,
     }
 
@@ -151,7 +145,9 @@ class ReportStore:
                     1 for r in messages if r["message_type"] == RECALL and r["priority"]
                 ),
             },
-            "delivery_latency_ms": _lanes(lanes),
+            "delivery_latency": lane_latency(
+                (r["priority"], r["accepted_at"], r["delivered_at"]) for r in lanes
+            ),
         }
 
 
@@ -213,23 +209,4 @@ def _dip(messages: list[dict[str, Any]], timers: list[dict[str, Any]]) -> dict[s
             and x["kind"].startswith("dip-reminder")
             and x["status"] == "done"
         ),
-    }
-
-
-def _lanes(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    by_lane: dict[str, list[float]] = {"priority": [], "normal": []}
-    for r in rows:
-        accepted, delivered = _utc(r["accepted_at"]), _utc(r["delivered_at"])
-        if accepted is None or delivered is None:
-            continue
-        lane = "priority" if r["priority"] else "normal"
-        by_lane[lane].append((delivered - accepted).total_seconds() * 1000)
-    return {
-        lane: {
-            "count": len(values),
-            "p50": round(statistics.median(values), 1) if values else None,
-            "p95": round(_quantile(values, 0.95) or 0, 1) if values else None,
-            "max": round(max(values), 1) if values else None,
-        }
-        for lane, values in by_lane.items()
     }
