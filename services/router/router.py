@@ -25,6 +25,7 @@ from services.core.runtime import Runtime
 from services.core.timeliness.duties import on_routed
 from services.core.timeliness.filters import Narrowing
 from services.core.timeliness.lifecycle import recheck_shares
+from services.core.timeliness.priority import PRIORITY_TYPES
 
 from .dispatch import Dispatcher
 
@@ -45,7 +46,6 @@ class Router:
         self.dispatcher = Dispatcher(runtime, publisher)
         #: called after routing wrote timers (the scheduler's ``wake``)
         self.on_timers: Callable[[], None] | None = None
-        self._consumer: AIOKafkaConsumer | None = None
 
     async def aclose(self) -> None:
         await self.dispatcher.aclose()
@@ -58,23 +58,32 @@ class Router:
     # -- consuming -----------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Consume until cancelled, reconnecting when the broker goes away. Offsets are
-        committed after each batch is recorded; a record lost with the broker is published
-        again by the reconciler, so a gap here delays a message but never loses it."""
+        """Consume until cancelled: the priority lane's topics (recalls) with a consumer of
+        their own, so that a backlog of release notices waiting to be routed never holds a
+        recall back, and every other topic with another."""
+        profile = self.runtime.kafka
+        priority = [profile.topic(name) for name in PRIORITY_TYPES]
+        others = [profile.topic(name) for name in MESSAGE_TYPES if name not in PRIORITY_TYPES]
+        await asyncio.gather(
+            self._run_lane(priority, f"{GROUP_ID}-priority"), self._run_lane(others, GROUP_ID)
+        )
+
+    async def _run_lane(self, topics: list[str], group: str) -> None:
+        """Consume ``topics`` as ``group`` until cancelled, reconnecting when the broker goes
+        away. Offsets are committed after each batch is recorded; a record lost with the
+        broker is published again by the reconciler, so a gap here delays a message but
+        never loses it."""
         while True:
             try:
-                await self.consume()
+                await self.consume(topics, group)
             except (KafkaError, Unavailable) as e:
-                log.warning("router consumer stopped (%s); reconnecting in 1 s", e)
+                log.warning("router consumer %s stopped (%s); reconnecting in 1 s", group, e)
                 await asyncio.sleep(1)
                 with contextlib.suppress(Unavailable):
                     await self.runtime.ensure_topics()
 
-    async def consume(self) -> None:
-        profile = self.runtime.kafka
-        topics = [profile.topic(name) for name in MESSAGE_TYPES]
-        recall_topic = profile.topic("licence-recall")
-        consumer = AIOKafkaConsumer(*topics, **profile.consumer_kwargs(GROUP_ID))
+    async def consume(self, topics: list[str], group: str) -> None:
+        consumer = AIOKafkaConsumer(*topics, **self.runtime.kafka.consumer_kwargs(group))
         try:
             await consumer.start()
         except KafkaError as e:
@@ -83,21 +92,15 @@ class Router:
         except BaseException:  # cancelled while joining the group: close its connections
             await asyncio.shield(consumer.stop())
             raise
-        self._consumer = consumer
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=200)
-                # recalls first: release notices fetched in the same batch must not hold back
-                # a recall's routing (the priority lane). Per-person order is kept anyway by
-                # the dispatcher, which holds a delivery while an earlier message about the
-                # same person is unrouted.
-                for tp in sorted(batches, key=lambda tp: tp.topic != recall_topic):
-                    for record in batches[tp]:
+                for records in batches.values():
+                    for record in records:
                         await self.handle(list(record.headers), record.value or b"")
                 if batches:
                     await consumer.commit()
         finally:
-            self._consumer = None
             with contextlib.suppress(KafkaError):
                 await consumer.stop()
 

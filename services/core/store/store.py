@@ -232,7 +232,8 @@ class Store(ReportStore, TimelinessStore, FilterStore, LifecycleStore):
                 sa.select(t.outbox, t.messages)
                 .join(t.messages, t.messages.c.id == t.outbox.c.message_id)
                 .where(t.outbox.c.published_at.is_(None))
-                .order_by(t.outbox.c.created_at)
+                # the priority lane first (a recall of a person unlawfully at large)
+                .order_by(t.messages.c.priority.desc(), t.outbox.c.created_at)
                 .limit(limit)
             )
             return [r for r in (_row(x) for x in (await c.execute(q)).all()) if r is not None]

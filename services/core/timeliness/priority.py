@@ -10,6 +10,11 @@ of its deliveries (``deliveries.priority``), and used by the dispatcher twice:
   may use, and one slot per subscription beyond ``webhook_max_in_flight``, so a backlog of
   ordinary traffic, even to the same receiver, cannot hold a recall back.
 
+Ahead of the dispatcher, the lane also holds in the outbox relay (priority messages are
+published first) and in the router, which consumes the topics of :data:`PRIORITY_TYPES` with
+a consumer of their own, so a backlog of release notices waiting to be routed cannot hold a
+recall back either.
+
 Per-person order still holds: a recall waits behind an earlier unfinished message about the
 same person for the same subscription (the receiver must see them in order)."""
 
@@ -22,6 +27,9 @@ NORMAL = 0
 PRIORITY = 1
 
 LANES = {NORMAL: "normal", PRIORITY: "priority"}
+
+#: message types that can carry a priority message: their topics get a consumer of their own
+PRIORITY_TYPES = ("licence-recall",)
 
 
 def priority_of(message_type: str, payload: Mapping[str, Any]) -> int:
