@@ -132,6 +132,7 @@ class Tally:
     short_notice: int = 0
     amended: set[str] = field(default_factory=set)
     cancelled: set[str] = field(default_factory=set)
+    released: set[str] = field(default_factory=set)
     breaches: dict[str, dt.date] = field(default_factory=dict)  # id -> STL expiry
     outcomes: set[str] = field(default_factory=set)
     acked_on_time: int = 0
@@ -214,6 +215,7 @@ async def run_tranche(
                 await _wait_idle(system, clock)
                 if day == 4:
                     await _outcomes(clients, tally, clock().date(), out)
+                await _confirm_releases(clients, tally, day0, clock)
                 await _acknowledge(clients, tally, rng, clock, fates)
                 await _wait_idle(system, clock)
             report = await runtime.store.timeliness_report(clock())
@@ -326,6 +328,30 @@ async def _amend_and_cancel(
     )
 
 
+async def _confirm_releases(
+    clients: dict[str, AgencyClient], tally: Tally, day0: dt.date, clock: OffsetClock
+) -> None:
+    """On each release day the prison confirms the releases of that day that still stand."""
+    today = clock().date()
+    for message_id, i in tally.number.items():
+        if message_id in tally.cancelled or message_id in tally.released:
+            continue
+        release = dt.date.fromisoformat(release_notice(i, day0)["release"]["date"])
+        if message_id in tally.amended:
+            release += dt.timedelta(days=7)
+        if release != today:
+            continue
+        r = await clients[PRISON].request(
+            "POST",
+            f"/v1/messages/{message_id}/confirm-release",
+            json={"released_at": clock().isoformat()},
+        )
+        if r.status_code == 202:
+            tally.released.add(message_id)
+        else:
+            tally.refused[f"confirm-release {r.status_code}"] += 1
+
+
 async def _outcomes(
     clients: dict[str, AgencyClient], tally: Tally, today: dt.date, out: Any
 ) -> None:
@@ -410,6 +436,7 @@ def _print_summary(
         ("Release notices sent", str(rel["sent"]), len(tally.notices)),
         ("  amended (date moved)", str(rel["amended"]), len(tally.amended)),
         ("  cancelled by exemption panel", str(rel["cancelled"]), len(tally.cancelled)),
+        ("  confirmed released", str(rel["released"]), len(tally.released)),
         ("  short notice (under 2 days)", str(rel["short_notice"]), tally.short_notice),
         ("  notice period, median", _days(rel["notice_days"]["median"]), None),
         ("  notice period, minimum", _days(rel["notice_days"]["min"]), None),

@@ -42,6 +42,7 @@ async def test_tranche_summary_prints_and_agrees_with_the_store(tmp_path: Path) 
             counted = {
                 "sent": await count(releases),
                 "cancelled": await count(releases.where(m.c.state == "cancelled")),
+                "released": await count(releases.where(m.c.state == "released")),
                 "dip": await count(dips),
                 "dip_closed": await count(dips.where(m.c.state == "closed")),
                 "dip_expired": await count(dips.where(m.c.state == "expired")),
@@ -66,6 +67,7 @@ async def test_tranche_summary_prints_and_agrees_with_the_store(tmp_path: Path) 
     assert counted == {
         "sent": rel["sent"],
         "cancelled": rel["cancelled"],
+        "released": rel["released"],
         "dip": dip["total"],
         "dip_closed": dip["closed_before_stl"],
         "dip_expired": dip["expired"],
@@ -78,7 +80,7 @@ async def test_tranche_summary_prints_and_agrees_with_the_store(tmp_path: Path) 
     assert escalation_events == du["escalations"]
     # the scenario is built so that every outcome occurs at least once
     assert rel["sent"] == 60 and rel["short_notice"] == 6
-    assert rel["cancelled"] > 0 and rel["amended"] > 0
+    assert rel["cancelled"] > 0 and rel["amended"] > 0 and rel["released"] > 0
     assert du["acknowledged_on_time"] > 0 and du["acknowledged_late"] > 0
     assert du["missing"] > 0 and du["escalations"] > 0 and du["cleared"] > 0
     assert dip["closed_before_stl"] > 0 and dip["expired"] > 0 and dip["reminders_sent"] > 0
