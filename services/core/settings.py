@@ -246,6 +246,15 @@ class Settings(BaseSettings):
         description="How often to look for changed agreement files (0: never reload).",
     )
 
+    @field_validator("dip_reminder_days")
+    @classmethod
+    def _reminder_days(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 1 <= d <= 365 for d in v):
+            raise ValueError("each reminder point must be between 1 and 365 days before the STL")
+        if len(set(v)) != len(v):
+            raise ValueError("reminder points must not repeat")
+        return v
+
     @field_validator("webhook_retry_schedule")
     @classmethod
     def _delays_in_range(cls, v: tuple[float, ...]) -> tuple[float, ...]:

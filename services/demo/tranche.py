@@ -445,7 +445,7 @@ def _print_summary(
         ("  acknowledged on time", str(duties["acknowledged_on_time"]), tally.acked_on_time),
         ("  acknowledged late", str(duties["acknowledged_late"]), tally.acked_late),
         ("  never acknowledged (missing)", str(duties["missing"]), None),
-        ("  cleared by a cancellation", str(duties["cleared"]), None),
+        ("  cleared (notice cancelled or moved)", str(duties["cleared"]), None),
         ("  escalations raised", str(duties["escalations"]), None),
         ("DIP breaches", str(dip["total"]), len(tally.breaches)),
         ("  closed before STL (outcome)", str(dip["closed_before_stl"]), len(tally.outcomes)),

@@ -94,7 +94,9 @@ class VersionPublic(BaseModel):
     lifecycle: str = Field(description="original | amended | cancelled | released | outcome")
     version: int
     accepted_at: dt.datetime
-    timeliness: dict[str, Any] | None
+    timeliness: dict[str, Any] | None = Field(
+        description="Notice period of this version; null when its payload is withheld"
+    )
     payload: dict[str, Any] | None = Field(
         description="The sender: the full payload. A recipient: its own projection; null "
         "when the agreements now in force withhold it (see withheld)"
@@ -111,8 +113,12 @@ class MessageStatePublic(BaseModel):
         "DIP breach: open | closed | expired; other types: null"
     )
     version: int = Field(description="The latest version")
-    accepted_at: dt.datetime
-    timeliness: dict[str, Any] | None = Field(description="Of the original notification")
+    accepted_at: dt.datetime = Field(
+        description="The sender: of the original. A recipient: of the first version shown to it"
+    )
+    timeliness: dict[str, Any] | None = Field(
+        description="Notice period of that notification (null for a recipient when withheld)"
+    )
     history: list[VersionPublic] = Field(
         description="Each version, oldest first (a recipient: those it was entitled to)"
     )
@@ -220,14 +226,21 @@ async def get_message_state(
         actor=agency.party,
         detail={"client_id": agency.client_id, "role": role, "versions": [h.id for h in history]},
     )
+    # a recipient is told the notification it was entitled to, not the original's (which
+    # it may never have been shown, and whose notice period would tell the release date)
+    accepted_at, timeliness = root["accepted_at"], root.get("timeliness")
+    if role == "recipient":
+        shown = next((h for h in history if h.withheld is None), None)
+        accepted_at = shown.accepted_at if shown else history[0].accepted_at
+        timeliness = shown.timeliness if shown else None
     return MessageStatePublic(
         id=root["id"],
         message_type=root["message_type"],
         role=role,
         state=root.get("state"),
         version=int(root.get("version") or 1),
-        accepted_at=root["accepted_at"],
-        timeliness=root.get("timeliness"),
+        accepted_at=accepted_at,
+        timeliness=timeliness,
         history=history,
     )
 
@@ -247,7 +260,8 @@ async def _recipient_history(
         shown = {**v, **seen_by(v, bases.get(party))}
         permitted = current.get(party, f"no agreement in force now shares with {party}")
         if isinstance(permitted, str):
-            out.append(_version(v, shown["timeliness"], None, withheld=permitted))
+            # the notice period would tell the release date: withheld with the payload
+            out.append(_version(v, None, None, withheld=permitted))
         else:
             out.append(_version(v, shown["timeliness"], permitted.project(shown["payload"])))
     return out

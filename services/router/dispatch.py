@@ -258,11 +258,15 @@ class Dispatcher:
 
     async def _publish(self, row: dict[str, Any], body: bytes) -> AttemptResult:
         topic = self.runtime.kafka.agency_topic(row["recipient"])
+        # a message is keyed by its person, so that one person's records stay in order; a
+        # broker event goes to parties that may never have received the message, so it is
+        # keyed by its own id rather than by the person's pseudonym
+        key = row["message_id"] if is_system_event(row) else row["person"]
         started = asyncio.get_running_loop().time()
         try:
             await self.publisher.publish(
                 topic,
-                row["person"].encode(),
+                key.encode(),
                 body,
                 [
                     ("content-type", b"application/cloudevents+json"),

@@ -180,6 +180,10 @@ def test_unknown_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         ("ISA_BROKER_WEBHOOK_RETRY_SCHEDULE", "[0, 5, 90000]"),
         ("ISA_BROKER_WEBHOOK_RETRY_SCHEDULE", "[]"),
         ("ISA_BROKER_WEBHOOK_RETRY_SCHEDULE", "[0, -1]"),
+        ("ISA_BROKER_DIP_REMINDER_DAYS", "[7, 0]"),
+        ("ISA_BROKER_DIP_REMINDER_DAYS", "[-2]"),
+        ("ISA_BROKER_DIP_REMINDER_DAYS", "[2, 2]"),
+        ("ISA_BROKER_SHORT_NOTICE_DAYS", "-1"),
     ],
 )
 def test_out_of_range_values_are_refused(
@@ -210,6 +214,11 @@ def test_environment_overrides_paths(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     s = Settings()
     assert s.data_dir == tmp_path
     assert s.policies_dir == tmp_path / "pol"
+
+
+def test_dip_reminder_points_are_read_as_a_json_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, {"ISA_BROKER_DIP_REMINDER_DAYS": "[14, 7, 1]"})
+    assert Settings().dip_reminder_days == (14, 7, 1)  # the control of the refusals above
 
 
 def test_the_retry_schedule_is_read_as_a_json_list(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -568,3 +568,34 @@ async def test_the_senders_dashboard_lists_its_own_messages(
     r = await http.get("/v1/messages", headers=police)
     assert [i["message_type"] for i in r.json()] == ["dip-breach"]
     assert [i["state"] for i in r.json()] == ["open"]
+
+
+async def test_a_party_entitled_only_from_an_amendment_is_not_shown_the_original(
+    http: httpx.AsyncClient, token_for: TokenFor, runtime: Runtime
+) -> None:
+    """The police IOM team hears of a release only once an amendment raises the risk: its
+    view starts at the amendment, and its notice period is the amendment's, not the
+    original's (which would tell it the original release date)."""
+    police = await token_for(POLICE_IOM)
+    await subscribe_inbox(http, police, "release-notice")
+    prison = bearer(await token_for(PRISON))
+    low = lowered(notice(days_ahead=9))
+    root = (await http.post("/v1/messages/release-notice", json=low, headers=prison)).json()["id"]
+    await route_and_settle(runtime, root)
+    raised = notice(days_ahead=3)
+    raised["destination"]["address"] = NEW_ADDRESS
+    r = await http.post(f"/v1/messages/{root}/amend", json=raised, headers=prison)
+    assert r.status_code == 202, r.text
+    amended = r.json()
+    assert POLICE_IOM in {x["party"] for x in amended["recipients"]}
+    await route_and_settle(runtime, amended["id"])
+
+    r = await http.get(f"/v1/messages/{root}", headers=bearer(police))
+    assert r.status_code == 200, r.text
+    view = r.json()
+    assert [h["id"] for h in view["history"]] == [amended["id"]]
+    assert view["timeliness"] == amended["timeliness"]
+    assert view["accepted_at"] == view["history"][0]["accepted_at"]
+    original = (await http.get(f"/v1/messages/{root}", headers=prison)).json()
+    assert original["timeliness"]["notice_days"] != view["timeliness"]["notice_days"]
+    assert low["release"]["date"] not in r.text

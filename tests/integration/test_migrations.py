@@ -4,17 +4,21 @@ run again and from several processes at once."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect
 
 from services.core.store import Store, metadata
-from services.core.store.migrate import current, head
+from services.core.store import tables as t
+from services.core.store.migrate import _config, current, head
 
 pytestmark = pytest.mark.integration
 
@@ -60,3 +64,56 @@ def test_db_upgrade_command(tmp_path: Path) -> None:
     )
     assert f"schema at revision {head()}" in out.stdout
     assert (tmp_path / "isa-broker.db").exists()
+
+
+async def test_existing_clients_are_given_the_timeliness_scopes(database_url: str) -> None:
+    """0004: a client registered before it keeps working with the new endpoints; going back
+    down takes exactly those scopes away again."""
+    store = Store(database_url)
+    try:
+        async with store.engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(_config(c), "0003"))
+            now = dt.datetime.now(dt.UTC)
+            for client_id, scopes in (
+                ("sender", ["publish:release-notice", "decisions:read"]),
+                ("recipient", ["deliveries:read", "subscriptions:manage"]),
+                ("operator", ["admin"]),
+            ):
+                await conn.execute(
+                    sa.insert(t.clients).values(
+                        client_id=client_id,
+                        party="p",
+                        scopes=scopes,
+                        created_at=now,
+                        disabled=False,
+                    )
+                )
+        await store.init_schema()
+        async with store.engine.connect() as conn:
+            rows = dict(
+                (await conn.execute(sa.select(t.clients.c.client_id, t.clients.c.scopes))).all()
+            )
+        assert sorted(rows["sender"]) == [
+            "decisions:read",
+            "duties:read",
+            "messages:read",
+            "publish:release-notice",
+            "reports:read",
+        ]
+        assert sorted(rows["recipient"]) == [
+            "deliveries:read",
+            "duties:ack",
+            "duties:read",
+            "messages:read",
+            "subscriptions:manage",
+        ]
+        assert rows["operator"] == ["admin", "messages:read"]
+        async with store.engine.begin() as conn:
+            await conn.run_sync(lambda c: command.downgrade(_config(c), "0003"))
+            rows = dict(
+                (await conn.execute(sa.select(t.clients.c.client_id, t.clients.c.scopes))).all()
+            )
+        assert sorted(rows["sender"]) == ["decisions:read", "publish:release-notice"]
+        assert rows["operator"] == ["admin"]
+    finally:
+        await store.aclose()

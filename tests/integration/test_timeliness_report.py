@@ -110,6 +110,7 @@ async def test_report_counts_what_the_rows_say(store: Store) -> None:
                 "subject": breaches[0]["id"],
                 "due_at": NOW,
                 "status": "done",
+                "detail": {"sent": True},
             },
             {
                 "kind": "dip-reminder:2",
@@ -122,6 +123,14 @@ async def test_report_counts_what_the_rows_say(store: Store) -> None:
                 "subject": breaches[2]["id"],
                 "due_at": NOW,
                 "status": "done",
+                "detail": {"sent": True},
+            },
+            {  # fired without sending: the later point was already due
+                "kind": "dip-reminder:7",
+                "subject": breaches[3]["id"],
+                "due_at": NOW,
+                "status": "done",
+                "detail": {"sent": False},
             },
         ],
     )

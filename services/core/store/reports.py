@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..timeliness.events import SYSTEM_SENDER
+from ..timeliness import SYSTEM_SENDER
 from . import tables as t
 from .filters import lane_latency, nearest_rank
 
@@ -116,9 +116,12 @@ class ReportStore:
                 timers += [
                     dict(r._mapping)
                     for r in await c.execute(
-                        sa.select(t.timers.c.kind, t.timers.c.status, t.timers.c.subject).where(
-                            t.timers.c.subject.in_(chunk)
-                        )
+                        sa.select(
+                            t.timers.c.kind,
+                            t.timers.c.status,
+                            t.timers.c.subject,
+                            t.timers.c.detail,
+                        ).where(t.timers.c.subject.in_(chunk))
                     )
                 ]
                 d = t.deliveries
@@ -208,5 +211,7 @@ def _dip(messages: list[dict[str, Any]], timers: list[dict[str, Any]]) -> dict[s
             if x["subject"] in ids
             and x["kind"].startswith("dip-reminder")
             and x["status"] == "done"
+            # a reminder point that fired without sending (a later one was due) is not counted
+            and (x["detail"] or {}).get("sent")
         ),
     }

@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..store import tables as t
+from . import SYSTEM_SENDER
 
-SYSTEM_SENDER = "isa-broker"
 SOURCE = "urn:isa-broker:scheduler"
 #: message_type (the row's) -> CloudEvents type
 EVENT_TYPES = {

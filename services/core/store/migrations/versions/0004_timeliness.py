@@ -17,6 +17,8 @@ branch_labels = None
 depends_on = None
 
 TS = sa.DateTime(timezone=True)
+CLIENTS = sa.table("clients", sa.column("client_id", sa.String), sa.column("scopes", sa.JSON))
+NEW_SCOPES = {"messages:read", "reports:read", "duties:read", "duties:ack"}
 
 
 def upgrade() -> None:
@@ -94,8 +96,31 @@ def upgrade() -> None:
     with op.batch_alter_table("timers", schema=None) as batch_op:
         batch_op.create_index("ix_timers_due", ["status", "due_at"], unique=False)
 
+    # Existing clients keep working with the new endpoints: every client may read the state
+    # of what it sent or received; senders read their timeliness report and follow the
+    # duties on their messages; recipients read and acknowledge their duties (a party that
+    # has none is shown none). New clients get exactly what the agreements call for.
+    conn = op.get_bind()
+    for client_id, scopes in conn.execute(sa.select(CLIENTS.c.client_id, CLIENTS.c.scopes)):
+        new = set(scopes) | {"messages:read"}
+        if "decisions:read" in scopes:
+            new |= {"reports:read", "duties:read"}
+        if "deliveries:read" in scopes:
+            new |= {"duties:read", "duties:ack"}
+        if new != set(scopes):
+            conn.execute(
+                CLIENTS.update().where(CLIENTS.c.client_id == client_id).values(scopes=sorted(new))
+            )
+
 
 def downgrade() -> None:
+    conn = op.get_bind()
+    for client_id, scopes in conn.execute(sa.select(CLIENTS.c.client_id, CLIENTS.c.scopes)):
+        kept = sorted(set(scopes) - NEW_SCOPES)
+        if kept != sorted(scopes):
+            conn.execute(
+                CLIENTS.update().where(CLIENTS.c.client_id == client_id).values(scopes=kept)
+            )
     with op.batch_alter_table("timers", schema=None) as batch_op:
         batch_op.drop_index("ix_timers_due")
     op.drop_table("timers")
