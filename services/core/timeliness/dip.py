@@ -30,7 +30,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..settings import Settings
 from ..store import tables as t
 from ..store.timeliness import HandlerResult, row_of
-from .events import SYSTEM_SENDER, emit
+from . import SYSTEM_SENDER
+from .events import emit
 
 log = logging.getLogger("isa_broker.timeliness")
 

@@ -36,8 +36,8 @@ from ..isa.engine import RecipientDecision
 from ..isa.model import Duty, Flow, PolicySet
 from ..store import tables as t
 from ..store.timeliness import HandlerResult, row_of
-from . import dip
-from .events import SYSTEM_SENDER, emit
+from . import SYSTEM_SENDER, dip
+from .events import emit
 
 log = logging.getLogger("isa_broker.timeliness")
 
