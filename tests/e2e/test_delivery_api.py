@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from services.core.clients import create_client
+from services.core.clock import OffsetClock
 from services.core.runtime import Runtime
 from services.core.store import Store
 from services.demo.agency import AgencyClient
@@ -501,25 +502,6 @@ async def test_gone_disables_the_subscription_with_notices_until_enabled(
 # -- 4. an endpoint failing for too long is disabled ---------------------------------------------
 
 
-class FakeClock:
-    """The real time plus an offset that the test advances. Time keeps flowing between
-    jumps, so two messages published one after the other are not accepted at the same
-    instant (which would order them by their random ids, not by publication)."""
-
-    def __init__(self) -> None:
-        self.offset = dt.timedelta()
-
-    def __call__(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC) + self.offset
-
-    @property
-    def now(self) -> dt.datetime:
-        return self()
-
-    def advance(self, seconds: float) -> None:
-        self.offset += dt.timedelta(seconds=seconds)
-
-
 async def test_endpoint_failing_for_the_disable_period_is_disabled(
     start_env: StartEnv, receivers: RecordingReceivers
 ) -> None:
@@ -528,7 +510,9 @@ async def test_endpoint_failing_for_the_disable_period_is_disabled(
         endpoint_disable_after_seconds=60,
         dispatch_poll_seconds=0.05,
     )
-    clock = FakeClock()
+    # real time plus an offset: two messages published one after the other are not
+    # accepted at the same instant (which would order them by their random ids)
+    clock = OffsetClock()
     env.runtime.clock = clock
     vawg, store = env.clients[VAWG], env.store
     sub = await _subscribe(vawg, "webhook", receivers.url(VAWG))
@@ -553,8 +537,8 @@ async def test_endpoint_failing_for_the_disable_period_is_disabled(
         row = await store.get_delivery(first["id"])
         assert row is not None and row["status"] == "retrying", row
         done = len(await attempts()) + 1
-        clock.advance(5)
-        if row["next_attempt_at"] > clock.now:
+        clock.advance(dt.timedelta(seconds=5))
+        if row["next_attempt_at"] > clock():
             continue
         history = await _poll(attempts, _at_least(done), f"attempt {done}")
         assert len(history) == done
