@@ -155,8 +155,16 @@ def _keys(args: argparse.Namespace) -> int:
     from .core.crypto.signing_keys import RotationPolicy
 
     settings = _settings()
-    keys = KeyStore(settings.data_dir, RotationPolicy.from_settings(settings)).signing
+    store = KeyStore(settings.data_dir, RotationPolicy.from_settings(settings))
+    keys = store.signing
     now = dt.datetime.now(dt.UTC)
+    if args.keys_command in ("rotate-kek", "retire-kek"):
+        if args.keys_command == "rotate-kek":
+            print(f"new current key-encryption key {store.kek.rotate()}")
+        else:
+            store.kek.retire(args.kid)
+            print(f"retired key-encryption key {args.kid}")
+        return 0
     if args.keys_command == "rotate":
         ahead = settings.signing_key_publish_ahead_seconds
         if args.publish_ahead is not None:
@@ -164,6 +172,10 @@ def _keys(args: argparse.Namespace) -> int:
         keys.rotate(now, dt.timedelta(seconds=ahead))
     for k in keys.describe(now):
         print(f"{k['kid']}\t{k['state']}\tsigns from {k['activates_at']:%Y-%m-%dT%H:%M:%SZ}")
+    if args.keys_command == "list":
+        for kek in store.kek.describe():
+            state = "current" if kek.current else "unwraps only"
+            print(f"{kek.kid}\tkek {state}\tcreated {kek.created_at:%Y-%m-%dT%H:%M:%SZ}")
     return 0
 
 
@@ -327,6 +339,46 @@ async def _db_upgrade(_: argparse.Namespace) -> int:
     return 0
 
 
+async def _audit(args: argparse.Namespace) -> int:
+    """``isa-broker audit verify|seal|checkpoints export``: the tamper-evident disclosure
+    log (services.core.audit). Needs the store and ``keys/audit-log/``, not Kafka."""
+    from .core.audit.keys import LogSigningKeys
+    from .core.audit.sealer import Sealer
+    from .core.audit.verify import export_checkpoints, read_export, verify_log
+    from .core.store import Store
+
+    settings = _settings()
+    keys = LogSigningKeys(settings.data_dir)
+    exported = read_export(args.checkpoints) if getattr(args, "checkpoints", None) else None
+    store = Store(settings.resolved_database_url)
+    try:
+        await store.init_schema()
+        if args.audit_command == "verify":
+            verdict = await verify_log(store, keys, exported)
+            print(verdict.line())
+            return 0 if verdict.ok else 1
+        if args.audit_command == "seal":
+            sealer = Sealer(
+                store,
+                keys,
+                settle_seconds=settings.audit_seal_settle_seconds,
+                checkpoint_seconds=settings.audit_checkpoint_seconds,
+            )
+            sealed = await sealer.seal_now()
+            print(f"sealed {sealed} entries; the log holds {sealer.sealed} sealed entries")
+            return 0
+        doc = await export_checkpoints(store, keys)
+    finally:
+        await store.aclose()
+    text = json.dumps(doc, indent=2) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+        print(f"wrote {len(doc['checkpoints'])} checkpoints to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def _schemas_export(args: argparse.Namespace) -> int:
     from .core.messages import MESSAGE_TYPES
 
@@ -400,10 +452,21 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("client_id")
         p.set_defaults(run=_clients_set_disabled, is_async=True)
 
-    keys = sub.add_parser("keys", help="the gateway's token-signing keys").add_subparsers(
-        dest="keys_command", required=True
+    keys = sub.add_parser(
+        "keys", help="token-signing keys and the Kafka topics' key-encryption keys"
+    ).add_subparsers(dest="keys_command", required=True)
+    p = keys.add_parser("list", help="signing keys and their state, then key-encryption keys")
+    p.set_defaults(run=_keys, is_async=False)
+    p = keys.add_parser(
+        "rotate-kek", help="make a new key-encryption key current (old ones keep unwrapping)"
     )
-    p = keys.add_parser("list", help="published keys and their state")
+    p.set_defaults(run=_keys, is_async=False)
+    p = keys.add_parser(
+        "retire-kek",
+        help="delete a key-encryption key that is not current: records it wrapped become "
+        "unreadable, so only once they are past the topics' retention",
+    )
+    p.add_argument("kid")
     p.set_defaults(run=_keys, is_async=False)
     p = keys.add_parser("rotate", help="publish a next key; it signs after the publish-ahead")
     p.add_argument(
@@ -417,6 +480,25 @@ def main(argv: list[str] | None = None) -> int:
     db = sub.add_parser("db", help="the store").add_subparsers(dest="db_command", required=True)
     p = db.add_parser("upgrade", help="apply pending schema migrations (also done at start-up)")
     p.set_defaults(run=_db_upgrade, is_async=True)
+
+    audit = sub.add_parser("audit", help="the tamper-evident disclosure log").add_subparsers(
+        dest="audit_command", required=True
+    )
+    p = audit.add_parser("verify", help="check the whole log and its signed checkpoints")
+    p.add_argument(
+        "--checkpoints",
+        type=Path,
+        help="also check the log against checkpoints exported earlier (a partner's copy)",
+    )
+    p.set_defaults(run=_audit, is_async=True)
+    p = audit.add_parser("seal", help="seal committed entries now and sign a checkpoint")
+    p.set_defaults(run=_audit, is_async=True)
+    cps = audit.add_parser("checkpoints", help="signed checkpoints").add_subparsers(
+        dest="checkpoints_command", required=True
+    )
+    p = cps.add_parser("export", help="write the checkpoints and public keys (JSON)")
+    p.add_argument("--out", help="file to write (default: standard output)")
+    p.set_defaults(run=_audit, is_async=True, audit_command="export")
 
     isa = sub.add_parser("isa", help="tools for information governance officers")
     isa_sub = isa.add_subparsers(dest="isa_command", required=True)

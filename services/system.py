@@ -15,6 +15,8 @@ from typing import Any
 
 import uvicorn
 
+from .core.audit.keys import LogSigningKeys
+from .core.audit.sealer import Sealer
 from .core.clients import create_client
 from .core.clock import Clock
 from .core.crypto.signing_keys import write_private_file
@@ -42,6 +44,7 @@ class System:
         self.publisher: KafkaPublisher | None = None
         self.router: Router | None = None
         self.scheduler: Scheduler | None = None
+        self.sealer: Sealer | None = None
         self.relay: OutboxRelay | None = None
         self.broker_restarts = 0
         self._broker_started = dt.datetime.now(dt.UTC)
@@ -99,6 +102,17 @@ class System:
                 )
                 self.router.on_timers = self.scheduler.wake
                 self._tasks.append(asyncio.create_task(self.scheduler.run(), name="scheduler"))
+                # the tamper-evident disclosure log (services.core.audit)
+                self.sealer = Sealer(
+                    self.runtime.store,
+                    LogSigningKeys(s.data_dir),
+                    settle_seconds=s.audit_seal_settle_seconds,
+                    checkpoint_seconds=s.audit_checkpoint_seconds,
+                )
+                if s.audit_seal_seconds > 0:
+                    self._tasks.append(
+                        asyncio.create_task(self.sealer.run(s.audit_seal_seconds), name="sealer")
+                    )
             if self.broker is not None:
                 self._tasks.append(asyncio.create_task(self._supervise(), name="broker-supervisor"))
         except BaseException:
@@ -207,6 +221,10 @@ class System:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 10)
         self._tasks.clear()
+        if self.sealer is not None and self.settings.audit_seal_seconds > 0:
+            # seal what is left and sign a checkpoint of it, so the newest entries are covered
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.sealer.seal_now(), 10)
         if self.router is not None:
             await self.router.aclose()
         if self.publisher is not None:

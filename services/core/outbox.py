@@ -50,6 +50,9 @@ class OutboxRelay:
                     row["person"],
                     row["payload"],
                 )
+                # the message-type topics hold complete messages: encrypted (see
+                # services.core.kafka.encryption); a republished message is sealed afresh
+                value, headers = self.runtime.topic_encryption.seal(row["topic"], value, headers)
                 try:
                     await self.publisher.publish(row["topic"], key, value, headers)
                 except Unavailable as e:

@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .clock import Clock, utc_now
+from .crypto.envelope import Envelope
 from .crypto.keys import KeyStore
 from .crypto.signing_keys import RotationPolicy
 from .isa import IsaEngine, load_policies
 from .kafka.config import KafkaProfile
+from .kafka.encryption import TopicEncryption
 from .messages import MESSAGE_TYPES
 from .settings import Settings
 from .store import Store
@@ -48,6 +50,8 @@ class Runtime:
     engine: IsaEngine
     keys: KeyStore
     kafka: KafkaProfile
+    #: seals and opens the records of the shared topics (message types, dead letters)
+    topic_encryption: TopicEncryption
     clock: Clock = field(default=utc_now)
 
     @classmethod
@@ -64,7 +68,8 @@ class Runtime:
             replication_factor=settings.kafka_replication_factor,
         )
         keys = KeyStore(settings.data_dir, RotationPolicy.from_settings(settings))
-        return cls(settings, store, engine, keys, profile)
+        encryption = TopicEncryption(Envelope(keys.kek), enabled=settings.kafka_encryption)
+        return cls(settings, store, engine, keys, profile, encryption)
 
     async def aclose(self) -> None:
         await self.store.aclose()

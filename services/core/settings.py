@@ -54,6 +54,12 @@ class Settings(BaseSettings):
     kafka_topic_prefix: str = "isa"
     kafka_partitions: int = Field(default=3, ge=1, le=1000)
     kafka_replication_factor: int = Field(default=1, ge=1, le=10)
+    kafka_encryption: bool = Field(
+        default=True,
+        description="Encrypt the records of the message-type and dead-letter topics "
+        "(AES-256-GCM envelope encryption; keys under <data_dir>/keys/kek/). Off only for "
+        "debugging; refused in production.",
+    )
 
     public_url: str = Field(
         default="http://127.0.0.1:8000",
@@ -245,6 +251,28 @@ class Settings(BaseSettings):
         le=3600,
         description="How often to look for changed agreement files (0: never reload).",
     )
+    audit_seal_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How often each router seals new disclosure-log entries into the "
+        "tamper-evident log (0: this process never seals; run 'isa-broker audit seal').",
+    )
+    audit_seal_settle_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="A gap in the disclosure log's sequence numbers is taken for a rolled-back "
+        "transaction, and sealed past, once the entry after it is this old; until then the "
+        "sealer waits for the missing entry to commit. Longer than any store transaction.",
+    )
+    audit_checkpoint_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description="Least time between two signed checkpoints of the disclosure log; one is "
+        "signed only when new entries were sealed.",
+    )
 
     @field_validator("dip_reminder_days")
     @classmethod
@@ -318,6 +346,8 @@ class Settings(BaseSettings):
                 problems.append("ISA_BROKER_PUBLIC_URL must be https:// in production")
             if self.kafka_bootstrap_servers is None:
                 problems.append("KAFKA_BOOTSTRAP_SERVERS is required in production")
+            if not self.kafka_encryption:
+                problems.append("ISA_BROKER_KAFKA_ENCRYPTION must be true in production")
             if self.database_url is None or not self.database_url.startswith("postgresql"):
                 problems.append("ISA_BROKER_DATABASE_URL must name PostgreSQL in production")
             if problems:

@@ -406,21 +406,24 @@ class Dispatcher:
                 ],
             }
         ).encode()
+        topic = self.runtime.kafka.dead_letter_topic
+        # a shared topic: the value is encrypted like the message topics' (the error texts
+        # of the attempt history are the receivers' words)
+        value, headers = self.runtime.topic_encryption.seal(
+            topic,
+            value,
+            [
+                ("ce_specversion", b"1.0"),
+                ("ce_id", row["id"].encode()),
+                ("ce_source", NOTICE_SOURCE.encode()),
+                ("ce_type", b"org.isa-broker.dead-letter.v1"),
+                ("ce_time", self.runtime.clock().isoformat().encode()),
+                ("ce_subject", row["message_id"].encode()),
+                ("content-type", b"application/json"),
+            ],
+        )
         try:
-            await self.publisher.publish(
-                self.runtime.kafka.dead_letter_topic,
-                row["person"].encode(),
-                value,
-                [
-                    ("ce_specversion", b"1.0"),
-                    ("ce_id", row["id"].encode()),
-                    ("ce_source", NOTICE_SOURCE.encode()),
-                    ("ce_type", b"org.isa-broker.dead-letter.v1"),
-                    ("ce_time", self.runtime.clock().isoformat().encode()),
-                    ("ce_subject", row["message_id"].encode()),
-                    ("content-type", b"application/json"),
-                ],
-            )
+            await self.publisher.publish(topic, row["person"].encode(), value, headers)
         except Unavailable as e:
             log.warning("dead-letter record not published delivery_id=%s: %s", row["id"], e)
         log.warning(

@@ -17,6 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
+from services.core.crypto.envelope import EnvelopeError
 from services.core.errors import InvalidRequest, Unavailable
 from services.core.kafka.cloudevents import from_record
 from services.core.kafka.publisher import Publisher
@@ -32,6 +33,15 @@ from .dispatch import Dispatcher
 log = logging.getLogger("isa_broker.router")
 
 GROUP_ID = "isa-broker-router"
+
+
+def _ce_id(headers: list[tuple[str, bytes]]) -> str:
+    """The record's CloudEvent id for a log line (an id, never personal data)."""
+    for name, raw in headers:
+        if name == "ce_id":
+            text = raw.decode("ascii", "replace")[:64]
+            return "".join(c if c.isprintable() else "?" for c in text)
+    return "-"
 
 
 def delivery_id(message_id: str, recipient: str, subscription_id: str | None) -> str:
@@ -97,14 +107,24 @@ class Router:
                 batches = await consumer.getmany(timeout_ms=500, max_records=200)
                 for records in batches.values():
                     for record in records:
-                        await self.handle(list(record.headers), record.value or b"")
+                        await self.handle(list(record.headers), record.value or b"", record.topic)
                 if batches:
                     await consumer.commit()
         finally:
             with contextlib.suppress(KafkaError):
                 await consumer.stop()
 
-    async def handle(self, headers: list[tuple[str, bytes]], value: bytes) -> None:
+    async def handle(self, headers: list[tuple[str, bytes]], value: bytes, topic: str) -> None:
+        """Route the message a record announces. The record is decrypted first (the
+        message-type topics are encrypted: services.core.kafka.encryption); one that does
+        not decrypt, arrives in clear or lacks the envelope headers is logged by its id
+        only and skipped. Nothing is lost by skipping: the message is in the store, and the
+        reconciler publishes it again, sealed afresh, if it stays unrouted."""
+        try:
+            value, headers = self.runtime.topic_encryption.open_(topic, value, headers)
+        except EnvelopeError as e:
+            log.warning("skipping record ce_id=%s on %s: %s", _ce_id(headers), topic, e)
+            return
         try:
             event = from_record(headers, value)
         except InvalidRequest as e:

@@ -98,6 +98,12 @@ def test_safe_production_settings_are_accepted(monkeypatch: pytest.MonkeyPatch) 
             id="no-kafka",
         ),
         pytest.param(
+            {"ISA_BROKER_KAFKA_ENCRYPTION": "false"},
+            "ISA_BROKER_KAFKA_ENCRYPTION",
+            "must be true in production",
+            id="kafka-in-clear",
+        ),
+        pytest.param(
             {"ISA_BROKER_DATABASE_URL": None},
             "ISA_BROKER_DATABASE_URL",
             "must name PostgreSQL in production",

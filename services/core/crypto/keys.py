@@ -13,16 +13,24 @@ from typing import Any
 
 from joserfc.jwk import ECKey, KeySet
 
+from .kek import FileKeyEncryptionKeys, KeyEncryptionKeys
 from .signing_keys import RotationPolicy, SigningKeys, write_private_file
 
 
 class KeyStore:
-    """The gateway's token-signing keys (ES256, rotated: see :mod:`.signing_keys`) and the
-    pseudonymisation key."""
+    """The gateway's token-signing keys (ES256, rotated: see :mod:`.signing_keys`), the
+    pseudonymisation key, and the key-encryption keys of the Kafka topics' envelope
+    encryption (:mod:`.kek`; files under ``keys/kek/`` unless a KMS-backed ``kek`` is given)."""
 
-    def __init__(self, data_dir: Path, rotation: RotationPolicy | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        rotation: RotationPolicy | None = None,
+        kek: KeyEncryptionKeys | None = None,
+    ) -> None:
         self.root = data_dir / "keys"
         self.signing = SigningKeys(self.root / "token-signing", rotation)
+        self.kek: KeyEncryptionKeys = kek or FileKeyEncryptionKeys(self.root / "kek")
         self._pseudonym_key: bytes | None = None
 
     # -- token signing -------------------------------------------------------------------------

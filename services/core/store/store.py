@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from ..errors import Unavailable
 from . import tables as t
+from .audit_log import AuditLogStore
 from .filters import FilterStore
 from .lifecycle import LifecycleStore
 from .migrate import upgrade
@@ -45,7 +46,7 @@ def _row(row: sa.Row[Any] | None) -> dict[str, Any] | None:
     return {k: _utc(v) for k, v in row._mapping.items()}
 
 
-class Store(ReportStore, TimelinessStore, FilterStore, LifecycleStore):
+class Store(ReportStore, TimelinessStore, FilterStore, LifecycleStore, AuditLogStore):
     def __init__(self, url: str) -> None:
         self.url = url
         kwargs: dict[str, Any] = {}

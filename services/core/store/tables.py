@@ -191,6 +191,25 @@ audit = sa.Table(
     sa.Column("recipient", sa.String(64)),
     sa.Column("person", sa.String(64)),
     sa.Column("detail", sa.JSON, nullable=False),
+    # set by the sealer (services.core.audit): the entry's place in the tamper-evident log,
+    # its RFC 9162 leaf hash and the hash chain up to it (hex SHA-256); null until sealed
+    sa.Column("position", sa.BigInteger),
+    sa.Column("leaf_hash", sa.String(64)),
+    sa.Column("chain_hash", sa.String(64)),
+    sa.UniqueConstraint("position", name="uq_audit_position"),
+)
+
+# Signed checkpoints of the disclosure log: the Merkle tree hash of its first ``tree_size``
+# sealed entries and the chain hash of the last, signed with the log-signing key (ed25519)
+audit_checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("tree_size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("root_hash", sa.String(64), nullable=False),
+    sa.Column("chain_hash", sa.String(64), nullable=False),
+    sa.Column("signed_at", TS, nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("signature", sa.String(128), nullable=False),
 )
 
 # Acknowledgement duties a flow of an agreement puts on a recipient: acknowledge by ``due_at``

@@ -1,0 +1,153 @@
+"""Merkle tree hashes and proofs of RFC 9162 (Certificate Transparency 2.0) s2.1, over
+leaf hashes already computed with :func:`leaf_hash` (SHA-256 throughout):
+
+- s2.1.1: ``MTH({}) = SHA-256()``, ``MTH({d0}) = SHA-256(0x00 || d0)``, and for n > 1 with k
+  the largest power of two smaller than n, ``MTH(D[n]) = SHA-256(0x01 || MTH(D[0:k]) ||
+  MTH(D[k:n]))`` (:func:`root`, and :class:`CompactRange` incrementally);
+- s2.1.3.1 / s2.1.3.2: inclusion proofs, generation and verification;
+- s2.1.4.1 / s2.1.4.2: consistency proofs, generation and verification."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+
+def leaf_hash(data: bytes) -> bytes:
+    return hashlib.sha256(b"\x00" + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _split(n: int) -> int:
+    """The largest power of two smaller than n (n > 1)."""
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def root(leaves: Sequence[bytes]) -> bytes:
+    """MTH of the given leaf hashes (s2.1.1)."""
+    n = len(leaves)
+    if n == 0:
+        return EMPTY_ROOT
+    if n == 1:
+        return leaves[0]
+    k = _split(n)
+    return node_hash(root(leaves[:k]), root(leaves[k:]))
+
+
+class CompactRange:
+    """The roots of the perfect subtrees that make up a tree of ``size`` leaves, largest
+    first: appending a leaf and computing the MTH cost O(log n), so that the sealer and the
+    verifier compute every checkpoint's root in one pass over the log."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._peaks: list[bytes] = []
+
+    def append(self, leaf: bytes) -> None:
+        self._peaks.append(leaf)
+        self.size += 1
+        n = self.size
+        while n % 2 == 0:
+            right = self._peaks.pop()
+            self._peaks[-1] = node_hash(self._peaks[-1], right)
+            n //= 2
+
+    def root(self) -> bytes:
+        if not self._peaks:
+            return EMPTY_ROOT
+        h = self._peaks[-1]
+        for peak in reversed(self._peaks[:-1]):
+            h = node_hash(peak, h)
+        return h
+
+
+def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """PATH(m, D[n]) of s2.1.3.1."""
+    n = len(leaves)
+    if not 0 <= index < n:
+        raise ValueError(f"leaf {index} is not in a tree of {n}")
+    if n == 1:
+        return []
+    k = _split(n)
+    if index < k:
+        return [*inclusion_proof(index, leaves[:k]), root(leaves[k:])]
+    return [*inclusion_proof(index - k, leaves[k:]), root(leaves[:k])]
+
+
+def verify_inclusion(
+    index: int, size: int, leaf: bytes, proof: Sequence[bytes], root_hash: bytes
+) -> bool:
+    """s2.1.3.2."""
+    if index >= size:
+        return False
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and r == root_hash
+
+
+def consistency_proof(first: int, leaves: Sequence[bytes]) -> list[bytes]:
+    """PROOF(m, D[n]) of s2.1.4.1, for 0 < m <= n."""
+    if not 0 < first <= len(leaves):
+        raise ValueError(f"no consistency proof from {first} to {len(leaves)}")
+    return _subproof(first, leaves, True)
+
+
+def _subproof(m: int, leaves: Sequence[bytes], complete: bool) -> list[bytes]:
+    n = len(leaves)
+    if m == n:
+        return [] if complete else [root(leaves)]
+    k = _split(n)
+    if m <= k:
+        return [*_subproof(m, leaves[:k], complete), root(leaves[k:])]
+    return [*_subproof(m - k, leaves[k:], False), root(leaves[:k])]
+
+
+def verify_consistency(
+    first: int, second: int, first_root: bytes, second_root: bytes, proof: Sequence[bytes]
+) -> bool:
+    """s2.1.4.2, with its trivial cases: a tree is consistent with itself (empty proof) and
+    every tree with the empty one."""
+    if first == 0:
+        return not proof
+    if first == second:
+        return not proof and first_root == second_root
+    if first > second or not proof:
+        return False
+    path = list(proof)
+    if (first & (first - 1)) == 0:  # an exact power of 2
+        path.insert(0, first_root)
+    fn, sn = first - 1, second - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return fr == first_root and sr == second_root and sn == 0

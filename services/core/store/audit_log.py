@@ -1,0 +1,210 @@
+"""Store methods of the tamper-evident disclosure log (see :mod:`services.core.audit`):
+sealing entries in ``seq`` order, reading them back for verification, and checkpoints.
+Mixed into :class:`~services.core.store.store.Store`.
+
+Sealing is one transaction. Only one sealer works at a time: on PostgreSQL it takes a
+transaction-scoped advisory lock (another sealer skips its pass); on SQLite the database
+has one writer. Whatever happens, the unique ``position`` and the conditional update
+(``position IS NULL``) make a second sealer's pass fail and roll back rather than give
+one position twice."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..audit.canonical import timestamp
+from . import tables as t
+
+#: pg_advisory_xact_lock key of the sealer ("isa-seal" as an integer)
+SEAL_LOCK = 0x6973612D7365616C
+#: the chain hash before the first entry
+CHAIN_START = bytes(32)
+
+_a = t.audit
+#: an entry's columns with ``detail`` as the stored JSON text, so that a changed byte that
+#: breaks the JSON is reported, not raised by the driver
+ENTRY_COLUMNS = (
+    _a.c.seq,
+    _a.c.at,
+    _a.c.event,
+    _a.c.message_id,
+    _a.c.message_type,
+    _a.c.actor,
+    _a.c.recipient,
+    _a.c.person,
+    sa.cast(_a.c.detail, sa.Text).label("detail"),
+    _a.c.position,
+    _a.c.leaf_hash,
+    _a.c.chain_hash,
+)
+
+
+@dataclass(frozen=True)
+class SealedEntry:
+    seq: int
+    position: int
+    leaf: bytes
+    chain: bytes
+
+
+class _LostRace(Exception):
+    """Another sealer sealed some of these entries first."""
+
+
+def _after(tail: tuple[int, int, str] | None) -> tuple[int, int, bytes]:
+    """The next position, the next ``seq`` expected and the chain hash so far."""
+    if tail is None:
+        return 0, 1, CHAIN_START
+    return tail[0] + 1, tail[1] + 1, bytes.fromhex(tail[2])
+
+
+def _entry(row: sa.Row[Any]) -> dict[str, Any]:
+    out = dict(row._mapping)
+    at = out["at"]
+    if isinstance(at, dt.datetime) and at.tzinfo is None:
+        out["at"] = at.replace(tzinfo=dt.UTC)
+    return out
+
+
+class AuditLogStore:
+    """Mixed into :class:`~services.core.store.store.Store`."""
+
+    if TYPE_CHECKING:
+
+        def _tx(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
+
+    async def seal_audit(
+        self,
+        leaf_of: Callable[[Mapping[str, Any]], bytes],
+        *,
+        settled_before: dt.datetime,
+        limit: int = 1000,
+    ) -> list[SealedEntry] | None:
+        """Seal up to ``limit`` committed entries after the last sealed one, in ``seq``
+        order, stopping at the first gap in ``seq`` unless the entry after the gap was
+        written before ``settled_before`` (the gap is then a rolled-back transaction, not
+        one still to commit). Returns what was sealed, or None when another sealer was at
+        work.
+
+        The entries are read in one transaction and sealed in a second, with the hashing in
+        between, so that no store transaction (on SQLite, no writer of this process) waits
+        for the hashing. The second one seals only if the last sealed entry is still the
+        one the first one read."""
+        async with self._tx() as c:
+            tail = await self._sealed_tail(c)
+            size, next_seq, chain = _after(tail)
+            rows = await c.execute(
+                sa.select(*ENTRY_COLUMNS)
+                .where(_a.c.position.is_(None), _a.c.seq >= next_seq)
+                .order_by(_a.c.seq)
+                .limit(limit)
+            )
+            entries = [_entry(row) for row in rows.all()]
+        sealed: list[SealedEntry] = []
+        for entry in entries:
+            if entry["seq"] != next_seq and entry["at"] >= settled_before:
+                break  # an entry before this one may not have committed yet
+            leaf = leaf_of(entry)
+            chain = hashlib.sha256(chain + leaf).digest()
+            sealed.append(SealedEntry(entry["seq"], size + len(sealed), leaf, chain))
+            next_seq = entry["seq"] + 1
+        if not sealed:
+            return []
+        try:
+            async with self._tx() as c:
+                if c.dialect.name == "postgresql":
+                    lock = sa.select(sa.func.pg_try_advisory_xact_lock(SEAL_LOCK))
+                    if not (await c.execute(lock)).scalar():
+                        return None
+                if await self._sealed_tail(c) != tail:
+                    return None  # another sealer sealed since
+                await c.execute(
+                    _a.update()
+                    .where(_a.c.seq == sa.bindparam("b_seq"), _a.c.position.is_(None))
+                    .values(
+                        position=sa.bindparam("b_position"),
+                        leaf_hash=sa.bindparam("b_leaf"),
+                        chain_hash=sa.bindparam("b_chain"),
+                    ),
+                    [
+                        {
+                            "b_seq": s.seq,
+                            "b_position": s.position,
+                            "b_leaf": s.leaf.hex(),
+                            "b_chain": s.chain.hex(),
+                        }
+                        for s in sealed
+                    ],
+                )
+                done = (
+                    await c.execute(
+                        sa.select(sa.func.count()).where(
+                            _a.c.position >= size, _a.c.position < size + len(sealed)
+                        )
+                    )
+                ).scalar()
+                if done != len(sealed):
+                    raise _LostRace
+                return sealed
+        except (IntegrityError, _LostRace):
+            return None
+
+    @staticmethod
+    async def _sealed_tail(c: AsyncConnection) -> tuple[int, int, str] | None:
+        """(position, seq, chain hash) of the last sealed entry."""
+        row = (
+            await c.execute(
+                sa.select(_a.c.position, _a.c.seq, _a.c.chain_hash)
+                .where(_a.c.position.is_not(None))
+                .order_by(_a.c.position.desc())
+                .limit(1)
+            )
+        ).first()
+        return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
+
+    async def sealed_leaves(self, from_position: int = 0) -> list[tuple[int, bytes, bytes]]:
+        """(position, leaf hash, chain hash) of the sealed entries from ``from_position``, in
+        position order, as stored."""
+        async with self._tx() as c:
+            r = await c.execute(
+                sa.select(_a.c.position, _a.c.leaf_hash, _a.c.chain_hash)
+                .where(_a.c.position >= from_position)
+                .order_by(_a.c.position)
+            )
+            return [(int(p), bytes.fromhex(h), bytes.fromhex(ch)) for p, h, ch in r.all()]
+
+    async def audit_log(self) -> list[dict[str, Any]]:
+        """Every entry, sealed or not, in ``seq`` order, with ``detail`` as stored text."""
+        async with self._tx() as c:
+            r = await c.execute(sa.select(*ENTRY_COLUMNS).order_by(_a.c.seq))
+            return [_entry(row) for row in r.all()]
+
+    async def add_audit_checkpoint(self, checkpoint: Mapping[str, Any]) -> None:
+        row = {**checkpoint, "signed_at": dt.datetime.fromisoformat(checkpoint["signed_at"])}
+        with contextlib.suppress(IntegrityError):  # another sealer signed this size first
+            async with self._tx() as c:
+                await c.execute(t.audit_checkpoints.insert().values(**row))
+
+    async def audit_checkpoints(self) -> list[dict[str, Any]]:
+        """Every checkpoint in tree-size order, ``signed_at`` as the signed text."""
+        async with self._tx() as c:
+            r = await c.execute(
+                sa.select(t.audit_checkpoints).order_by(t.audit_checkpoints.c.tree_size)
+            )
+            out = []
+            for row in r.all():
+                cp = dict(row._mapping)
+                cp["tree_size"] = int(cp["tree_size"])
+                cp["signed_at"] = timestamp(cp["signed_at"])
+                out.append(cp)
+            return out
