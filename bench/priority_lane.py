@@ -9,7 +9,7 @@ One run per configuration, each on a fresh embedded system (one process, SQLite)
    extra slot per subscription);
 2. ``no reserve``: ``priority_lane_reserved_slots=0`` (recalls are still attempted first, but
    ordinary traffic may take every slot);
-3. ``baseline``: no lane at all (every message in the normal lane, as before issue 6).
+3. ``baseline``: no lane at all (every message in the normal lane).
 
 In each run N release notices (high risk, domestic abuse, victim contact scheme, no fixed
 abode: five recipients) are posted by 8 concurrent senders to receivers that take ``delay``
