@@ -12,60 +12,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from throughput import SENDER
+from throughput import SENDER, post_notices, subscribe_all
 
 from services.core.audit.keys import LogSigningKeys
 from services.core.audit.sealer import Sealer
 from services.core.audit.verify import verify_log
 from services.demo.agency import AgencyClient
 from services.demo.receivers import Receivers
-from services.demo.scenario import release_notice
 from services.system import System, ensure_demo_clients, settings_for_local
-
-
-async def subscribe_all(clients: dict[str, AgencyClient], receivers: Receivers) -> None:
-    """Every party but the sender subscribes to release notices by webhook (as in
-    throughput.py)."""
-    for party, client in clients.items():
-        if party != SENDER:
-            await client.request(
-                "POST",
-                "/v1/subscriptions",
-                json={
-                    "message_types": ["release-notice"],
-                    "webhook": {"url": receivers.url(party)},
-                },
-            )
-
-
-async def post_notices(prison: AgencyClient, n: int, workers: int) -> tuple[float, int]:
-    """n release notices about 200 people from ``workers`` concurrent senders (the load of
-    throughput.py); returns intake messages/s and the deliveries the decisions call for."""
-    queue = list(range(n))
-    expected = 0
-    started = time.perf_counter()
-
-    async def worker() -> None:
-        nonlocal expected
-        while queue:
-            i = queue.pop()
-            body = release_notice(datetime.date.today())
-            k = i % 200
-            body["person"].update(
-                prison_number=f"Z{k:04d}XX", pnc_id=f"26/{k:06d}X", crn=f"X{k:06d}"
-            )
-            r = await prison.publish("release-notice", body)
-            assert r.status_code == 202, r.text
-            expected += len(r.json()["recipients"])
-
-    await asyncio.gather(*(worker() for _ in range(workers)))
-    return n / (time.perf_counter() - started), expected
 
 
 async def main(n: int, rounds: int, workers: int, seal_every: float) -> None:

@@ -48,6 +48,45 @@ async def baseline(receivers: Receivers, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
+async def subscribe_all(clients: dict[str, AgencyClient], receivers: Receivers) -> None:
+    """Every party but the sender subscribes to release notices by webhook (the parties the
+    agreements do not let receive them are refused, and receive nothing)."""
+    for party, client in clients.items():
+        if party != SENDER:
+            await client.request(
+                "POST",
+                "/v1/subscriptions",
+                json={
+                    "message_types": ["release-notice"],
+                    "webhook": {"url": receivers.url(party)},
+                },
+            )
+
+
+async def post_notices(prison: AgencyClient, n: int, workers: int) -> tuple[float, int]:
+    """n release notices about 200 people from ``workers`` concurrent senders; returns
+    intake messages/s and the deliveries the decisions call for."""
+    queue = list(range(n))
+    expected = 0
+    started = time.perf_counter()
+
+    async def worker() -> None:
+        nonlocal expected
+        while queue:
+            i = queue.pop()
+            body = release_notice(datetime.date.today())
+            k = i % 200
+            body["person"].update(
+                prison_number=f"Z{k:04d}XX", pnc_id=f"26/{k:06d}X", crn=f"X{k:06d}"
+            )
+            r = await prison.publish("release-notice", body)
+            assert r.status_code == 202, r.text
+            expected += len(r.json()["recipients"])
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return n / (time.perf_counter() - started), expected
+
+
 async def main(n: int, workers: int, *, encryption: bool = True) -> tuple[float, float]:
     """Run the load once; returns (intake messages/s, deliveries/s)."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,39 +107,10 @@ async def main(n: int, workers: int, *, encryption: bool = True) -> tuple[float,
                 p: AgencyClient(system.gateway_url, c["client_id"], c["client_secret"])
                 for p, c in creds.items()
             }
-            for party, client in clients.items():
-                if party == SENDER:
-                    continue
-                r = await client.request(
-                    "POST",
-                    "/v1/subscriptions",
-                    json={
-                        "message_types": ["release-notice"],
-                        "webhook": {"url": receivers.url(party)},
-                    },
-                )
-                if r.status_code != 201:
-                    continue
+            await subscribe_all(clients, receivers)
             base = await baseline(receivers, 2000)
-            prison = clients[SENDER]
-            queue = list(range(n))
-            expected = 0
             started = time.perf_counter()
-
-            async def worker() -> None:
-                nonlocal expected
-                while queue:
-                    i = queue.pop()
-                    body = release_notice(datetime.date.today())
-                    k = i % 200
-                    body["person"].update(
-                        prison_number=f"Z{k:04d}XX", pnc_id=f"26/{k:06d}X", crn=f"X{k:06d}"
-                    )
-                    r = await prison.publish("release-notice", body)
-                    assert r.status_code == 202, r.text
-                    expected += len(r.json()["recipients"])
-
-            await asyncio.gather(*(worker() for _ in range(workers)))
+            _, expected = await post_notices(clients[SENDER], n, workers)
             intake = time.perf_counter() - started
             while len(receivers.received) < expected:
                 await asyncio.sleep(0.05)
