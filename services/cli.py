@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -379,6 +380,139 @@ async def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _retention(args: argparse.Namespace) -> int:
+    """``isa-broker retention due|notify``: disclosures past their retention, and the
+    deletion notices telling recipients to delete them (services.core.retention). Needs
+    the store only. Ids, dates and agreements: never personal data."""
+    from .core.clock import utc_now
+    from .core.retention import NOTICE_BATCH, as_of_time, deletion_notice
+    from .core.store import Store
+
+    now = utc_now()
+    try:
+        as_of = as_of_time(args.as_of) if args.as_of else now
+    except ValueError as e:
+        raise SystemExit(f"isa-broker: {e}") from e
+    settings = _settings()
+    store = Store(settings.resolved_database_url)
+    try:
+        await store.init_schema()
+        if args.retention_command == "notify":
+            sent = await store.notify_retention_due(
+                as_of, now, deletion_notice, party=args.party, batch=NOTICE_BATCH
+            )
+            for n in sent:
+                print(f"{n['recipient']}\t{n['notice_id']}\t{len(n['delivery_ids'])} deliveries")
+            total = sum(len(s["delivery_ids"]) for s in sent)
+            print(f"{len(sent)} deletion notice(s) sent for {total} delivery(ies)")
+            return 0
+        due = await store.retention_due(as_of, party=args.party)
+        undeclared = await store.retention_undeclared(party=args.party)
+    finally:
+        await store.aclose()
+    _print_retention(as_of, due, undeclared, args.format)
+    return 0
+
+
+def _print_retention(
+    as_of: dt.datetime, due: list[dict[str, Any]], undeclared: list[dict[str, Any]], form: str
+) -> None:
+    from .core.retention import disclosure_view
+
+    if form == "json":
+        doc = {
+            "as_of": as_of.isoformat(),
+            "due": [disclosure_view(d) for d in due],
+            "no_retention_declared": [disclosure_view(d) for d in undeclared],
+        }
+        print(json.dumps(doc, indent=2))
+        return
+    print(f"past retention as of {as_of.isoformat()}: {len(due)}")
+    for d in map(disclosure_view, due):
+        print(
+            f"{d['delivery_id']}\t{d['recipient']}\t{d['message_id']}\t{d['message_type']}\t"
+            f"{','.join(d['agreements'])}\t{d['delivered_at']}\t{d['retain_until']}\t"
+            f"{d['deletion_notified_at'] or 'not notified'}"
+        )
+    print(f"no retention declared (the agreement must be corrected): {len(undeclared)}")
+    for d in map(disclosure_view, undeclared):
+        print(
+            f"{d['delivery_id']}\t{d['recipient']}\t{d['message_id']}\t{d['message_type']}\t"
+            f"{','.join(d['agreements'])}\t{d['delivered_at']}"
+        )
+
+
+async def _audit_query(args: argparse.Namespace) -> int:
+    """``isa-broker audit subject-access|disclosures``: the IG queries of
+    :mod:`services.core.audit.subject_access`, logged with actor ``operator``."""
+    from .core.audit import subject_access as sar
+    from .core.crypto.keys import KeyStore
+    from .core.crypto.signing_keys import RotationPolicy
+    from .core.isa import load_policies
+    from .core.store import Store
+    from .core.timeliness.filters import CohortMember
+
+    settings = _settings()
+    policies = load_policies(settings.policies_dir, settings.schemas_dir)
+    actor, client_id = "operator", "cli"  # as the other operator commands log
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    person = None
+    if args.audit_command == "subject-access":
+        try:
+            person = CohortMember(
+                pnc_id=args.pnc_id, crn=args.crn, prison_number=args.prison_number
+            )
+        except ValidationError as e:
+            bad = sorted(
+                {"--" + str(x["loc"][0]).replace("_", "-") for x in e.errors() if x["loc"]}
+            )
+            named = ", ".join(bad) or "give --pnc-id, --crn or --prison-number"
+            raise SystemExit(f"isa-broker: invalid identifier: {named}") from None
+    store = Store(settings.resolved_database_url)
+    try:
+        await store.init_schema()
+        if person is not None:
+            keys = KeyStore(settings.data_dir, RotationPolicy.from_settings(settings))
+            lines = await sar.subject_access(
+                store, keys.pseudonymise, policies, person, actor=actor, client_id=client_id
+            )
+        else:
+            lines, _ = await sar.disclosures(
+                store,
+                policies,
+                actor=actor,
+                client_id=client_id,
+                agreement=args.agreement,
+                version=args.version,
+                party=args.party,
+                since=_when(args.since, "--since"),
+                until=_when(args.until, "--until"),
+                limit=args.limit,
+            )
+    finally:
+        await store.aclose()
+    if args.format == "csv":
+        text = sar.to_csv(lines)
+    else:
+        text = json.dumps(sar.to_json(lines), indent=2) + "\n"
+    if args.out:
+        Path(args.out).write_text(text, newline="")
+        print(f"wrote {len(lines)} disclosures to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _when(text: str | None, option: str) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError as e:
+        raise SystemExit(f"isa-broker: {option} must be a time such as 2026-12-01T00:00Z") from e
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
 def _schemas_export(args: argparse.Namespace) -> int:
     from .core.messages import MESSAGE_TYPES
 
@@ -499,6 +633,33 @@ def main(argv: list[str] | None = None) -> int:
     p = cps.add_parser("export", help="write the checkpoints and public keys (JSON)")
     p.add_argument("--out", help="file to write (default: standard output)")
     p.set_defaults(run=_audit, is_async=True, audit_command="export")
+    p = audit.add_parser("subject-access", help="every disclosure about one person (logged)")
+    p.add_argument("--pnc-id", help="PNC id, e.g. 26/000001D")
+    p.add_argument("--crn", help="probation case reference number")
+    p.add_argument("--prison-number", help="prison number")
+    p.add_argument("--format", choices=("json", "csv"), default="json")
+    p.add_argument("--out", help="file to write (default: standard output)")
+    p.set_defaults(run=_audit_query, is_async=True)
+    p = audit.add_parser("disclosures", help="disclosures by agreement, party, period (logged)")
+    p.add_argument("--agreement", help="agreement id")
+    p.add_argument("--version", help="agreement version (with --agreement)")
+    p.add_argument("--party", help="as sender or recipient")
+    p.add_argument("--since", help="from this time (ISO 8601; UTC if no offset)")
+    p.add_argument("--until", help="before this time")
+    p.add_argument("--limit", type=int, default=10_000, help="at most this many (10000)")
+    p.add_argument("--format", choices=("json", "csv"), default="json")
+    p.add_argument("--out", help="file to write (default: standard output)")
+    p.set_defaults(run=_audit_query, is_async=True)
+
+    retention = sub.add_parser(
+        "retention", help="disclosures past their retention, and deletion notices"
+    ).add_subparsers(dest="retention_command", required=True)
+    due = retention.add_parser("due", help="delivered disclosures past retention (ids only)")
+    due.add_argument("--format", choices=("table", "json"), default="table")
+    for p in (due, retention.add_parser("notify", help="tell recipients to delete them")):
+        p.add_argument("--as-of", help="a date (00:00 UTC) or date-time; default: now")
+        p.add_argument("--party", help="only deliveries to this recipient")
+        p.set_defaults(run=_retention, is_async=True)
 
     isa = sub.add_parser("isa", help="tools for information governance officers")
     isa_sub = isa.add_subparsers(dest="isa_command", required=True)

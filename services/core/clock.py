@@ -13,6 +13,11 @@ from collections.abc import Callable
 Clock = Callable[[], dt.datetime]
 
 
+def utc_z(value: dt.datetime) -> str:
+    """An instant as RFC 3339 in UTC with ``Z`` (the form CloudEvents ``time`` uses)."""
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

@@ -153,6 +153,27 @@ class ActionNotAllowed(IsaBrokerError, ValueError):
     title = "The action is not one the agreement allows"
 
 
+class EncryptionKeyRequired(IsaBrokerError, ValueError):
+    """Deliveries would be encrypted to the party's public key, and it has registered none."""
+
+    code = "encryption_key_required"
+    status = 422
+    title = "Register a public encryption key first"
+
+
+class InvalidEncryptionKey(IsaBrokerError, ValueError):
+    code = "invalid_encryption_key"
+    status = 422
+    title = "Not a usable public encryption key"
+
+
+class EncryptionKeyInUse(Conflict):
+    """The party's last key not retired, while a subscription's deliveries need one."""
+
+    code = "encryption_key_in_use"
+    title = "The key is the last one a subscription can be encrypted to"
+
+
 class PayloadTooLarge(IsaBrokerError):
     code = "payload_too_large"
     status = 413

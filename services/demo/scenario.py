@@ -1,7 +1,8 @@
 """``isa-broker demo``: a prison posts an early (ECSL) release notice for a domestic-abuse
-perpetrator with two days' notice; each entitled partner receives its own projection at a
-demo webhook receiver; a party whose agreement has lapsed receives nothing; a post that no
-agreement covers is refused. Every name and identifier is synthetic."""
+perpetrator with two days' notice; each entitled partner receives its own projection, at a
+demo webhook receiver or, for the police IOM team, from its own Kafka topic, encrypted to the
+team's registered public key; a party whose agreement has lapsed receives nothing; a post that
+no agreement covers is refused. Every name and identifier is synthetic."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ import datetime as dt
 import json
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
+
+from services.core.crypto import recipient
 from services.core.webhooks import signing
 from services.system import System, ensure_demo_clients, settings_for_local
 
@@ -28,6 +33,8 @@ ENTITLED = [
     "eastborough-recovery",
     "eastborough-police-iom",
 ]
+#: consumes its projections from its own Kafka topic, encrypted to its public key (JWE)
+KAFKA_PARTY = "eastborough-police-iom"
 #: Subscribed, but their agreements are expired (youth justice) or still draft (mental health).
 NOT_ENTITLED = ["westshire-youth-justice", "eastborough-mental-health"]
 
@@ -104,8 +111,14 @@ def grouped(paths: list[str]) -> str:
     )
 
 
-async def run_demo(data_dir: Path | None = None, out: Any = print) -> bool:
-    """Run the scenario on a fresh embedded system. Returns True when every check passed."""
+async def run_demo(
+    data_dir: Path | None = None,
+    out: Any = print,
+    inspect: Callable[[System], Awaitable[None]] | None = None,
+) -> bool:
+    """Run the scenario on a fresh embedded system. Returns True when every check passed.
+    ``inspect`` is awaited with the running system once the scenario is over (tests read
+    the broker's topics there)."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="isa-broker-demo-") as tmp:
         settings = settings_for_local(
@@ -126,7 +139,22 @@ async def run_demo(data_dir: Path | None = None, out: Any = print) -> bool:
                 for p, c in creds.items()
             }
             secrets = {}
+            # the IOM team registers its public key and consumes its own topic
+            iom_key, iom_public = recipient.generate_key(f"{KAFKA_PARTY}-demo")
+            r = await clients[KAFKA_PARTY].request(
+                "POST", "/v1/encryption-keys", json={"jwk": iom_public}
+            )
+            r.raise_for_status()
+            r = await clients[KAFKA_PARTY].request(
+                "POST",
+                "/v1/subscriptions",
+                json={"message_types": ["release-notice"], "channel": "kafka"},
+            )
+            r.raise_for_status()
+            iom_topic = r.json()["kafka_topic"]
             for party in [*ENTITLED, *NOT_ENTITLED]:
+                if party == KAFKA_PARTY:
+                    continue
                 sub = await clients[party].subscribe(["release-notice"], receivers.url(party))
                 secrets[party] = sub["secret"]
                 receivers.trust(party, sub["secret"])
@@ -143,11 +171,14 @@ async def run_demo(data_dir: Path | None = None, out: Any = print) -> bool:
                 refs = ", ".join(f"{a['id']} v{a['version']}" for a in accepted["agreements"])
                 out(f"   decision: {len(accepted['recipients'])} recipients under {refs}")
 
-            arrived = await receivers.wait_for(set(ENTITLED), timeout=30)
+            arrived = await receivers.wait_for(set(ENTITLED) - {KAFKA_PARTY}, timeout=30)
             ok = ok and arrived
             rows = []
             now = int(time.time())
             for party in [*ENTITLED, *NOT_ENTITLED]:
+                if party == KAFKA_PARTY:
+                    rows.append(await _from_own_topic(system, iom_topic, iom_key, accepted))
+                    continue
                 got = receivers.for_party(party)
                 if not got:
                     rows.append(Row(party, False, [], None))
@@ -168,15 +199,20 @@ async def run_demo(data_dir: Path | None = None, out: Any = print) -> bool:
                 rows.append(Row(party, True, _leaves(json.loads(req.body)["data"]), sig))
             await _wait_settled(system, accepted.get("id"))
 
-            out("\n2. What each partner received (projections, signatures checked):")
+            out(
+                "\n2. What each partner received (projections; webhook signatures checked, "
+                f"{KAFKA_PARTY}'s Kafka record decrypted with its own key):"
+            )
             width = max(len(r.party) for r in rows)
-            out(f"   {'recipient'.ljust(width)}  signature  fields received")
+            out(f"   {'recipient'.ljust(width)}  check      fields received")
             withheld = {
                 r["party"]: sorted({w["rule"] for w in r["withheld"] if w["kind"] == "hard_block"})
                 for r in accepted.get("recipients", [])
             }
             for row in rows:
                 verdict = {True: "valid", False: "INVALID", None: "-"}[row.signature_ok]
+                if row.party == KAFKA_PARTY and row.received:
+                    verdict = "decrypted" if row.signature_ok else "UNREADABLE"
                 fields = (
                     f"{len(row.fields):>2}: {grouped(row.fields)}"
                     if row.received
@@ -213,6 +249,8 @@ async def run_demo(data_dir: Path | None = None, out: Any = print) -> bool:
             )
             ok = ok and refused.status_code == 403 and problem.get("code") == "sharing_refused"
 
+            if inspect is not None:
+                await inspect(system)
             for c in clients.values():
                 await c.aclose()
         finally:
@@ -221,6 +259,29 @@ async def run_demo(data_dir: Path | None = None, out: Any = print) -> bool:
     elapsed = time.monotonic() - started
     out(f"\n{'PASS' if ok else 'FAIL'}: demo finished in {elapsed:.1f}s")
     return ok
+
+
+async def _from_own_topic(
+    system: System, topic: str, key: dict[str, Any], accepted: dict[str, Any]
+) -> Row:
+    """What the IOM team reads from its own topic: a compact JWE it opens with its key."""
+    assert system.runtime is not None  # noqa: S101
+    consumer = AIOKafkaConsumer(topic, **system.runtime.kafka.consumer_kwargs("demo-iom"))
+    await consumer.start()
+    try:
+        record = await asyncio.wait_for(consumer.getone(), 30)
+    except TimeoutError:
+        return Row(KAFKA_PARTY, False, [], None, "nothing on its topic")
+    finally:
+        await consumer.stop()
+    try:
+        opened = recipient.open_record(
+            record.value or b"", record.headers, [key], recipient=KAFKA_PARTY
+        )
+    except recipient.DeliveryDecryptError as e:
+        return Row(KAFKA_PARTY, True, [], False, str(e))
+    ok = opened.event.get("id") == accepted.get("id")
+    return Row(KAFKA_PARTY, True, _leaves(opened.event["data"]), ok)
 
 
 async def _wait_settled(system: System, message_id: str | None, timeout: float = 10) -> None:

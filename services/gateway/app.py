@@ -36,10 +36,13 @@ from . import (
     decisions,
     deliveries,
     duties,
+    encryption_keys,
     lifecycle,
     messages,
     problems,
     reports,
+    retention,
+    subject_access,
     subscriptions,
 )
 from .limits import Monotonic, RateLimits, RequestLimits, nesting_exceeds
@@ -53,10 +56,13 @@ ROUTERS = (
     messages.router,
     lifecycle.router,
     subscriptions.router,
+    encryption_keys.router,
     deliveries.router,
     decisions.router,
     audit.router,
+    subject_access.router,
     reports.router,
+    retention.router,
     duties.router,
     admin.router,
 )

@@ -28,6 +28,7 @@ from services.core.errors import (
 from services.core.isa.engine import Decision
 from services.core.messages import MESSAGE_TYPES, MessageType, get_message_type
 from services.core.runtime import Runtime
+from services.core.timeliness.filters import identifier_keys
 from services.core.timeliness.lifecycle import ORIGINAL, Transition, initial_state, own_version
 from services.core.timeliness.notice import timeliness_of
 from services.core.timeliness.priority import priority_of
@@ -233,6 +234,8 @@ async def store_message(
                 },
             )
             raise
+    # every identifier of the person, so that subject access finds the message by any of them
+    pseudonyms = [runtime.keys.pseudonymise(k) for k in identifier_keys(payload.get("person", {}))]
     timeliness = timeliness_of(mt.name, payload, now, runtime.settings.short_notice_days)
     if update is not None and update.facts:
         timeliness = {**(timeliness or {}), **update.facts}
@@ -256,7 +259,7 @@ async def store_message(
     topic = runtime.kafka.topic(mt.name)
     if update is None:
         row["state"] = initial_state(mt.name, payload)
-        existing = await runtime.store.accept_message(row, topic)
+        existing = await runtime.store.accept_message(row, topic, pseudonyms)
     else:
         t = update.transition
         row["refers_to"] = update.root["id"]
@@ -271,6 +274,7 @@ async def store_message(
             to_state=t.to_state,
             audit_event=t.audit_event,
             audit_detail={k: v for k, v in update.facts.items() if k in AUDITED_FACTS},
+            pseudonyms=pseudonyms,
         )
         if not result.stored and result.existing is None:
             return None

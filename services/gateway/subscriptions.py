@@ -18,7 +18,7 @@ from fastapi import APIRouter, Body, Path
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from services.core.errors import NotFound, ValidationFailed
+from services.core.errors import EncryptionKeyRequired, NotFound, ValidationFailed
 from services.core.messages import MESSAGE_TYPES
 from services.core.runtime import Runtime
 from services.core.timeliness.filters import (
@@ -72,6 +72,13 @@ class SubscriptionCreate(BaseModel):
         "v1a: ed25519, the broker keeps the secret key and returns the `whpk_` public key "
         "(Standard Webhooks, Signature scheme).",
     )
+    encrypt: bool = Field(
+        default=False,
+        description="Webhook only: send each body as a compact JWE (`application/jose`) "
+        "encrypted to the party's registered public key (POST /v1/encryption-keys), signed "
+        "as usual over the JWE. Records on a Kafka topic are always encrypted so; either "
+        "needs a registered key (422 encryption_key_required).",
+    )
 
     filters: SubscriptionFilters | None = Field(
         default=None,
@@ -96,6 +103,14 @@ class SubscriptionCreate(BaseModel):
         channel = info.data.get("channel", "webhook")
         if channel != "webhook":
             raise ValueError(f"must be absent when channel is {channel!r} (webhooks only)")
+        return v
+
+    @field_validator("encrypt")
+    @classmethod
+    def _encrypt_only_for_webhooks(cls, v: bool, info: ValidationInfo) -> bool:
+        channel = info.data.get("channel", "webhook")
+        if v and channel == "inbox":
+            raise ValueError("must be false when channel is 'inbox' (pulled over the API)")
         return v
 
 
@@ -142,6 +157,11 @@ class SubscriptionPublic(BaseModel):
     )
     filters: SubscriptionFilters | None = Field(
         default=None, description="The narrowing filters, if any (null: everything permitted)"
+    )
+    encrypt: bool = Field(
+        default=False,
+        description="Deliveries are compact JWE encrypted to the party's current public key "
+        "(always true for channel kafka).",
     )
 
 
@@ -217,6 +237,7 @@ def _public(row: dict[str, Any], runtime: Runtime) -> SubscriptionPublic:
         public_key=public_key,
         previous_secret_until=previous_until,
         filters=SubscriptionFilters.model_validate(row["filters"]) if row.get("filters") else None,
+        encrypt=channel == "kafka" or bool(row.get("encrypt")),
     )
 
 
@@ -250,6 +271,14 @@ async def create_subscription(
         body.message_types,
         runtime.clock().date(),
     )
+    encrypt = body.channel == "kafka" or body.encrypt
+    if encrypt and await runtime.store.current_party_key(agency.party) is None:
+        raise EncryptionKeyRequired(
+            f"channel {body.channel!r}"
+            + (" with encrypt" if body.channel == "webhook" else "")
+            + f" delivers encrypted to {agency.party}'s public key, and none is registered: "
+            "register one with POST /v1/encryption-keys first"
+        )
     row: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "party": agency.party,
@@ -261,6 +290,7 @@ async def create_subscription(
         "created_at": runtime.clock(),
         "status": "active",
         "filters": body.filters.stored() if body.filters else None,
+        "encrypt": encrypt,
     }
     await runtime.store.add_subscription(row)
     return SubscriptionCreated(**_public(row, runtime).model_dump(), secret=_shown_once(row))

@@ -27,15 +27,17 @@ import json
 import logging
 import random
 import socket
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from services.core.crypto import recipient
 from services.core.errors import Unavailable
 from services.core.isa.engine import RecipientDecision
 from services.core.kafka.cloudevents import event_of, structured
 from services.core.kafka.publisher import Publisher
+from services.core.notices import notice_event
+from services.core.retention import periods_for
 from services.core.runtime import Runtime
 from services.core.timeliness.events import event_body, is_system_event
 from services.core.timeliness.lifecycle import event_extensions, recheck_shares, seen_by
@@ -49,6 +51,11 @@ log = logging.getLogger("isa_broker.router")
 MAX_IN_FLIGHT = 64
 
 NOTICE_SOURCE = "urn:isa-broker:router"
+
+
+def agreement_refs(permitted: RecipientDecision) -> str:
+    """The agreements (``id@version``, comma separated) that permitted a recipient's fields."""
+    return ",".join(sorted({f"{g.agreement_id}@{g.agreement_version}" for g in permitted.grants}))
 
 
 def router_identity(data_dir: Path) -> str:
@@ -204,12 +211,29 @@ class Dispatcher:
             return
         row["fields"] = permitted.disclosed(row["payload"])
         row["grants"] = [g.to_dict() for g in permitted.grants]
+        row["agreements"] = agreement_refs(permitted)
+        # recorded with the delivery: how long the recipient may keep it
+        row["retention_periods"] = periods_for(
+            self.runtime.engine.policies, row["recipient"], row["grants"]
+        )
         body = self.body(row, permitted)
         await self.send(row, body, now)
 
     async def send(self, row: dict[str, Any], body: bytes, now: dt.datetime) -> None:
-        """One attempt to send ``body`` on the delivery's channel, and its outcome."""
+        """One attempt to send ``body`` on the delivery's channel, and its outcome. A Kafka
+        record, and a webhook body whose subscription asked for it, is first encrypted to
+        the recipient's current public key; with no key registered the attempt fails and is
+        retried on the schedule (the agency is told on its inbox when the delivery is
+        dead-lettered), never sent in clear."""
         store = self.runtime.store
+        content_type = "application/cloudevents+json"
+        if row["channel"] == "kafka" or (row["channel"] == "webhook" and row.get("encrypt")):
+            sealed = await self.seal_for_recipient(row, body)
+            if sealed is None:
+                error = f"no encryption key registered for {row['recipient']}"
+                await self.settle(row, AttemptResult(False, None, error, 0.0, True), now)
+                return
+            body, content_type = sealed, recipient.CONTENT_TYPE
         if row["channel"] == "inbox":
             await store.record_outcome(
                 row,
@@ -219,15 +243,29 @@ class Dispatcher:
             )
             return
         if row["channel"] == "kafka":
-            result = await self._publish(row, body)
+            result = await self._publish(row, body, content_type)
         else:
             ts = int(now.timestamp())
             # during a rotation's overlap the previous key signs too (two signatures)
             keys = signing.active_keys(
                 row["secret"], row.get("previous_secret"), row.get("previous_secret_until"), now
             )
-            result = await self.sender.attempt(row["url"], keys, row["id"], body, ts)
+            result = await self.sender.attempt(row["url"], keys, row["id"], body, ts, content_type)
         await self.settle(row, result, now)
+
+    async def seal_for_recipient(self, row: dict[str, Any], body: bytes) -> bytes | None:
+        """``body`` as a compact JWE to the recipient's current key, bound to the message,
+        the delivery, the recipient and the agreements; None when it has no key."""
+        key = await self.runtime.store.current_party_key(row["recipient"])
+        if key is None:
+            return None
+        binding = recipient.Binding(
+            message_id=row["message_id"],
+            delivery_id=row["id"],
+            recipient=row["recipient"],
+            agreements=row.get("agreements", ""),
+        )
+        return recipient.seal(body, key, binding)
 
     def body(self, row: dict[str, Any], permitted: RecipientDecision) -> bytes:
         """The structured CloudEvent a recipient receives: only its permitted fields, and the
@@ -242,21 +280,18 @@ class Dispatcher:
                 "payload": row["payload"],
             }
         )
-        refs = ",".join(
-            sorted({f"{g.agreement_id}@{g.agreement_version}" for g in permitted.grants})
-        )
         return structured(
             event,
             permitted.project(row["payload"]),
             {
                 "isarecipient": permitted.party,
-                "isaagreements": refs,
+                "isaagreements": agreement_refs(permitted),
                 "isadeliveryid": row["id"],
                 **event_extensions(row),
             },
         )
 
-    async def _publish(self, row: dict[str, Any], body: bytes) -> AttemptResult:
+    async def _publish(self, row: dict[str, Any], body: bytes, content_type: str) -> AttemptResult:
         topic = self.runtime.kafka.agency_topic(row["recipient"])
         # a message is keyed by its person, so that one person's records stay in order; a
         # broker event goes to parties that may never have received the message, so it is
@@ -269,8 +304,9 @@ class Dispatcher:
                 key.encode(),
                 body,
                 [
-                    ("content-type", b"application/cloudevents+json"),
-                    ("isa_delivery_id", row["id"].encode()),
+                    ("content-type", content_type.encode()),
+                    (recipient.RECORD_DELIVERY_HEADER, row["id"].encode()),
+                    (recipient.RECORD_MESSAGE_HEADER, row["message_id"].encode()),
                 ],
             )
         except Unavailable as e:
@@ -370,19 +406,7 @@ class Dispatcher:
             )
 
     def notice(self, kind: str, data: dict[str, Any]) -> str:
-        when = self.runtime.clock().astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-        return json.dumps(
-            {
-                "specversion": "1.0",
-                "id": str(uuid.uuid4()),
-                "source": NOTICE_SOURCE,
-                "type": f"org.isa-broker.notice.{kind}.v1",
-                "time": when,
-                "datacontenttype": "application/json",
-                "data": data,
-            },
-            separators=(",", ":"),
-        )
+        return notice_event(kind, data, source=NOTICE_SOURCE, at=self.runtime.clock())
 
     async def publish_dead_letter(self, row: dict[str, Any], reason: str) -> None:
         """A record on the dead-letter topic for operators' tooling: ids, the reason and the

@@ -76,12 +76,19 @@ class WebhookSender:
         await self._client.aclose()
 
     async def attempt(
-        self, url: str, keys: list[str], delivery_id: str, body: bytes, timestamp: int
+        self,
+        url: str,
+        keys: list[str],
+        delivery_id: str,
+        body: bytes,
+        timestamp: int,
+        content_type: str = "application/cloudevents+json",
     ) -> AttemptResult:
         """POST once. ``keys`` are the subscription's signing keys (two during a rotation):
-        each adds a signature to the ``webhook-signature`` header."""
+        each adds a signature to the ``webhook-signature`` header. An encrypted body is
+        ``application/jose`` (services.core.crypto.recipient)."""
         headers = {
-            "content-type": "application/cloudevents+json",
+            "content-type": content_type,
             **signing.headers(keys, delivery_id, timestamp, body),
         }
         started = time.perf_counter()

@@ -17,11 +17,13 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from services.core.crypto import recipient
 from services.core.kafka.config import KafkaProfile
 from services.core.kafka.embedded import free_port
 from services.demo.agency import AgencyClient
@@ -78,6 +80,9 @@ async def test_killed_broker_is_restarted_and_nothing_is_lost(dev: tuple[str, Pa
     )
     try:
         await vawg.subscribe(["release-notice"], receivers.url("eastborough-vawg"))
+        housing_key, public = recipient.generate_key("housing-restart-1")
+        r = await housing.request("POST", "/v1/encryption-keys", json={"jwk": public})
+        assert r.status_code == 201, r.text
         r = await housing.request(
             "POST",
             "/v1/subscriptions",
@@ -114,7 +119,7 @@ async def test_killed_broker_is_restarted_and_nothing_is_lost(dev: tuple[str, Pa
         assert len(for_housing) == len(expected)
         bootstrap = re.search(r"kafka bootstrap\s+(\S+)", (data.parent / "dev.log").read_text())
         assert bootstrap is not None
-        on_topic = await _consume_ids(bootstrap.group(1), agency_topic, for_housing)
+        on_topic = await _consume_ids(bootstrap.group(1), agency_topic, for_housing, housing_key)
         assert on_topic >= for_housing, f"missing {len(for_housing - on_topic)} on {agency_topic}"
         dev_log = (data.parent / "dev.log").read_text()
         assert "embedded broker exited; restarting it" in dev_log
@@ -130,8 +135,9 @@ async def test_killed_broker_is_restarted_and_nothing_is_lost(dev: tuple[str, Pa
         await receivers.stop()
 
 
-async def _consume_ids(bootstrap: str, topic: str, want: set[str]) -> set[str]:
-    """Message ids of the CloudEvents on ``topic``, read until ``want`` are all seen or 60 s."""
+async def _consume_ids(bootstrap: str, topic: str, want: set[str], key: dict[str, Any]) -> set[str]:
+    """Message ids of the CloudEvents on ``topic`` (each decrypted with the agency's ``key``),
+    read until ``want`` are all seen or 60 s."""
     profile = KafkaProfile(bootstrap_servers=bootstrap, embedded=True)
     consumer = AIOKafkaConsumer(topic, **profile.consumer_kwargs(f"check-{uuid.uuid4().hex}"))
     seen: set[str] = set()
@@ -142,7 +148,12 @@ async def _consume_ids(bootstrap: str, topic: str, want: set[str]) -> set[str]:
         while not want <= seen and loop.time() < deadline:
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
-                seen |= {json.loads(rec.value or b"{}")["id"] for rec in records}
+                seen |= {
+                    recipient.open_record(
+                        rec.value or b"", rec.headers, [key], recipient="eastborough-housing"
+                    ).event["id"]
+                    for rec in records
+                }
     finally:
         await consumer.stop()
     return seen

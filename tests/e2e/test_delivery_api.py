@@ -22,8 +22,10 @@ from starlette.responses import Response
 
 from services.core.clients import create_client
 from services.core.clock import OffsetClock
+from services.core.crypto import recipient
 from services.core.runtime import Runtime
 from services.core.store import Store
+from services.core.webhooks import signing
 from services.demo.agency import AgencyClient
 from services.demo.receivers import Received, Receivers
 from services.system import System, ensure_demo_clients, settings_for_local
@@ -231,9 +233,13 @@ def _leaves(data: object, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")]
 
 
+def _recipient(accepted: dict[str, Any], party: str) -> dict[str, Any]:
+    [found] = [r for r in accepted["recipients"] if r["party"] == party]
+    return dict(found)
+
+
 def _fields_for(accepted: dict[str, Any], party: str) -> list[str]:
-    [fields] = [r["fields"] for r in accepted["recipients"] if r["party"] == party]
-    return sorted(fields)
+    return sorted(_recipient(accepted, party)["fields"])
 
 
 def _utc(at: dt.datetime) -> str:
@@ -657,32 +663,66 @@ async def test_inbox_channel_long_poll_ack_and_per_person_order(
 # -- 6. the Kafka channel ------------------------------------------------------------------------
 
 
-async def test_kafka_channel_carries_only_permitted_fields(start_env: StartEnv) -> None:
+async def _records(runtime: Runtime, topic: str, n: int) -> list[Any]:
+    """The first ``n`` records of ``topic``, read by a plain consumer."""
+    consumer = AIOKafkaConsumer(topic, **runtime.kafka.consumer_kwargs(f"probe-{uuid.uuid4().hex}"))
+    await consumer.start()
+    try:
+        return [await asyncio.wait_for(consumer.getone(), 20) for _ in range(n)]
+    finally:
+        await consumer.stop()
+
+
+async def _register_key(client: AgencyClient, kid: str) -> dict[str, Any]:
+    """A fresh key pair: the public half registered, the private half returned."""
+    private, public = recipient.generate_key(kid)
+    await _ok(client.request("POST", "/v1/encryption-keys", json={"jwk": public}), 201)
+    return private
+
+
+async def test_kafka_channel_carries_only_permitted_fields_encrypted_to_the_recipient(
+    start_env: StartEnv,
+) -> None:
     env = await start_env(**FAST)
-    vawg = env.clients[VAWG]
+    vawg, housing = env.clients[VAWG], env.clients[HOUSING]
+    # no key registered: the subscription is refused rather than delivering in clear
+    r = await vawg.request(
+        "POST", "/v1/subscriptions", json={"message_types": ["release-notice"], "channel": "kafka"}
+    )
+    assert r.status_code == 422 and r.json()["code"] == "encryption_key_required", r.text
+    vawg_key = await _register_key(vawg, "vawg-2026-1")
+    housing_key = await _register_key(housing, "housing-2026-1")
     sub = await _subscribe(vawg, "kafka")
+    await _subscribe(housing, "kafka")
     topic = env.runtime.kafka.agency_topic(VAWG)
-    assert sub["kafka_topic"] == topic
+    assert sub["kafka_topic"] == topic and sub["encrypt"] is True
     assert sub["webhook"] is None and sub["secret"] is None
     payload = release_notice()
     accepted = await _publish(env.clients[PRISON], payload)
     row = await _delivery(env.store, accepted["id"], sub["id"])
     await _status(env.store, row["id"], "delivered")
 
-    consumer = AIOKafkaConsumer(
-        topic, **env.runtime.kafka.consumer_kwargs(f"probe-{uuid.uuid4().hex}")
-    )
-    await consumer.start()
-    try:
-        record = await asyncio.wait_for(consumer.getone(), 20)
-    finally:
-        await consumer.stop()
+    [record] = await _records(env.runtime, topic, 1)
     assert record.value is not None
     headers = {k: v.decode() for k, v in record.headers}
     assert headers["isa_delivery_id"] == row["id"]
-    assert headers["content-type"] == "application/cloudevents+json"
+    assert headers["isa_message_id"] == accepted["id"]
+    assert headers["content-type"] == "application/jose"
     assert record.key is not None and record.key.decode().startswith("psn_")
-    event = json.loads(record.value)
+    # the value is a compact JWE: nothing of the notice readable, not even field names
+    raw = record.value.decode()
+    for value in ("Nowhere Lane", "ZZ9 9ZZ", "methadone", "A1234BC", "24/123456X", "release"):
+        assert value not in raw
+    header = recipient.protected_header(record.value)
+    assert header["alg"] == "ECDH-ES+A256KW" and header["enc"] == "A256GCM"
+    assert header["kid"] == "vawg-2026-1" and header["isa_recipient"] == VAWG
+    assert header["isa_message_id"] == accepted["id"]
+    assert header["isa_delivery_id"] == row["id"]
+    refs = {f"{a['id']}@{a['version']}" for a in _recipient(accepted, VAWG)["agreements"]}
+    assert set(header["isa_agreements"].split(",")) == refs
+
+    opened = recipient.open_record(record.value, record.headers, [vawg_key], recipient=VAWG)
+    event = opened.event
     assert event["specversion"] == "1.0" and event["id"] == accepted["id"]
     assert event["type"] == "org.isa-broker.release-notice.v1"
     assert event["isarecipient"] == VAWG and event["isadeliveryid"] == row["id"]
@@ -690,13 +730,84 @@ async def test_kafka_channel_carries_only_permitted_fields(start_env: StartEnv) 
     assert sorted(_leaves(event["data"])) == permitted
     missing = set(_leaves(payload)) - set(permitted)
     assert {"destination.address.postcode", "person.prison_number", "risk.rosh_level"} <= missing
-    raw = record.value.decode()
-    for value in ("Nowhere Lane", "ZZ9 9ZZ", "methadone", "A1234BC", "24/123456X"):
-        assert value not in raw
+
+    # copied to another agency, it is unreadable there and detectably out of place
+    with pytest.raises(recipient.Misrouted):
+        recipient.open_record(record.value, record.headers, [housing_key], recipient=HOUSING)
+    with pytest.raises(recipient.UnknownKey):
+        recipient.open_(record.value, [housing_key], recipient=VAWG)
+    same_kid = {**housing_key, "kid": "vawg-2026-1"}  # another key under the same name
+    with pytest.raises(recipient.DeliveryDecryptError, match="does not decrypt"):
+        recipient.open_(record.value, [same_kid], recipient=VAWG)
+    relabelled = [(k, b"msg_other" if k == "isa_delivery_id" else v) for k, v in record.headers]
+    with pytest.raises(recipient.Misrouted, match="bound to delivery"):
+        recipient.open_record(record.value, relabelled, [vawg_key], recipient=VAWG)
 
     delivery = await _ok(vawg.request("GET", f"/v1/deliveries/{row['id']}"))
     assert delivery["channel"] == "kafka" and delivery["status"] == "delivered"
     assert delivery["attempts"] == 1 and delivery["fields"] == permitted
+
+    # rotation: a new key takes over at once; the old records still open with the old key
+    new_key = await _register_key(vawg, "vawg-2026-2")
+    second = await _publish(env.clients[PRISON], release_notice(days_ahead=4))
+    row2 = await _delivery(env.store, second["id"], sub["id"])
+    await _status(env.store, row2["id"], "delivered")
+    first, later = await _records(env.runtime, topic, 2)
+    assert recipient.protected_header(later.value)["kid"] == "vawg-2026-2"
+    keys = [vawg_key, new_key]
+    assert recipient.open_record(first.value, first.headers, keys, recipient=VAWG).kid == (
+        "vawg-2026-1"
+    )
+    assert (
+        recipient.open_record(later.value, later.headers, keys, recipient=VAWG).event["id"]
+        == (second["id"])
+    )
+    listed = await _ok(vawg.request("GET", "/v1/encryption-keys"))
+    assert [(k["kid"], k["current"]) for k in listed] == [
+        ("vawg-2026-2", True),
+        ("vawg-2026-1", False),
+    ]
+    await _ok(vawg.request("DELETE", "/v1/encryption-keys/vawg-2026-1"))
+    # the last key a Kafka subscription needs cannot be retired
+    r = await vawg.request("DELETE", "/v1/encryption-keys/vawg-2026-2")
+    assert r.status_code == 409 and r.json()["code"] == "encryption_key_in_use", r.text
+    # a private key is refused, with the member named
+    r = await vawg.request("POST", "/v1/encryption-keys", json={"jwk": vawg_key})
+    assert r.status_code == 422 and r.json()["code"] == "invalid_encryption_key", r.text
+    assert "private" in r.json()["detail"]
+
+
+async def test_an_encrypted_webhook_body_is_a_signed_jwe_for_the_recipient(
+    start_env: StartEnv, receivers: RecordingReceivers
+) -> None:
+    env = await start_env(**FAST)
+    vawg = env.clients[VAWG]
+    key = await _register_key(vawg, "vawg-hook-1")
+    body = {
+        "message_types": ["release-notice"],
+        "webhook": {"url": receivers.url(VAWG)},
+        "encrypt": True,
+    }
+    sub = await _ok(vawg.request("POST", "/v1/subscriptions", json=body), 201)
+    assert sub["encrypt"] is True
+    accepted = await _publish(env.clients[PRISON], release_notice())
+    row = await _delivery(env.store, accepted["id"], sub["id"])
+    await _status(env.store, row["id"], "delivered")
+    [got] = [r for r in receivers.requests if r.party == VAWG]
+    assert got.headers["content-type"] == "application/jose"
+    # the signature covers the JWE as sent
+    signing.verify(
+        sub["secret"],
+        got.headers["webhook-id"],
+        int(got.headers["webhook-timestamp"]),
+        got.body,
+        got.headers["webhook-signature"],
+        int(got.headers["webhook-timestamp"]),
+    )
+    assert b"24/123456X" not in got.body
+    opened = recipient.open_(got.body, [key], recipient=VAWG, delivery_id=got.headers["webhook-id"])
+    assert opened.event["id"] == accepted["id"]
+    assert sorted(_leaves(opened.event["data"])) == _fields_for(accepted, VAWG)
 
 
 # -- 7. the deliveries listing -------------------------------------------------------------------

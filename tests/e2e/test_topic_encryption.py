@@ -1,12 +1,14 @@
-"""Encryption on the shared topics, end to end on the real broker: whoever reads the
-message-type and dead-letter topics' raw records (the people who run the Kafka cluster)
-finds none of the people's names, dates of birth or identifiers, while every delivery still
-arrives intact; and a key-encryption key rotated while records wait on the topics leaves
-both old and new records routable."""
+"""Encryption on the topics, end to end on the real broker: whoever reads the message-type and
+dead-letter topics' raw records (the people who run the Kafka cluster) finds none of the
+people's names, dates of birth or identifiers, while every delivery still arrives intact; a
+key-encryption key rotated while records wait on the topics leaves both old and new records
+routable; and after the demo scenario no topic at all, agency topics included, holds the
+demo person's data in clear."""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import uuid
 from collections import defaultdict
@@ -16,10 +18,13 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient
 
+from services.core.crypto import recipient
 from services.core.crypto.kek import FileKeyEncryptionKeys
 from services.core.kafka.encryption import TopicEncryption
 from services.core.messages import MESSAGE_TYPES
+from services.demo import scenario
 from services.demo.agency import AgencyClient
 from services.demo.receivers import Receivers
 from services.system import System, ensure_demo_clients, settings_for_local
@@ -226,3 +231,47 @@ async def test_operators_read_no_personal_data_and_rotation_keeps_records_routab
         if router is not None:
             await router.stop()
         await gateway.stop()
+
+
+async def test_after_the_demo_no_topic_holds_personal_data_in_clear(tmp_path: Path) -> None:
+    """The demo scenario (``isa-broker demo``) on its own embedded broker; then every topic
+    the broker holds, shared and per agency, read raw by a plain consumer: none of the
+    synthetic person's values is in any record's value, key or headers. The IOM team's own
+    topic holds the JWE the demo decrypted with the team's key."""
+    person = scenario.release_notice(dt.date.today())
+    values = [v for k, v in person["person"].items() if k != "gender"]
+    values += ["Example Park", "methadone"]  # an exclusion zone, a medication
+    seen: dict[str, list[ConsumerRecord[bytes, bytes]]] = {}
+
+    async def inspect(system: System) -> None:
+        assert system.runtime is not None
+        profile = system.runtime.kafka
+        # the topics that exist on the broker, whatever created them
+        admin = AIOKafkaAdminClient(bootstrap_servers=profile.bootstrap_servers)
+        await admin.start()
+        try:
+            topics = [t for t in await admin.list_topics() if not t.startswith("__")]
+        finally:
+            await admin.close()
+        assert profile.agency_topic(scenario.KAFKA_PARTY) in topics
+        for rec in await _raw_records(profile.bootstrap_servers, topics, enough=2):
+            seen.setdefault(rec.topic, []).append(rec)
+
+    lines: list[str] = []
+    assert await scenario.run_demo(tmp_path / "demo", out=lines.append, inspect=inspect), lines
+    profile_topics = set(seen)
+    written = {t for t in profile_topics if t.endswith(".release-notice.v1")}
+    iom_topic = next(t for t in profile_topics if t.endswith(f".agency.{scenario.KAFKA_PARTY}.v1"))
+    assert written, f"the release-notice topic holds the message: {sorted(seen)}"
+    assert {t for t in seen if ".agency." in t} == {iom_topic}, "only the IOM team uses Kafka"
+    for topic, records in seen.items():
+        for rec in records:
+            parts = [rec.value or b"", rec.key or b""] + [
+                k.encode() + b"=" + v for k, v in rec.headers
+            ]
+            for value in values:
+                assert not any(value.encode() in part for part in parts), (topic, value)
+    [iom_record] = seen[iom_topic]
+    header = recipient.protected_header(iom_record.value or b"")
+    assert header["isa_recipient"] == scenario.KAFKA_PARTY
+    assert dict(iom_record.headers)["content-type"] == b"application/jose"

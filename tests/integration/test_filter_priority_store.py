@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from services.core.clock import ManualClock
+from services.core.crypto import recipient
 from services.core.messages import MESSAGE_TYPES
 from services.core.runtime import Runtime
 from services.core.store.tables import cohort_members
@@ -127,6 +128,9 @@ async def subscribe(
     rt: Runtime, party: str, types: list[str], filters: dict[str, Any] | None = None
 ) -> str:
     sub_id = str(uuid.uuid4())
+    if await rt.store.current_party_key(party) is None:  # Kafka records are encrypted to it
+        _, public = recipient.generate_key(f"{party}-1")
+        await rt.store.add_party_key(party, public, recipient.thumbprint(public), "test", T0)
     await rt.store.add_subscription(
         {
             "id": sub_id,

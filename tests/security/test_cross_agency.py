@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.core.crypto import recipient
 from services.core.runtime import Runtime
 from services.gateway.app import create_app
 from tests.conftest import EXTERNAL_KAFKA, make_settings
@@ -58,6 +59,7 @@ class World:
     a_dead_letters: list[dict[str, Any]] = field(default_factory=list)
     b_deliveries: list[dict[str, Any]] = field(default_factory=list)
     a_duties: list[dict[str, Any]] = field(default_factory=list)  # A's acknowledgement duties
+    a_keys: list[str] = field(default_factory=list)  # A's encryption key ids
     message_id: str = ""
     #: a DIP breach from the police to treatment and probation: nothing of B's
     dip_message_id: str = ""
@@ -66,7 +68,8 @@ class World:
     def a_ids(self) -> set[str]:
         """Every id of A's that B must never see."""
         subs = {s["id"] for s in self.a_subscriptions.values()}
-        return subs | {d["id"] for d in self.a_deliveries} | {d["id"] for d in self.a_duties}
+        ids = subs | {d["id"] for d in self.a_deliveries} | {d["id"] for d in self.a_duties}
+        return ids | set(self.a_keys)
 
 
 @pytest.fixture
@@ -103,6 +106,10 @@ async def _build(rt: Runtime, http: httpx.AsyncClient) -> World:
     subs["webhook_v1"] = await subscribe(w.a, webhook={"url": DEAD_URL})
     subs["webhook_v1a"] = await subscribe(w.a, webhook={"url": DEAD_URL}, signature_scheme="v1a")
     subs["inbox"] = await subscribe(w.a, channel="inbox")
+    _, public = recipient.generate_key("vawg-key-1")
+    r = await http.post("/v1/encryption-keys", json={"jwk": public}, headers=w.a)
+    assert r.status_code == 201, r.text
+    w.a_keys = [r.json()["kid"]]
     subs["kafka"] = await subscribe(w.a, channel="kafka")
     subs["disabled"] = await subscribe(w.a, webhook={"url": DEAD_URL + "/off"})
     assert await rt.store.disable_subscription(subs["disabled"]["id"], "test: disabled") == []
@@ -156,6 +163,7 @@ async def _snapshot(w: World) -> dict[str, Any]:
         "deliveries": {k: (d["status"], d["attempts"]) for k, d in deliveries.items()},
         "inbox": [e["seq"] for e in await store.inbox_after(VAWG, 0, 1000)],
         "duties": {d["id"]: (d["status"], d["action"]) for d in await store.list_duties(VAWG)},
+        "keys": [(k["kid"], k["retired_at"]) for k in await store.party_keys(VAWG)],
     }
 
 
@@ -184,6 +192,9 @@ ID_ROUTES: dict[tuple[str, str], Probe] = {
         "PUT", "/cohort", {"add": [{"crn": "X123456"}], "remove": [{"pnc_id": "24/123456X"}]}
     ),
     ("GET", "/v1/subscriptions/{subscription_id}/cohort"): _each_subscription("GET", "/cohort"),
+    ("DELETE", "/v1/encryption-keys/{kid}"): lambda w: [
+        ("DELETE", f"/v1/encryption-keys/{kid}", None) for kid in w.a_keys
+    ],
     ("GET", "/v1/deliveries/{delivery_id}"): lambda w: [
         ("GET", f"/v1/deliveries/{d['id']}", None) for d in w.a_deliveries
     ],
@@ -233,6 +244,7 @@ OPERATOR_ID_ROUTES = {
 #: routes that list per-agency data (and the query parameters that could name A's objects)
 LIST_ROUTES = {
     ("GET", "/v1/subscriptions"),
+    ("GET", "/v1/encryption-keys"),
     ("GET", "/v1/deliveries"),
     ("GET", "/v1/dead-letters"),
     ("GET", "/v1/inbox"),
@@ -243,6 +255,12 @@ LIST_ROUTES = {
     ("GET", "/v1/deliveries/latency"),  # counts and durations of the caller's own
     ("GET", "/v1/reports/timeliness"),  # counts about the caller's own messages (ig: all)
 }
+#: IG officers' routes (scope ig:audit, which B does not hold): B gets 403 (test below)
+IG_ONLY_ROUTES = {
+    ("POST", "/v1/audit/subject-access"),
+    ("GET", "/v1/audit/disclosures"),
+    ("GET", "/v1/retention/due"),
+}
 #: routes whose body selects objects by id or position (each has a test below)
 SELECTOR_ROUTES = {("POST", "/v1/dead-letters/replay"), ("POST", "/v1/inbox/ack")}
 #: routes that create the caller's own objects, and operator routes
@@ -251,6 +269,7 @@ NOT_PER_AGENCY = {
     ("POST", "/v1/messages/licence-recall"),
     ("POST", "/v1/messages/dip-breach"),
     ("POST", "/v1/subscriptions"),
+    ("POST", "/v1/encryption-keys"),
     ("GET", "/v1/admin/clients"),
     ("POST", "/v1/admin/clients"),
     ("GET", "/v1/admin/signing-keys"),
@@ -272,7 +291,7 @@ async def test_every_v1_route_is_classified_and_every_id_route_has_a_case(
         f"id routes without a cross-agency case: {sorted(with_id - set(ID_ROUTES))}"
     )
     classified = set(ID_ROUTES) | OPERATOR_ID_ROUTES | LIST_ROUTES | SELECTOR_ROUTES
-    classified |= NOT_PER_AGENCY
+    classified |= NOT_PER_AGENCY | IG_ONLY_ROUTES
     assert documented == classified, (
         f"unclassified: {sorted(documented - classified)}; gone: {sorted(classified - documented)}"
     )
@@ -374,6 +393,7 @@ async def test_lists_never_show_another_agencys_objects(world: World) -> None:
         "duties as sender": ("/v1/duties", {"role": "sender"}),
         "duties as escalation party": ("/v1/duties", {"role": "escalation"}),
         "dip breaches": ("/v1/dip-breaches", {}),
+        "encryption keys": ("/v1/encryption-keys", {}),
     }
     seen: dict[str, Any] = {}
     for name, (url, params) in requests.items():
@@ -400,6 +420,13 @@ async def test_lists_never_show_another_agencys_objects(world: World) -> None:
     assert {d["id"] for d in r.json()} == {d["id"] for d in w.a_dead_letters}
     r = await w.http.get("/v1/inbox", params={"after": 0}, headers=w.a)
     assert len(r.json()["entries"]) == 2  # the message and the notice
+
+
+async def test_ig_only_routes_refuse_every_agency_scope(world: World) -> None:
+    for method, path in sorted(IG_ONLY_ROUTES):
+        body = {"crn": "X100009"} if method == "POST" else None
+        r = await world.http.request(method, path, json=body, headers=world.b)
+        assert r.status_code == 403 and problem_of(r)["code"] == "insufficient_scope", r.text
 
 
 async def test_replay_many_naming_another_agencys_subscription_does_nothing(

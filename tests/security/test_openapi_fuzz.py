@@ -38,6 +38,7 @@ from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from services.core.clients import create_client
+from services.core.crypto import recipient
 from services.core.runtime import ADMIN_SCOPE, Runtime
 from services.gateway.app import create_app
 from tests.conftest import EXTERNAL_KAFKA, make_settings
@@ -176,9 +177,15 @@ def target(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> It
 
 
 def _seed_objects(t: FuzzTarget) -> None:
-    """Real objects of the prison's for the id-taking routes: subscriptions, a delivery to
+    """Real objects of the prison's for the id-taking routes: subscriptions, an encryption
+    key, a delivery to
     it (dead-lettered: its webhook URL answers nothing), the decision on a notice it sent."""
     t.ids["subscription_id"] = t._subscription()
+    # a public encryption key, so that Kafka and encrypted-webhook subscriptions can be made
+    _, public = recipient.generate_key("prison-fuzz-1")
+    r = httpx.post(t.url + "/v1/encryption-keys", json={"jwk": public}, headers=t.prison)
+    assert r.status_code == 201, r.text
+    t.ids["kid"] = r.json()["kid"]
     r = httpx.post(
         t.url + "/v1/messages/release-notice", json=example("release-notice"), headers=t.prison
     )

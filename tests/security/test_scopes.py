@@ -61,6 +61,9 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         MANAGE, json={"add": [{"crn": "X123456"}]}
     ),
     ("GET", "/v1/subscriptions/{subscription_id}/cohort"): Operation(MANAGE),
+    ("POST", "/v1/encryption-keys"): Operation(MANAGE, json={"jwk": {"kty": "EC"}}),
+    ("GET", "/v1/encryption-keys"): Operation(MANAGE),
+    ("DELETE", "/v1/encryption-keys/{kid}"): Operation(MANAGE),
     ("GET", "/v1/deliveries/latency"): Operation("deliveries:read"),
     ("GET", "/v1/deliveries"): Operation("deliveries:read"),
     ("GET", "/v1/deliveries/{delivery_id}"): Operation("deliveries:read"),
@@ -73,6 +76,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
         "decisions:read", PRISON, instead=(IG_AUDIT_SCOPE,)
     ),
     ("GET", "/v1/audit"): Operation("audit:read", instead=(IG_AUDIT_SCOPE,)),
+    # IG officers only: audit:read does not stand in
+    ("POST", "/v1/audit/subject-access"): Operation(IG_AUDIT_SCOPE, json={"crn": "X100009"}),
+    ("GET", "/v1/audit/disclosures"): Operation(IG_AUDIT_SCOPE),
+    ("GET", "/v1/retention/due"): Operation(IG_AUDIT_SCOPE),
     ("GET", "/v1/reports/timeliness"): Operation("reports:read", PRISON, instead=(IG_AUDIT_SCOPE,)),
     ("GET", "/v1/messages"): Operation("messages:read", PRISON),
     ("GET", "/v1/messages/{message_id}"): Operation("messages:read", PRISON),
@@ -109,7 +116,7 @@ def _url(path: str) -> str:
     """The path with every id filled in by one that does not exist: the scope check comes
     first, so the answer is 403 without the scope and 404 with it."""
     out = path
-    for name in ("subscription_id", "delivery_id", "message_id", "client_id", "duty_id"):
+    for name in ("subscription_id", "delivery_id", "message_id", "client_id", "duty_id", "kid"):
         out = out.replace("{" + name + "}", "no-such-id")
     return out
 

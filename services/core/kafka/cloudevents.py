@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from ..clock import utc_z
 from ..errors import InvalidRequest
 from ..messages import get_message_type
 
@@ -63,7 +64,7 @@ def to_record(
         ("ce_id", message_id),
         ("ce_source", SOURCE_PREFIX + sender),
         ("ce_type", mt.ce_type),
-        ("ce_time", accepted_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")),
+        ("ce_time", utc_z(accepted_at)),
         ("ce_subject", person),
         ("ce_dataschema", f"https://isa-broker.example/schemas/{mt.schema_file}"),
         ("content-type", "application/json"),
@@ -98,7 +99,7 @@ def structured(event: EventRecord, data: dict[str, Any], extra: dict[str, Any]) 
         "id": event.id,
         "source": event.source,
         "type": event.type,
-        "time": event.time.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        "time": utc_z(event.time),
         "subject": event.subject,
         "datacontenttype": "application/json",
         **extra,

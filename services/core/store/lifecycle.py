@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from . import tables as t
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
     from contextlib import AbstractAsyncContextManager
 
     from sqlalchemy.ext.asyncio import AsyncConnection
@@ -40,6 +41,11 @@ class LifecycleStore:
 
         async def find_idempotent(self, client_id: str, key: str) -> dict[str, Any] | None: ...
 
+        @staticmethod
+        async def _index_person(
+            c: AsyncConnection, message_id: str, pseudonyms: Iterable[str]
+        ) -> None: ...
+
     async def accept_update(
         self,
         update: dict[str, Any],
@@ -50,12 +56,14 @@ class LifecycleStore:
         to_state: str,
         audit_event: str,
         audit_detail: dict[str, Any],
+        pseudonyms: Sequence[str] = (),
     ) -> UpdateResult:
         """Store an update (a message row with ``refers_to`` and ``lifecycle``), its outbox
         row and its disclosure-log entries, and move its root to ``to_state`` and the next
         version, in one transaction - only if the root is still at ``expected_version`` in
         one of ``from_states``. Of two concurrent updates one wins; the other stores
-        nothing and gets the root as it now is."""
+        nothing and gets the root as it now is. The update is indexed under the root's
+        person and the ``pseudonyms`` of its own person's identifiers (subject access)."""
         root_id = update["refers_to"]
         m = t.messages
         try:
@@ -73,6 +81,7 @@ class LifecycleStore:
                     now_root = (await c.execute(sa.select(m).where(m.c.id == root_id))).first()
                     return UpdateResult(False, root=_plain(now_root))
                 await c.execute(m.insert().values(**update, version=expected_version + 1))
+                await self._index_person(c, update["id"], [update["person"], *pseudonyms])
                 await c.execute(
                     t.outbox.insert().values(
                         message_id=update["id"],

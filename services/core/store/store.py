@@ -16,12 +16,16 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..errors import Unavailable
+from ..retention import recorded_retention
 from . import tables as t
 from .audit_log import AuditLogStore
 from .filters import FilterStore
 from .lifecycle import LifecycleStore
 from .migrate import upgrade
+from .party_keys import PartyKeyStore
 from .reports import ReportStore
+from .retention import RetentionStore
+from .subject_access import SubjectAccessStore
 from .timeliness import TimelinessStore
 
 TERMINAL_DELIVERY = frozenset({"delivered", "dead_lettered", "withheld", "no_channel"})
@@ -46,7 +50,16 @@ def _row(row: sa.Row[Any] | None) -> dict[str, Any] | None:
     return {k: _utc(v) for k, v in row._mapping.items()}
 
 
-class Store(ReportStore, TimelinessStore, FilterStore, LifecycleStore, AuditLogStore):
+class Store(
+    ReportStore,
+    TimelinessStore,
+    FilterStore,
+    LifecycleStore,
+    AuditLogStore,
+    SubjectAccessStore,
+    RetentionStore,
+    PartyKeyStore,
+):
     def __init__(self, url: str) -> None:
         self.url = url
         kwargs: dict[str, Any] = {}
@@ -162,14 +175,18 @@ class Store(ReportStore, TimelinessStore, FilterStore, LifecycleStore, AuditLogS
 
     # -- messages and outbox -------------------------------------------------------------------
 
-    async def accept_message(self, message: dict[str, Any], topic: str) -> dict[str, Any] | None:
-        """Store a message, its decision and its outbox row in one transaction.
+    async def accept_message(
+        self, message: dict[str, Any], topic: str, pseudonyms: Sequence[str] = ()
+    ) -> dict[str, Any] | None:
+        """Store a message, its decision and its outbox row in one transaction, and index it
+        under the ``pseudonyms`` of every identifier of its person (subject access).
 
         Returns None when stored; when the (client, Idempotency-Key) pair already exists,
         returns the existing message instead and stores nothing."""
         try:
             async with self._tx() as c:
                 await c.execute(t.messages.insert().values(**message))
+                await self._index_person(c, message["id"], [message["person"], *pseudonyms])
                 await c.execute(
                     t.outbox.insert().values(
                         message_id=message["id"],
@@ -614,6 +631,7 @@ class Store(ReportStore, TimelinessStore, FilterStore, LifecycleStore, AuditLogS
                 t.subscriptions.c.previous_secret_until,
                 t.subscriptions.c.status.label("subscription_status"),
                 t.subscriptions.c.failing_since,
+                t.subscriptions.c.encrypt,
             )
             .join(t.messages, t.messages.c.id == d.c.message_id)
             .join(t.subscriptions, t.subscriptions.c.id == d.c.subscription_id)
@@ -683,6 +701,7 @@ class Store(ReportStore, TimelinessStore, FilterStore, LifecycleStore, AuditLogS
         }
         if next_attempt_at is not None:
             values["next_attempt_at"] = next_attempt_at
+        kept: dict[str, Any] = {}
         if status == "delivered":
             # on the clock accepted_at was read from: the attempt's start plus its duration
             values["delivered_at"] = (
@@ -690,6 +709,9 @@ class Store(ReportStore, TimelinessStore, FilterStore, LifecycleStore, AuditLogS
                 if attempt is not None and attempt.get("at") is not None
                 else now
             )
+            # how long the recipient may keep it (services.core.retention)
+            columns, kept = recorded_retention(delivery, values["delivered_at"])
+            values.update(columns)
         if retry_index is not None:
             values["retry_index"] = retry_index
         if attempt is not None:
@@ -732,7 +754,7 @@ class Store(ReportStore, TimelinessStore, FilterStore, LifecycleStore, AuditLogS
                     message_type=delivery["message_type"],
                     recipient=delivery["recipient"],
                     person=delivery["person"],
-                    detail=_disclosure(delivery, reason),
+                    detail={**_disclosure(delivery, reason), **kept},
                 )
                 await self._complete_if_settled(c, delivery["message_id"])
 

@@ -98,6 +98,24 @@ subscriptions = sa.Table(
     sa.Column("failing_since", TS),
     # narrowing filters (local authority, PDU, risk flags, cohort); see services.core.filters
     sa.Column("filters", sa.JSON),
+    # webhook bodies encrypted to the party's registered public key (compact JWE); a Kafka
+    # subscription's records always are (services.core.crypto.recipient)
+    sa.Column("encrypt", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+# Each party's public encryption keys (EC JWK, ECDH-ES+A256KW): deliveries on its Kafka topic
+# and encrypted webhook bodies are sealed to its newest key that is not retired. Public keys
+# only; the private halves never reach the broker.
+party_keys = sa.Table(
+    "party_keys",
+    metadata,
+    sa.Column("party", sa.String(64), primary_key=True),
+    sa.Column("kid", sa.String(64), primary_key=True),
+    sa.Column("jwk", sa.JSON, nullable=False),
+    sa.Column("thumbprint", sa.String(64), nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.Column("retired_at", TS),
 )
 
 # an IOM team's watch-list: the people a subscription's cohort filter matches, each kept as
@@ -139,6 +157,11 @@ deliveries = sa.Table(
     # copied from the message: the priority lane is attempted first
     sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
     sa.Column("delivered_at", TS),
+    # retention (services.core.retention): the longest period the granting agreements
+    # declare for the recipient, when it ends, and when the recipient was told to delete
+    sa.Column("retention", sa.String(32)),
+    sa.Column("retain_until", TS, index=True),
+    sa.Column("deletion_notified_at", TS),
     sa.UniqueConstraint("message_id", "recipient", "subscription_id", name="uq_delivery"),
     sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
     sa.Index("ix_deliveries_order", "subscription_id", "person", "status"),
@@ -262,4 +285,16 @@ timers = sa.Table(
     sa.Column("detail", sa.JSON),
     sa.UniqueConstraint("kind", "subject", name="uq_timer"),
     sa.Index("ix_timers_due", "status", "due_at"),
+)
+
+# Subject access: the keyed pseudonym of EVERY identifier (PNC id, CRN, prison number) a
+# message's person carried, so that a search by any one of them finds the message, whichever
+# identifier it is keyed by (``messages.person``, ``audit.person``). Written in the same
+# transaction as the message; never an identifier in clear.
+person_index = sa.Table(
+    "person_index",
+    metadata,
+    sa.Column("pseudonym", sa.String(64), primary_key=True),
+    sa.Column("message_id", sa.String(36), primary_key=True),
+    # the primary key leads with the pseudonym: it is the index a search uses
 )

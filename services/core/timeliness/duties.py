@@ -32,6 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..clock import utc_z
 from ..isa.engine import RecipientDecision
 from ..isa.model import Duty, Flow, PolicySet
 from ..store import tables as t
@@ -375,7 +376,7 @@ async def escalate(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) 
             "agreement": f"{duty['agreement']}@{duty['agreement_version']}",
             "flow": duty["flow"],
             "rule": duty["rule"],
-            "due_at": duty["due_at"].astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+            "due_at": utc_z(duty["due_at"]),
             "escalated_to": targets,
         },
     )

@@ -23,6 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..clock import utc_z
 from ..store import tables as t
 from . import SYSTEM_SENDER
 
@@ -57,10 +58,6 @@ def _delivery_id(message_id: str, recipient: str, subscription_id: str | None) -
     return "msg_" + digest[:32]
 
 
-def _iso(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
 async def emit(
     c: AsyncConnection,
     *,
@@ -83,7 +80,7 @@ async def emit(
         "id": event_id,
         "source": SOURCE,
         "type": EVENT_TYPES[kind],
-        "time": _iso(now),
+        "time": utc_z(now),
         "subject": about["id"],
         "datacontenttype": "application/json",
         "data": data,

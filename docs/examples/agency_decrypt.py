@@ -1,0 +1,132 @@
+"""An agency's side of per-recipient encryption, end to end: make a key pair, register the
+public key, consume your own Kafka topic and decrypt each record.
+
+Needs Python 3.11+, ``pip install joserfc aiokafka httpx`` and the decrypt helper
+``services/core/crypto/recipient.py`` (copy that one file beside this one, or install
+isa-broker). Run::
+
+    # 1. a key pair: the private key stays with you (mode 0600), the public one is registered
+    python agency_decrypt.py keygen --kid vawg-2026-12 --out keys/
+
+    # 2. register the public key (a client of your party with subscriptions:manage)
+    python agency_decrypt.py register --gateway https://isa-broker.example \\
+        --token "$TOKEN" --public keys/vawg-2026-12.public.jwk.json
+
+    # 3. consume and decrypt; give every private key you still hold (rotation)
+    python agency_decrypt.py consume --bootstrap kafka.example:9092 \\
+        --topic isa.agency.eastborough-vawg.v1 --party eastborough-vawg \\
+        --key keys/vawg-2026-12.private.jwk.json
+
+A webhook body of a subscription made with ``"encrypt": true`` is the same compact JWE
+(content type ``application/jose``): verify the webhook signature over the body as received,
+then ``recipient.open_(body, keys, recipient=PARTY, delivery_id=headers["webhook-id"])``.
+
+A record that does not open is not lost: it stays on the topic. Log its offset and the
+error (never its content), fix the key, and read from that offset again."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+try:
+    from services.core.crypto import recipient
+except ImportError:  # the helper copied beside this file
+    import recipient  # type: ignore[import-not-found, no-redef]
+
+
+def keygen(kid: str, out: Path) -> tuple[Path, Path]:
+    """Write ``<kid>.private.jwk.json`` (0600) and ``<kid>.public.jwk.json`` under ``out``."""
+    private, public = recipient.generate_key(kid)
+    out.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_path, public_path = out / f"{kid}.private.jwk.json", out / f"{kid}.public.jwk.json"
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(private, fh)
+    public_path.write_text(json.dumps(public, indent=2))
+    return private_path, public_path
+
+
+def load_keys(paths: list[Path]) -> list[dict[str, Any]]:
+    return [json.loads(p.read_text()) for p in paths]
+
+
+def register(gateway: str, token: str, public: Path) -> dict[str, Any]:
+    import httpx
+
+    r = httpx.post(
+        f"{gateway.rstrip('/')}/v1/encryption-keys",
+        json={"jwk": json.loads(public.read_text())},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    r.raise_for_status()
+    registered: dict[str, Any] = r.json()
+    return registered
+
+
+async def consume(bootstrap: str, topic: str, party: str, keys: list[dict[str, Any]]) -> None:
+    """Print each record's message id, type and the field names it carries."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"{party}-reader",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        async for record in consumer:
+            try:
+                opened = recipient.open_record(
+                    record.value or b"", record.headers, keys, recipient=party
+                )
+            except recipient.DeliveryDecryptError as e:
+                print(f"offset {record.offset}: not opened: {e}", file=sys.stderr)
+                continue
+            event = opened.event
+            print(
+                f"offset {record.offset}: {event['type']} {event['id']} "
+                f"under {opened.binding.agreements}: fields {sorted(event.get('data', {}))}"
+            )
+            # ... hand ``event`` to your case system here, then:
+            await consumer.commit()
+    finally:
+        await consumer.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("keygen")
+    p.add_argument("--kid", required=True)
+    p.add_argument("--out", type=Path, default=Path("keys"))
+    p = sub.add_parser("register")
+    p.add_argument("--gateway", required=True)
+    p.add_argument("--token", required=True)
+    p.add_argument("--public", type=Path, required=True)
+    p = sub.add_parser("consume")
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--topic", required=True)
+    p.add_argument("--party", required=True)
+    p.add_argument("--key", type=Path, action="append", required=True)
+    args = parser.parse_args(argv)
+    if args.command == "keygen":
+        private_path, public_path = keygen(args.kid, args.out)
+        print(f"private key: {private_path} (keep secret)\npublic key:  {public_path}")
+    elif args.command == "register":
+        print(json.dumps(register(args.gateway, args.token, args.public), indent=2))
+    else:
+        asyncio.run(consume(args.bootstrap, args.topic, args.party, load_keys(args.key)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
