@@ -3,12 +3,10 @@ posted by C concurrent workers about P persons, every entitled party subscribed 
 Prints intake and delivery rates; the baseline, measured in the same run, is the rate of
 bare signed webhook POSTs from the same sender to the same receivers.
 
-``--compare-encryption`` runs the load with the shared topics' encryption on (the default)
-and off, alternately, R times each on fresh systems, and prints the medians and ratios,
-after the cost of sealing and opening one record.
+The load with the data protection (topic encryption, the disclosure log's sealer) on and off
+is compared by ``data_protection.py``, which runs ``run_load`` here.
 
-    .venv/bin/python bench/throughput.py [--messages N] [--profile]
-        [--compare-encryption [--rounds R]]
+    .venv/bin/python bench/throughput.py [--messages N] [--workers C] [--profile]
 """
 
 from __future__ import annotations
@@ -18,11 +16,14 @@ import asyncio
 import cProfile
 import datetime
 import pstats
-import statistics
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from services.core.crypto import recipient
 from services.demo.agency import AgencyClient
 from services.demo.receivers import Receivers
 from services.demo.scenario import release_notice
@@ -48,17 +49,24 @@ async def baseline(receivers: Receivers, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-async def subscribe_all(clients: dict[str, AgencyClient], receivers: Receivers) -> None:
+async def subscribe_all(
+    clients: dict[str, AgencyClient], receivers: Receivers, *, encrypt: bool = False
+) -> None:
     """Every party but the sender subscribes to release notices by webhook (the parties the
-    agreements do not let receive them are refused, and receive nothing)."""
+    agreements do not let receive them are refused, and receive nothing). With ``encrypt``
+    each first registers a public key and asks for bodies encrypted to it (JWE)."""
     for party, client in clients.items():
         if party != SENDER:
+            if encrypt:
+                _, public = recipient.generate_key(f"{party}-bench")
+                await client.request("POST", "/v1/encryption-keys", json={"jwk": public})
             await client.request(
                 "POST",
                 "/v1/subscriptions",
                 json={
                     "message_types": ["release-notice"],
                     "webhook": {"url": receivers.url(party)},
+                    "encrypt": encrypt,
                 },
             )
 
@@ -87,8 +95,31 @@ async def post_notices(prison: AgencyClient, n: int, workers: int) -> tuple[floa
     return n / (time.perf_counter() - started), expected
 
 
-async def main(n: int, workers: int, *, encryption: bool = True) -> tuple[float, float]:
-    """Run the load once; returns (intake messages/s, deliveries/s)."""
+@dataclass(frozen=True)
+class Load:
+    """One run of the load: its size and the rates measured."""
+
+    messages: int
+    deliveries: int
+    workers: int
+    intake: float  # messages accepted per second (first POST → last 202)
+    delivered: float  # deliveries per second (first POST → last webhook received)
+    baseline: float | None  # bare signed webhook POSTs per second, when measured
+
+
+async def run_load(
+    n: int,
+    workers: int,
+    *,
+    baseline_posts: int = 2000,
+    before_stop: Callable[[System], Awaitable[None]] | None = None,
+    encrypt_bodies: bool = False,
+    **overrides: Any,
+) -> Load:
+    """Run the load once on a fresh embedded system built with ``overrides`` (Settings
+    fields); ``baseline_posts`` bare webhook POSTs first (0: none); ``before_stop`` is
+    awaited with the system once every delivery has arrived, outside the timings;
+    ``encrypt_bodies`` has every webhook body encrypted to its recipient."""
     with tempfile.TemporaryDirectory() as tmp:
         system = await System(
             settings_for_local(
@@ -96,10 +127,11 @@ async def main(n: int, workers: int, *, encryption: bool = True) -> tuple[float,
                 rate_limit_per_minute=0,
                 token_rate_limit_per_minute=0,
                 relay_poll_seconds=0.2,
-                kafka_encryption=encryption,
+                **overrides,
             )
         ).start()
         receivers = await Receivers(verify=False).start()
+        clients: dict[str, AgencyClient] = {}
         try:
             assert system.runtime is not None
             creds = await ensure_demo_clients(system.runtime)
@@ -107,70 +139,32 @@ async def main(n: int, workers: int, *, encryption: bool = True) -> tuple[float,
                 p: AgencyClient(system.gateway_url, c["client_id"], c["client_secret"])
                 for p, c in creds.items()
             }
-            await subscribe_all(clients, receivers)
-            base = await baseline(receivers, 2000)
+            await subscribe_all(clients, receivers, encrypt=encrypt_bodies)
+            base = await baseline(receivers, baseline_posts) if baseline_posts else None
             started = time.perf_counter()
-            _, expected = await post_notices(clients[SENDER], n, workers)
-            intake = time.perf_counter() - started
+            intake, expected = await post_notices(clients[SENDER], n, workers)
             while len(receivers.received) < expected:
                 await asyncio.sleep(0.05)
             total = time.perf_counter() - started
-            state = "on" if encryption else "off"
-            print(f"messages {n}, deliveries {expected}, {workers} concurrent senders")
-            print(f"topic encryption {state}")
-            print(f"intake        {n / intake:8.1f} messages/s")
-            print(f"delivered     {expected / total:8.1f} deliveries/s (POST of first → last)")
-            print(f"baseline      {base:8.1f} bare signed webhook POSTs/s (16 concurrent)")
-            print(f"ratio         {expected / total / base:8.3f} of the baseline")
+            if before_stop is not None:
+                await before_stop(system)
+            return Load(n, expected, workers, intake, expected / total, base)
+        finally:
             for c in clients.values():
                 await c.aclose()
-            return n / intake, expected / total
-        finally:
             await receivers.stop()
             await system.stop()
 
 
-def seal_and_open_cost(rounds: int = 5000) -> tuple[float, float]:
-    """Microseconds to seal and to open one release-notice record (file KEKs, warm)."""
-    import json
-
-    from services.core.crypto.envelope import Envelope
-    from services.core.crypto.kek import FileKeyEncryptionKeys
-    from services.core.kafka.encryption import TopicEncryption
-
-    with tempfile.TemporaryDirectory() as tmp:
-        enc = TopicEncryption(Envelope(FileKeyEncryptionKeys(Path(tmp) / "kek")))
-        value = json.dumps(release_notice(datetime.date.today())).encode()
-        headers = [("ce_id", b"0b9c3a52-5f0e-4f7e-9d27-2d0c8b1a0001")]
-        sealed = enc.seal("isa.release-notice.v1", value, headers)
-        started = time.perf_counter()
-        for _ in range(rounds):
-            sealed = enc.seal("isa.release-notice.v1", value, headers)
-        seal = (time.perf_counter() - started) / rounds * 1e6
-        started = time.perf_counter()
-        for _ in range(rounds):
-            enc.open_("isa.release-notice.v1", *sealed[:1], sealed[1])
-        opened = (time.perf_counter() - started) / rounds * 1e6
-    return seal, opened
-
-
-async def compare_encryption(n: int, workers: int, rounds: int) -> None:
-    """The same load with the shared topics encrypted and in clear, alternately, ``rounds``
-    times each on fresh systems; medians compared."""
-    seal, opened = seal_and_open_cost()
-    print(f"seal {seal:.1f} µs, open {opened:.1f} µs per release-notice record")
-    runs: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
-    for _ in range(rounds):
-        for encryption in (True, False):
-            print()
-            runs[encryption].append(await main(n, workers, encryption=encryption))
-    on = tuple(statistics.median(r[i] for r in runs[True]) for i in (0, 1))
-    off = tuple(statistics.median(r[i] for r in runs[False]) for i in (0, 1))
-    print()
-    print(f"medians of {rounds} run(s) each")
-    print("topic encryption      on        off    on/off")
-    print(f"intake/s        {on[0]:8.1f}   {off[0]:8.1f}   {on[0] / off[0]:6.3f}")
-    print(f"deliveries/s    {on[1]:8.1f}   {off[1]:8.1f}   {on[1] / off[1]:6.3f}")
+async def main(n: int, workers: int) -> None:
+    """Run the load once with the default settings and print the rates."""
+    load = await run_load(n, workers)
+    assert load.baseline is not None
+    print(f"messages {n}, deliveries {load.deliveries}, {workers} concurrent senders")
+    print(f"intake        {load.intake:8.1f} messages/s")
+    print(f"delivered     {load.delivered:8.1f} deliveries/s (POST of first → last)")
+    print(f"baseline      {load.baseline:8.1f} bare signed webhook POSTs/s (16 concurrent)")
+    print(f"ratio         {load.delivered / load.baseline:8.3f} of the baseline")
 
 
 if __name__ == "__main__":
@@ -178,16 +172,8 @@ if __name__ == "__main__":
     ap.add_argument("--messages", type=int, default=500)
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument(
-        "--compare-encryption",
-        action="store_true",
-        help="run with topic encryption on and off, alternately, and print the ratios",
-    )
-    ap.add_argument("--rounds", type=int, default=3, help="runs of each with --compare-encryption")
     a = ap.parse_args()
-    if a.compare_encryption:
-        asyncio.run(compare_encryption(a.messages, a.workers, a.rounds))
-    elif a.profile:
+    if a.profile:
         prof = cProfile.Profile()
         prof.enable()
         asyncio.run(main(a.messages, a.workers))
