@@ -161,16 +161,24 @@ def _keys(args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.UTC)
     if args.keys_command in ("rotate-kek", "retire-kek"):
         if args.keys_command == "rotate-kek":
-            print(f"new current key-encryption key {store.kek.rotate()}")
+            kid = store.kek.rotate()
+            print(f"new current key-encryption key {kid}")
+            asyncio.run(_log_key_event(settings, "kek_rotated", {"kid": kid}))
         else:
             store.kek.retire(args.kid)
             print(f"retired key-encryption key {args.kid}")
+            asyncio.run(_log_key_event(settings, "kek_retired", {"kid": args.kid}))
         return 0
     if args.keys_command == "rotate":
         ahead = settings.signing_key_publish_ahead_seconds
         if args.publish_ahead is not None:
             ahead = args.publish_ahead
+        before = {k["kid"] for k in keys.describe(now)}
         keys.rotate(now, dt.timedelta(seconds=ahead))
+        added = sorted({k["kid"] for k in keys.describe(now)} - before)
+        if added:
+            detail = {"kid": added[0], "publish_ahead_seconds": ahead}
+            asyncio.run(_log_key_event(settings, "signing_key_rotated", detail))
     for k in keys.describe(now):
         print(f"{k['kid']}\t{k['state']}\tsigns from {k['activates_at']:%Y-%m-%dT%H:%M:%SZ}")
     if args.keys_command == "list":
@@ -178,6 +186,20 @@ def _keys(args: argparse.Namespace) -> int:
             state = "current" if kek.current else "unwraps only"
             print(f"{kek.kid}\tkek {state}\tcreated {kek.created_at:%Y-%m-%dT%H:%M:%SZ}")
     return 0
+
+
+async def _log_key_event(settings: Settings, event: str, detail: dict[str, Any]) -> None:
+    """A key rotation or retirement made from the command line, in the disclosure log (key
+    ids only), with actor ``operator`` and client id ``cli`` as the other operator
+    commands."""
+    from .core.store import Store
+
+    store = Store(settings.resolved_database_url)
+    try:
+        await store.init_schema()
+        await store.audit(event, actor="operator", detail={**detail, "client_id": "cli"})
+    finally:
+        await store.aclose()
 
 
 def _isa_lint(args: argparse.Namespace) -> int:
@@ -341,7 +363,7 @@ async def _db_upgrade(_: argparse.Namespace) -> int:
 
 
 async def _audit(args: argparse.Namespace) -> int:
-    """``isa-broker audit verify|seal|checkpoints export``: the tamper-evident disclosure
+    """``isa-broker audit verify|seal|rotate-key|checkpoints export``: the tamper-evident disclosure
     log (services.core.audit). Needs the store and ``keys/audit-log/``, not Kafka."""
     from .core.audit.keys import LogSigningKeys
     from .core.audit.sealer import Sealer
@@ -358,6 +380,15 @@ async def _audit(args: argparse.Namespace) -> int:
             verdict = await verify_log(store, keys, exported)
             print(verdict.line())
             return 0 if verdict.ok else 1
+        if args.audit_command == "rotate-key":
+            kid = keys.rotate()
+            await store.audit(
+                "log_signing_key_rotated", actor="operator", detail={"kid": kid, "client_id": "cli"}
+            )
+            print(
+                f"new log-signing key {kid}: it signs the next checkpoint; older keys still verify"
+            )
+            return 0
         if args.audit_command == "seal":
             sealer = Sealer(
                 store,
@@ -626,6 +657,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.set_defaults(run=_audit, is_async=True)
     p = audit.add_parser("seal", help="seal committed entries now and sign a checkpoint")
+    p.set_defaults(run=_audit, is_async=True)
+    p = audit.add_parser(
+        "rotate-key",
+        help="make a new log-signing key sign the next checkpoints (older keys keep verifying)",
+    )
     p.set_defaults(run=_audit, is_async=True)
     cps = audit.add_parser("checkpoints", help="signed checkpoints").add_subparsers(
         dest="checkpoints_command", required=True

@@ -25,6 +25,7 @@ from .core.isa.reload import PolicyWatcher
 from .core.kafka.embedded import EmbeddedBroker, free_port
 from .core.kafka.publisher import KafkaPublisher
 from .core.outbox import OutboxRelay
+from .core.retention import notify_periodically
 from .core.runtime import Runtime
 from .core.settings import Settings
 from .core.timeliness.scheduler import Scheduler
@@ -113,6 +114,12 @@ class System:
                     self._tasks.append(
                         asyncio.create_task(self.sealer.run(s.audit_seal_seconds), name="sealer")
                     )
+                # deletion notices for disclosures past retention (services.core.retention)
+                if s.retention_notify_seconds > 0:
+                    notify = notify_periodically(
+                        self.runtime.store, self.runtime.clock, s.retention_notify_seconds
+                    )
+                    self._tasks.append(asyncio.create_task(notify, name="retention"))
             if self.broker is not None:
                 self._tasks.append(asyncio.create_task(self._supervise(), name="broker-supervisor"))
         except BaseException:

@@ -22,16 +22,24 @@ P1M from 31 January ends on the last day of February); weeks, days and times are
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import datetime as dt
+import logging
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .clock import utc_z
+from .clock import Clock, utc_z
+from .errors import Unavailable
 from .isa.model import PolicySet, parse_duration
 from .notices import notice_event
+
+if TYPE_CHECKING:
+    from .store import Store
+
+log = logging.getLogger("isa_broker.retention")
 
 #: the CloudEvents type of a deletion notice on a recipient's inbox feed
 NOTICE_KIND = "retention-expired"
@@ -192,3 +200,32 @@ def disclosure_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "retain_until": iso(row["retain_until"]),
         "deletion_notified_at": iso(row["deletion_notified_at"]),
     }
+
+
+async def notify_due(store: Store, now: dt.datetime, *, party: str | None = None) -> list[Any]:
+    """Send the deletion notices due at ``now`` (see ``RetentionStore.notify_retention_due``);
+    one summary per notice sent."""
+    sent: list[Any] = await store.notify_retention_due(
+        now, now, deletion_notice, party=party, batch=NOTICE_BATCH
+    )
+    return sent
+
+
+async def notify_periodically(store: Store, clock: Clock, every: float) -> None:
+    """The router's retention task: every ``every`` seconds, send the deletion notices that
+    have fallen due. Idempotent and safe in several routers at once (a delivery is claimed
+    before it is notified), so a router that is down only delays them."""
+    while True:
+        try:
+            sent = await notify_due(store, clock())
+        except Unavailable as e:
+            log.warning("retention notices not sent this time: %s", e)
+        else:
+            if sent:
+                deliveries = sum(len(s["delivery_ids"]) for s in sent)
+                log.warning(
+                    "sent %d deletion notice(s) for %d deliveries past retention",
+                    len(sent),
+                    deliveries,
+                )
+        await asyncio.sleep(every)

@@ -266,6 +266,14 @@ class Settings(BaseSettings):
         "transaction, and sealed past, once the entry after it is this old; until then the "
         "sealer waits for the missing entry to commit. Longer than any store transaction.",
     )
+    retention_notify_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        le=86400,
+        description="How often each router sends the deletion notices that have fallen due "
+        "(disclosures past the retention their agreement sets; 0: never, run "
+        "'isa-broker retention notify' instead).",
+    )
     audit_checkpoint_seconds: float = Field(
         default=60.0,
         ge=0,

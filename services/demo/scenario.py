@@ -18,7 +18,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
+from services.core.clients import create_client
 from services.core.crypto import recipient
+from services.core.runtime import IG_AUDIT_SCOPE
 from services.core.webhooks import signing
 from services.system import System, ensure_demo_clients, settings_for_local
 
@@ -248,6 +250,30 @@ async def run_demo(
                 f"{problem.get('detail')}"
             )
             ok = ok and refused.status_code == 403 and problem.get("code") == "sharing_refused"
+
+            # an IG officer answers the person's subject access request from the log
+            ig = await create_client(system.runtime, PRISON, scopes=[IG_AUDIT_SCOPE])
+            clients["ig"] = AgencyClient(system.gateway_url, ig["client_id"], ig["client_secret"])
+            person = release_notice(today)["person"]
+            r = await clients["ig"].request(
+                "POST",
+                "/v1/audit/subject-access",
+                json={"pnc_id": person["pnc_id"], "crn": person["crn"]},
+            )
+            report = r.json() if r.status_code == 200 else {"disclosures": []}
+            lines = report["disclosures"]
+            delivered = sorted({x["recipient"] for x in lines if x["event"] == "delivered"})
+            refusals = sum(x["event"] == "refused" for x in lines)
+            bases = sorted(
+                {b for x in lines if x["event"] == "delivered" for b in x["lawful_basis"]}
+            )
+            out(
+                f"\n4. An IG officer answers the person's subject access request (by PNC id and "
+                f"CRN): HTTP {r.status_code}, {len(lines)} log entries; disclosed to "
+                f"{len(delivered)} partners, {refusals} refused share(s); lawful bases: "
+                f"{'; '.join(bases)}"
+            )
+            ok = ok and r.status_code == 200 and delivered == sorted(ENTITLED) and refusals == 1
 
             if inspect is not None:
                 await inspect(system)

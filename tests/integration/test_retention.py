@@ -5,6 +5,7 @@ PostgreSQL), the real ISA engine on the demo agreements and the real router and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import uuid
@@ -26,6 +27,7 @@ from services.core.retention import (
     add_period,
     as_of_time,
     deletion_notice,
+    notify_periodically,
     periods_for,
     retention_end,
 )
@@ -382,3 +384,35 @@ async def test_ig_officers_read_the_due_list_over_http(make_runtime: MakeRuntime
         assert "as_of" in r.text
     reads = [e for e in await rt.store.audit_entries() if e["event"] == "retention_read"]
     assert [(e["actor"], e["detail"]["due"]) for e in reads] == [(PRISON, 1)]
+
+
+async def test_the_routers_retention_task_sends_what_falls_due_once(
+    make_runtime: MakeRuntime,
+) -> None:
+    rt = await make_runtime()
+    await subscribe_inboxes(rt, IOM)
+    message = await deliver(rt, 9)
+    assert isinstance(rt.clock, ManualClock)
+    task = asyncio.create_task(notify_periodically(rt.store, rt.clock, 0.01))
+    try:
+
+        async def notices() -> list[dict[str, Any]]:
+            return await rt.store.inbox_after(IOM, 0, 100, kinds=("notice",))
+
+        for _ in range(20):  # several passes while nothing is due: nothing sent
+            await asyncio.sleep(0.01)
+        assert await notices() == []
+        rt.clock.advance(at(2028, 11, 3) - T0)  # past the IOM team's two years
+        for _ in range(500):
+            if await notices():
+                break
+            await asyncio.sleep(0.01)
+        for _ in range(20):  # later passes send nothing more
+            await asyncio.sleep(0.01)
+        [notice] = await notices()
+        data = json.loads(notice["body"])["data"]
+        assert [d["message_id"] for d in data["deliveries"]] == [message["id"]]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

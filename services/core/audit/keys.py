@@ -9,6 +9,7 @@ import base64
 import contextlib
 import fcntl
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -70,19 +71,30 @@ class LogSigningKeys:
 
     def signer(self) -> Ed25519PrivateKey:
         """The newest key, created when there is none (processes sharing the folder create
-        one: creation takes a lock file and looks again)."""
-        if self._signer is None:
-            with self._locked():
-                keys = sorted(self._read(), key=lambda x: x[0])
-                if keys:
-                    self._signer = keys[-1][1]
-                else:
-                    key = Ed25519PrivateKey.generate()
-                    raw = key.private_bytes_raw()
-                    path = self.folder / f"{key_id(key.public_key())}.key"
-                    write_private_file(path, base64.b64encode(raw))
-                    self._signer = key
+        one: creation takes a lock file and looks again). Read afresh at every call (a
+        checkpoint is signed at most every few seconds), so that a key made by
+        :meth:`rotate` in another process signs from the next checkpoint on."""
+        with self._locked():
+            keys = sorted(self._read(), key=lambda x: x[0])
+            self._signer = keys[-1][1] if keys else self._create(keys)
         return self._signer
+
+    def rotate(self) -> str:
+        """Make a new key the one that signs; the older ones stay in the folder and keep
+        verifying the checkpoints they signed. Returns the new key's id."""
+        with self._locked():
+            key = self._create(sorted(self._read(), key=lambda x: x[0]))
+        return key_id(key.public_key())
+
+    def _create(self, existing: list[tuple[float, Ed25519PrivateKey]]) -> Ed25519PrivateKey:
+        """A new key file, newer than every existing one (the newest signs); under the lock."""
+        key = Ed25519PrivateKey.generate()
+        path = self.folder / f"{key_id(key.public_key())}.key"
+        write_private_file(path, base64.b64encode(key.private_bytes_raw()))
+        newest = existing[-1][0] if existing else 0.0
+        if path.stat().st_mtime <= newest:  # same clock tick as the previous key
+            os.utime(path, (newest + 1, newest + 1))
+        return key
 
     def sign(self, checkpoint: dict[str, Any]) -> dict[str, Any]:
         """``checkpoint`` (tree_size, root_hash, chain_hash, signed_at) with key_id and

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 import threading
 from pathlib import Path
@@ -128,3 +129,12 @@ def test_cli_lists_rotates_and_retires(
     assert "rotate first" in capsys.readouterr().err
     assert main(["keys", "retire-kek", old_kid]) == 0
     assert not (tmp_path / "keys" / "kek" / f"{old_kid}{KEK_SUFFIX}").exists()
+    # both are in the disclosure log, key ids only; the refused retirement is not
+    with sqlite3.connect(tmp_path / "isa-broker.db") as db:
+        rows = db.execute(
+            "SELECT event, actor, detail FROM audit WHERE event LIKE 'kek_%' ORDER BY seq"
+        ).fetchall()
+    assert [(e, a, json.loads(d)) for e, a, d in rows] == [
+        ("kek_rotated", "operator", {"kid": new_kid, "client_id": "cli"}),
+        ("kek_retired", "operator", {"kid": old_kid, "client_id": "cli"}),
+    ]
