@@ -10,13 +10,16 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from .core.errors import IsaBrokerError
 from .core.messages import MESSAGE_TYPES as MESSAGE_TYPE_NAMES
 from .core.settings import Settings
+
+if TYPE_CHECKING:
+    from .core.crypto.keys import KeyStore
 
 
 def _settings(**overrides: object) -> Settings:
@@ -165,6 +168,10 @@ def _keys(args: argparse.Namespace) -> int:
             print(f"new current key-encryption key {kid}")
             asyncio.run(_log_key_event(settings, "kek_rotated", {"kid": kid}))
         else:
+            if args.kid in {k.kid for k in store.kek.describe() if not k.current}:
+                # webhook signing keys sealed under it are sealed again under the current one
+                moved = asyncio.run(_reseal_signing_keys(settings, store))
+                print(f"sealed {moved} webhook signing key(s) again under the current key")
             store.kek.retire(args.kid)
             print(f"retired key-encryption key {args.kid}")
             asyncio.run(_log_key_event(settings, "kek_retired", {"kid": args.kid}))
@@ -186,6 +193,20 @@ def _keys(args: argparse.Namespace) -> int:
             state = "current" if kek.current else "unwraps only"
             print(f"{kek.kid}\tkek {state}\tcreated {kek.created_at:%Y-%m-%dT%H:%M:%SZ}")
     return 0
+
+
+async def _reseal_signing_keys(settings: Settings, keys: KeyStore) -> int:
+    """Seal every stored webhook signing key under the current key-encryption key."""
+    from .core.crypto.at_rest import SigningKeysAtRest, reseal_all
+    from .core.crypto.envelope import Envelope
+    from .core.store import Store
+
+    store = Store(settings.resolved_database_url)
+    try:
+        await store.init_schema()
+        return await reseal_all(store, SigningKeysAtRest(Envelope(keys.kek)))
+    finally:
+        await store.aclose()
 
 
 async def _log_key_event(settings: Settings, event: str, detail: dict[str, Any]) -> None:

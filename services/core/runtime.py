@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .clock import Clock, utc_now
+from .crypto.at_rest import SigningKeysAtRest, reseal_all
 from .crypto.envelope import Envelope
 from .crypto.keys import KeyStore
 from .crypto.signing_keys import RotationPolicy
@@ -68,8 +69,18 @@ class Runtime:
             replication_factor=settings.kafka_replication_factor,
         )
         keys = KeyStore(settings.data_dir, RotationPolicy.from_settings(settings))
-        encryption = TopicEncryption(Envelope(keys.kek), enabled=settings.kafka_encryption)
-        return cls(settings, store, engine, keys, profile, encryption)
+        envelope = Envelope(keys.kek)
+        encryption = TopicEncryption(envelope, enabled=settings.kafka_encryption)
+        runtime = cls(settings, store, engine, keys, profile, encryption)
+        # webhook signing keys stored in clear (before sealing existed) or under an older
+        # key-encryption key are sealed under the current one
+        await reseal_all(store, runtime.signing_keys_at_rest)
+        return runtime
+
+    @property
+    def signing_keys_at_rest(self) -> SigningKeysAtRest:
+        """Seals and opens the webhook signing keys stored with the subscriptions."""
+        return SigningKeysAtRest(self.topic_encryption.envelope)
 
     async def aclose(self) -> None:
         await self.store.aclose()

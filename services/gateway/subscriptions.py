@@ -217,12 +217,14 @@ def _public(row: dict[str, Any], runtime: Runtime) -> SubscriptionPublic:
     public_key = previous_until = None
     if channel == "webhook":
         scheme = "v1a" if row.get("signature_scheme") == "v1a" else "v1"
+        at_rest = runtime.signing_keys_at_rest
+        secret = at_rest.open_(str(row["id"]), row["secret"])
+        assert secret is not None  # noqa: S101 - a webhook subscription has a key
         if scheme == "v1a":
-            public_key = signing.public_key(row["secret"])
+            public_key = signing.public_key(secret)
         until = row.get("previous_secret_until")
-        keys = signing.active_keys(
-            row["secret"], row.get("previous_secret"), until, runtime.clock()
-        )
+        previous = at_rest.open_(str(row["id"]), row.get("previous_secret"))
+        keys = signing.active_keys(secret, previous, until, runtime.clock())
         previous_until = until if len(keys) > 1 else None
     return SubscriptionPublic(
         id=str(row["id"]),
@@ -241,9 +243,8 @@ def _public(row: dict[str, Any], runtime: Runtime) -> SubscriptionPublic:
     )
 
 
-def _shown_once(row: dict[str, Any]) -> str | None:
+def _shown_once(secret: str | None) -> str | None:
     """The v1 secret, for the one response that may show it; a v1a secret key never leaves."""
-    secret = row.get("secret")
     return secret if secret and signing.scheme_of(secret) == "v1" else None
 
 
@@ -279,13 +280,16 @@ async def create_subscription(
             + f" delivers encrypted to {agency.party}'s public key, and none is registered: "
             "register one with POST /v1/encryption-keys first"
         )
+    sub_id = str(uuid.uuid4())
+    secret = signing.new_signing_key(body.signature_scheme) if webhook else None
     row: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
+        "id": sub_id,
         "party": agency.party,
         "message_types": sorted(set(body.message_types)),
         "channel": body.channel,
         "url": webhook.url if webhook else None,
-        "secret": signing.new_signing_key(body.signature_scheme) if webhook else None,
+        # stored sealed (services.core.crypto.at_rest); shown in clear once, below
+        "secret": runtime.signing_keys_at_rest.seal(sub_id, secret) if secret else None,
         "signature_scheme": body.signature_scheme,
         "created_at": runtime.clock(),
         "status": "active",
@@ -293,7 +297,7 @@ async def create_subscription(
         "encrypt": encrypt,
     }
     await runtime.store.add_subscription(row)
-    return SubscriptionCreated(**_public(row, runtime).model_dump(), secret=_shown_once(row))
+    return SubscriptionCreated(**_public(row, runtime).model_dump(), secret=_shown_once(secret))
 
 
 @router.get(
@@ -368,15 +372,18 @@ async def rotate_subscription_secret(
     scheme: SignatureScheme = (
         "v1a" if current is not None and current.get("signature_scheme") == "v1a" else "v1"
     )
+    secret = signing.new_signing_key(scheme)
     row = await runtime.store.rotate_subscription_secret(
         agency.party,
         subscription_id,
-        signing.new_signing_key(scheme),
+        runtime.signing_keys_at_rest.seal(subscription_id, secret),
         runtime.clock() + dt.timedelta(seconds=overlap),
     )
     if row is None:
         raise NotFound(f"no webhook subscription {subscription_id!r}")
-    return SubscriptionSecretRotated(**_public(row, runtime).model_dump(), secret=_shown_once(row))
+    return SubscriptionSecretRotated(
+        **_public(row, runtime).model_dump(), secret=_shown_once(secret)
+    )
 
 
 NOT_YOURS: dict[int | str, dict[str, Any]] = {

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from services.core.crypto import recipient
+from services.core.crypto.envelope import EnvelopeError
 from services.core.errors import Unavailable
 from services.core.isa.engine import RecipientDecision
 from services.core.kafka.cloudevents import event_of, structured
@@ -247,9 +248,16 @@ class Dispatcher:
         else:
             ts = int(now.timestamp())
             # during a rotation's overlap the previous key signs too (two signatures)
-            keys = signing.active_keys(
-                row["secret"], row.get("previous_secret"), row.get("previous_secret_until"), now
-            )
+            at_rest = self.runtime.signing_keys_at_rest
+            try:
+                secret = at_rest.open_(row["subscription_id"], row["secret"])
+                previous = at_rest.open_(row["subscription_id"], row.get("previous_secret"))
+            except EnvelopeError as e:  # never sent unsigned: retried, then dead-lettered
+                error = f"the subscription's signing key cannot be opened: {e}"
+                await self.settle(row, AttemptResult(False, None, error, 0.0, True), now)
+                return
+            assert secret is not None  # noqa: S101 - a webhook subscription has a key
+            keys = signing.active_keys(secret, previous, row.get("previous_secret_until"), now)
             result = await self.sender.attempt(row["url"], keys, row["id"], body, ts, content_type)
         await self.settle(row, result, now)
 

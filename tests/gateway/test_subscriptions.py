@@ -96,9 +96,11 @@ async def test_v1a_subscription_returns_its_public_key_and_never_a_secret(
     assert created["public_key"].startswith("whpk_")
     assert created["previous_secret_until"] is None
     stored = await runtime.store.get_subscription(created["id"])
-    assert stored is not None and stored["secret"].startswith("whsk_")
-    assert signing.public_key(stored["secret"]) == created["public_key"]
-    assert stored["secret"].removeprefix("whsk_") not in r.text
+    assert stored is not None and stored["secret"].startswith("env1:")  # sealed at rest
+    secret = runtime.signing_keys_at_rest.open_(created["id"], stored["secret"])
+    assert secret is not None and secret.startswith("whsk_")
+    assert signing.public_key(secret) == created["public_key"]
+    assert secret.removeprefix("whsk_") not in r.text
     # the public key stays readable; the secret key is never shown
     listed = await http.get("/v1/subscriptions", headers=bearer(token))
     assert listed.json()[0]["public_key"] == created["public_key"]
@@ -147,7 +149,11 @@ async def test_rotate_secret_returns_the_new_secret_and_the_overlap(
     assert before + overlap <= until <= runtime.clock() + overlap
     stored = await runtime.store.get_subscription(created["id"])
     assert stored is not None
-    assert (stored["secret"], stored["previous_secret"]) == (rotated["secret"], created["secret"])
+    opened = [
+        runtime.signing_keys_at_rest.open_(created["id"], stored[k])
+        for k in ("secret", "previous_secret")
+    ]
+    assert opened == [rotated["secret"], created["secret"]]
     # the overlap shows in the list, the secrets do not
     [listed] = (await http.get("/v1/subscriptions", headers=bearer(token))).json()
     assert listed["previous_secret_until"] == rotated["previous_secret_until"]
@@ -205,7 +211,8 @@ async def test_rotate_answers_404_for_another_agencys_a_deleted_or_an_inbox_subs
         assert problem_of(r)["code"] == "not_found"
     stored = await runtime.store.get_subscription(theirs["id"])
     assert stored is not None
-    assert stored["secret"] == theirs["secret"] and stored["previous_secret"] is None
+    opened = runtime.signing_keys_at_rest.open_(theirs["id"], stored["secret"])
+    assert opened == theirs["secret"] and stored["previous_secret"] is None
 
 
 async def test_rotate_overlap_out_of_range_is_422(

@@ -436,6 +436,28 @@ class Store(
             )
             return {**row, **values}
 
+    async def subscription_signing_keys(self) -> list[dict[str, Any]]:
+        """Id, ``secret`` and ``previous_secret`` of every subscription that holds a webhook
+        signing key (services.core.crypto.at_rest re-seals them)."""
+        s = t.subscriptions
+        async with self._tx() as c:
+            r = await c.execute(
+                sa.select(s.c.id, s.c.secret, s.c.previous_secret).where(
+                    sa.or_(s.c.secret.is_not(None), s.c.previous_secret.is_not(None))
+                )
+            )
+            return [dict(row._mapping) for row in r.all()]
+
+    async def replace_signing_key(self, sub_id: str, column: str, old: str, new: str) -> bool:
+        """Replace a stored signing key (``secret`` or ``previous_secret``) only if it is still
+        ``old``; False when a rotation changed it meanwhile."""
+        s = t.subscriptions
+        async with self._tx() as c:
+            r = await c.execute(
+                s.update().where(s.c.id == sub_id, s.c[column] == old).values({column: new})
+            )
+            return bool(r.rowcount)
+
     async def get_subscription(self, sub_id: str) -> dict[str, Any] | None:
         async with self._tx() as c:
             r = await c.execute(sa.select(t.subscriptions).where(t.subscriptions.c.id == sub_id))

@@ -85,11 +85,12 @@ subscriptions = sa.Table(
     sa.Column("message_types", sa.JSON, nullable=False),
     sa.Column("channel", sa.String(16), nullable=False, server_default="webhook"),
     sa.Column("url", sa.String(2000)),
-    sa.Column("secret", sa.String(200)),
+    # sealed at rest (services.core.crypto.at_rest): "env1:<kek>:<wrapped key>:<value>"
+    sa.Column("secret", sa.String(500)),
     # v1: HMAC-SHA256 with `secret` (whsec_); v1a: ed25519 with `secret` (whsk_)
     sa.Column("signature_scheme", sa.String(8), nullable=False, server_default="v1"),
     # the secret before the last rotation, still used to sign until previous_secret_until
-    sa.Column("previous_secret", sa.String(200)),
+    sa.Column("previous_secret", sa.String(500)),
     sa.Column("previous_secret_until", TS),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),

@@ -1,5 +1,6 @@
 """Per-recipient encryption: each party's registered public encryption keys, and a
-subscription's request for encrypted webhook bodies
+subscription's request for encrypted webhook bodies; room for webhook signing keys sealed at
+rest
 
 Revision ID: 0006
 Revises: 0005
@@ -24,6 +25,11 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("encrypt", sa.Boolean(), nullable=False, server_default=sa.false())
         )
+        # webhook signing keys are stored sealed (services.core.crypto.at_rest): longer
+        for column in ("secret", "previous_secret"):
+            batch_op.alter_column(
+                column, type_=sa.String(length=500), existing_type=sa.String(length=200)
+            )
     op.create_table(
         "party_keys",
         sa.Column("party", sa.String(length=64), nullable=False),
@@ -41,3 +47,7 @@ def downgrade() -> None:
     op.drop_table("party_keys")
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
         batch_op.drop_column("encrypt")
+        for column in ("secret", "previous_secret"):
+            batch_op.alter_column(
+                column, type_=sa.String(length=200), existing_type=sa.String(length=500)
+            )
