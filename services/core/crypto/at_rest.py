@@ -85,9 +85,12 @@ async def reseal_all(store: Store, keys: SigningKeysAtRest) -> int:
     """Seal every webhook signing key stored in clear, and seal again under the current
     key-encryption key every one sealed under an older one. Each value is replaced only if
     it is still the one read (a concurrent rotation wins). Returns how many were replaced."""
+    rows = await store.subscription_signing_keys()
+    if not rows:
+        return 0
     current = keys.current_kek()
     changed = 0
-    for row in await store.subscription_signing_keys():
+    for row in rows:
         for column in ("secret", "previous_secret"):
             stored = row[column]
             if stored is None or kek_of(stored) == current:
