@@ -417,3 +417,154 @@ async def test_audit_commands(tmp_path: Path) -> None:
     out = await asyncio.to_thread(_cli, tmp_path, "verify", "--checkpoints", str(tmp_path / "no"))
     assert out.returncode == 2 and "checkpoint_file_invalid" in out.stderr
     await store.aclose()
+
+
+# -- reading the log in pages ------------------------------------------------------------
+
+
+def _alter(rows: list[dict[str, Any]]) -> list[Any]:
+    return [A.update().where(A.c.seq == rows[31]["seq"]).values(recipient="x")]
+
+
+def _remove(rows: list[dict[str, Any]]) -> list[Any]:
+    return [A.delete().where(A.c.seq == rows[29]["seq"])]
+
+
+def _remove_newest(rows: list[dict[str, Any]]) -> list[Any]:
+    return [A.delete().where(A.c.seq >= rows[44]["seq"])]
+
+
+def _unseal(rows: list[dict[str, Any]]) -> list[Any]:
+    return [A.update().where(A.c.seq == rows[40]["seq"]).values(position=None)]
+
+
+def _rehash_from(rows: list[dict[str, Any]]) -> list[Any]:
+    rows[25]["detail"] = dict(rows[25]["detail"], reason="rewritten")
+    out: list[Any] = [
+        A.update().where(A.c.seq == rows[25]["seq"]).values(detail=rows[25]["detail"])
+    ]
+    for h in _rehash(rows):
+        out.append(
+            A.update()
+            .where(A.c.seq == h["seq"])
+            .values(leaf_hash=h["leaf_hash"], chain_hash=h["chain_hash"])
+        )
+    return out
+
+
+@pytest.mark.parametrize(
+    "tamper", [None, _alter, _remove, _remove_newest, _unseal, _rehash_from], ids=str
+)
+async def test_verification_in_pages_gives_the_same_verdict(
+    store: Store, tmp_path: Path, tamper: Any
+) -> None:
+    """Pages of 3 entries (a page boundary at every third position, and a last page that is
+    full) give the verdict of one page for the whole log."""
+    sealer = await _sealed_log(store, tmp_path, n=24, every=6)
+    exported = tmp_path / "partner.json"
+    exported.write_text(json.dumps(await export_checkpoints(store, sealer.keys)))
+    for i in range(24, 48, 6):
+        await _write(store, 6, i)
+        await sealer.seal_now()
+    await _write(store, 2, 48)  # not yet sealed
+    if tamper is not None:
+        await _execute(store, *tamper(await _rows(store)))
+    partner = read_export(exported)
+    for against in (None, partner):
+        whole = await verify_log(store, sealer.keys, against)
+        paged = await verify_log(store, sealer.keys, against, page=3)
+        assert paged == whole
+    if tamper is None:
+        assert whole.line() == (
+            "OK: 48 sealed entries, 8 checkpoints, 4 exported verified; 2 entries not yet sealed"
+        )
+    else:
+        assert not whole.ok
+
+
+async def test_export_in_pages_gives_the_same_proofs(store: Store, tmp_path: Path) -> None:
+    sealer = await _sealed_log(store, tmp_path, n=48, every=5)  # checkpoints at 5, 10, ... 50
+    whole = await export_checkpoints(store, sealer.keys)
+    assert await export_checkpoints(store, sealer.keys, page=3) == whole
+    assert len(whole["consistency"]) == len(whole["checkpoints"]) - 1 == 9
+    from services.core.audit.merkle import consistency_proof, verify_consistency
+
+    leaves = [bytes.fromhex(r["leaf_hash"]) for r in await _rows(store)]
+    roots = {cp["tree_size"]: bytes.fromhex(cp["root_hash"]) for cp in whole["checkpoints"]}
+    for p in whole["consistency"]:
+        proof = [bytes.fromhex(h) for h in p["proof"]]
+        assert proof == consistency_proof(p["first"], leaves[: p["second"]])
+        assert verify_consistency(
+            p["first"], p["second"], roots[p["first"]], roots[p["second"]], proof
+        )
+
+
+async def test_a_sealer_catches_up_in_pages(store: Store, tmp_path: Path) -> None:
+    first = await _sealed_log(store, tmp_path, n=48, every=6)
+    later = _sealer(store, tmp_path, page=3)
+    cp = await later.checkpoint()  # catches up first: the stored checkpoint at 48 again
+    stored = (await store.audit_checkpoints())[-1]
+    assert cp is not None and later.sealed == first.sealed == 48
+    assert (cp["tree_size"], cp["root_hash"], cp["chain_hash"]) == (
+        stored["tree_size"],
+        stored["root_hash"],
+        stored["chain_hash"],
+    )
+    await _write(store, 5, 48)
+    assert await later.seal_now() == 5  # its chain and tree continue the stored ones
+    assert (await verify_log(store, later.keys, page=3)).line() == (
+        "OK: 53 sealed entries, 9 checkpoints verified; 0 entries not yet sealed"
+    )
+
+
+async def test_verification_while_another_router_seals_between_its_pages(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries unsealed when one page is read are sealed (and checkpointed) before the next
+    one: verification covers the log as it was when it started, and counts the rest as not
+    yet sealed, with no false alarm."""
+    await _sealed_log(store, tmp_path, n=20, every=10)
+    await _write(store, 20, 20)
+    other = _sealer(store, tmp_path, batch=2)
+    pages = store.log_entries
+
+    async def sealing_between_pages(upto_seq: int | None = None, *, page: int) -> Any:
+        async for entry in pages(upto_seq, page=page):
+            yield entry
+            if entry["seq"] % page == 0:  # page boundary: the next page is read after this
+                await other.seal_once()
+                await other.checkpoint()
+
+    monkeypatch.setattr(store, "log_entries", sealing_between_pages)
+    verdict = await verify_log(store, other.keys, page=3)
+    assert verdict.line() == (
+        "OK: 20 sealed entries, 2 checkpoints verified; 20 entries not yet sealed"
+    )
+    assert other.sealed > 20  # the other router did seal meanwhile
+    monkeypatch.undo()
+    assert (await verify_log(store, other.keys, page=3)).ok
+
+
+async def test_verification_concurrent_with_writing_and_sealing(
+    store: Store, tmp_path: Path
+) -> None:
+    await _sealed_log(store, tmp_path, n=6, every=3)
+    sealer = _sealer(store, tmp_path, batch=4, checkpoint_seconds=0)
+    verdicts = []
+
+    async def write_and_seal() -> None:
+        for i in range(6, 60, 6):
+            await _write(store, 6, i)
+            await sealer.seal_now()
+            await asyncio.sleep(0)
+
+    async def verify() -> None:
+        for _ in range(6):
+            verdicts.append(await verify_log(store, sealer.keys, page=3))
+            await asyncio.sleep(0)
+
+    await asyncio.gather(write_and_seal(), verify())
+    for v in verdicts:
+        assert v.ok, v.message
+    final = await verify_log(store, sealer.keys, page=3)
+    assert (final.sealed, final.unsealed) == (60, 0)

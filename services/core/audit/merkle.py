@@ -5,12 +5,15 @@ leaf hashes already computed with :func:`leaf_hash` (SHA-256 throughout):
   the largest power of two smaller than n, ``MTH(D[n]) = SHA-256(0x01 || MTH(D[0:k]) ||
   MTH(D[k:n]))`` (:func:`root`, and :class:`CompactRange` incrementally);
 - s2.1.3.1 / s2.1.3.2: inclusion proofs, generation and verification;
-- s2.1.4.1 / s2.1.4.2: consistency proofs, generation and verification."""
+- s2.1.4.1 / s2.1.4.2: consistency proofs, generation and verification; the nodes a proof
+  is made of follow from the two sizes alone (:func:`consistency_nodes`), so that
+  :class:`ConsistencyProofs` builds many proofs in one pass over the leaves, holding
+  O(log n) hashes per proof rather than the leaves."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
@@ -51,19 +54,77 @@ class CompactRange:
     def append(self, leaf: bytes) -> None:
         self._peaks.append(leaf)
         self.size += 1
-        n = self.size
+        n, width = self.size, 1
         while n % 2 == 0:
             right = self._peaks.pop()
             self._peaks[-1] = node_hash(self._peaks[-1], right)
             n //= 2
+            width *= 2
+            self._formed(self.size - width, self._peaks[-1])
+
+    def _formed(self, start: int, node: bytes) -> None:
+        """Called with each perfect subtree of two or more leaves as it forms, ending at
+        ``size``: its hash is MTH(D[start:size])."""
 
     def root(self) -> bytes:
-        if not self._peaks:
+        return self.root_from(0)
+
+    def root_from(self, start: int) -> bytes:
+        """MTH(D[start:size]), for ``start`` where a peak begins (or ``size``: the empty
+        tree's hash); folding the peaks from there as s2.1.1 splits them."""
+        if start == self.size:
             return EMPTY_ROOT
+        begin, i = 0, 0
+        for bit in reversed(range(self.size.bit_length())):
+            if begin == start:
+                break
+            if self.size >> bit & 1:
+                begin += 1 << bit
+                i += 1
+        if begin != start:
+            raise ValueError(f"no subtree of the tree of {self.size} starts at {start}")
         h = self._peaks[-1]
-        for peak in reversed(self._peaks[:-1]):
+        for peak in reversed(self._peaks[i:-1]):
             h = node_hash(peak, h)
         return h
+
+
+class ConsistencyProofs(CompactRange):
+    """RFC 9162 consistency proofs between the given pairs of tree sizes, built in one pass
+    over the leaves: each node a proof needs (:func:`consistency_nodes`) is kept when it
+    forms, a perfect subtree as the range merges it, a right-edge subtree of the size-n tree
+    when the tree reaches n. Holds O(log n) hashes per pair, never the leaves."""
+
+    def __init__(self, pairs: Iterable[tuple[int, int]]) -> None:
+        super().__init__()
+        self._proofs = {(m, n): consistency_nodes(m, n) for m, n in pairs}
+        self._nodes: dict[tuple[int, int], bytes] = {}
+        self._perfect: set[tuple[int, int]] = set()
+        self._partial: dict[int, set[int]] = {}
+        for nodes in self._proofs.values():
+            for start, end in nodes:
+                width = end - start
+                if width & (width - 1) == 0 and start % width == 0:
+                    self._perfect.add((start, end))
+                else:
+                    self._partial.setdefault(end, set()).add(start)
+
+    def append(self, leaf: bytes) -> None:
+        super().append(leaf)
+        if (self.size - 1, self.size) in self._perfect:
+            self._nodes[self.size - 1, self.size] = leaf
+        for start in self._partial.pop(self.size, ()):
+            self._nodes[start, self.size] = self.root_from(start)
+
+    def _formed(self, start: int, node: bytes) -> None:
+        if (start, self.size) in self._perfect:
+            self._nodes[start, self.size] = node
+
+    def proof(self, first: int, second: int) -> list[bytes]:
+        """PROOF(first, D[second]), once the tree has reached ``second``."""
+        if self.size < second:
+            raise ValueError(f"the tree has {self.size} leaves, not yet {second}")
+        return [self._nodes[node] for node in self._proofs[first, second]]
 
 
 def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:
@@ -103,19 +164,26 @@ def verify_inclusion(
 
 def consistency_proof(first: int, leaves: Sequence[bytes]) -> list[bytes]:
     """PROOF(m, D[n]) of s2.1.4.1, for 0 < m <= n."""
-    if not 0 < first <= len(leaves):
-        raise ValueError(f"no consistency proof from {first} to {len(leaves)}")
-    return _subproof(first, leaves, True)
+    return [root(leaves[start:end]) for start, end in consistency_nodes(first, len(leaves))]
 
 
-def _subproof(m: int, leaves: Sequence[bytes], complete: bool) -> list[bytes]:
-    n = len(leaves)
+def consistency_nodes(first: int, second: int) -> list[tuple[int, int]]:
+    """The nodes of PROOF(first, D[second]) (s2.1.4.1, 0 < first <= second), in proof order,
+    as ranges ``(start, end)``: each is MTH(D[start:end]). Each is a perfect subtree or
+    ends at ``second`` (a suffix of the size-``second`` tree's peaks)."""
+    if not 0 < first <= second:
+        raise ValueError(f"no consistency proof from {first} to {second}")
+    return _subproof(first, 0, second, True)
+
+
+def _subproof(m: int, start: int, end: int, complete: bool) -> list[tuple[int, int]]:
+    n = end - start
     if m == n:
-        return [] if complete else [root(leaves)]
+        return [] if complete else [(start, end)]
     k = _split(n)
     if m <= k:
-        return [*_subproof(m, leaves[:k], complete), root(leaves[k:])]
-    return [*_subproof(m - k, leaves[k:], False), root(leaves[:k])]
+        return [*_subproof(m, start, start + k, complete), (start + k, end)]
+    return [*_subproof(m - k, start + k, end, False), (start, start + k)]
 
 
 def verify_consistency(

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from ..errors import Unavailable
 from ..store import Store
+from ..store.audit_log import PAGE
 from .canonical import entry_leaf, timestamp
 from .keys import LogSigningKeys
 from .merkle import CompactRange
@@ -45,6 +46,7 @@ class Sealer:
         settle_seconds: float = 5.0,
         checkpoint_seconds: float = 60.0,
         batch: int = 250,
+        page: int = PAGE,
         clock: Callable[[], dt.datetime] = _wall_clock,
     ) -> None:
         self.store = store
@@ -52,6 +54,7 @@ class Sealer:
         self.settle = dt.timedelta(seconds=settle_seconds)
         self.checkpoint_every = dt.timedelta(seconds=checkpoint_seconds)
         self.batch = batch
+        self.page = page
         self.clock = clock
         self._tree = CompactRange()
         self._chain = b""
@@ -112,11 +115,10 @@ class Sealer:
 
     async def _catch_up(self, upto: int | None) -> None:
         """Bring the in-memory tree up to the stored sealed entries (``upto`` exclusive, or
-        all): at start-up, and after another router sealed some."""
-        leaves = await self.store.sealed_leaves(self._tree.size)
-        for position, leaf, chain in leaves:
-            if upto is not None and position >= upto:
-                break
+        all): at start-up, and after another router sealed some. Reads them page by page."""
+        async for position, leaf, chain in self.store.sealed_leaves(
+            self._tree.size, upto, page=self.page
+        ):
             if position != self._tree.size:
                 raise Unavailable(f"sealed positions are not contiguous at {self._tree.size}")
             self._tree.append(leaf)

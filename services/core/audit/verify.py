@@ -1,7 +1,8 @@
 """Verification of the tamper-evident disclosure log, and the checkpoints a partner keeps.
 
-:func:`verify_log` reads every entry and checkpoint and stops at the first fault, in this
-order of checks as it walks the entries by ``seq``:
+:func:`verify_log` first takes a snapshot: the checkpoints, then the last sealed entry (the
+tail). It then reads the entries up to the tail's ``seq`` in one pass, page by page, and
+stops at the first fault, in this order of checks as it walks the entries by ``seq``:
 
 1. an unsealed entry older than the last sealed one: it was inserted (or committed later
    than the settle window; see docs/operations.md);
@@ -11,12 +12,20 @@ order of checks as it walks the entries by ``seq``:
    difference (or content that no longer parses) means it was altered;
 4. the chain hash recomputed from the leaves;
 5. each checkpoint: its signature by a trusted log-signing key, its size within the log,
-   and its root and chain hash equal to those recomputed from the entries' content. The
-   first failing checkpoint bounds the fault to the entries since the previous good one:
-   this catches an alteration hidden by recomputing the hash columns;
+   and its root and chain hash equal to those recomputed from the entries' content (a
+   compact range gives each root as the walk reaches its size). The first failing
+   checkpoint bounds the fault to the entries since the previous good one: this catches an
+   alteration hidden by recomputing the hash columns. A fault of checks 1 to 4 anywhere is
+   reported before a failing checkpoint;
 6. with exported checkpoints (a partner's copy, with the public keys it was given): each
-   must be signed by one of those keys, have the same root as the log at its size, and be
-   proved consistent with the newest checkpoint (RFC 9162 s2.1.4)."""
+   must be signed by one of those keys and have the same root as the log's first entries
+   at its size. With check 5, which found the newest checkpoint's root in the same log,
+   this establishes that the newest checkpoint extends the exported one; the RFC 9162
+   consistency proof between them (s2.1.4), built in the same pass, is verified as well.
+
+Entries after the tail (written, or sealed by a running sealer, since the snapshot) count
+as not yet sealed. Memory holds one page of entries and O(log n) hashes per checkpoint,
+whatever the length of the log; time is linear in it."""
 
 from __future__ import annotations
 
@@ -29,11 +38,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..store import Store
-from ..store.audit_log import CHAIN_START
+from ..store.audit_log import CHAIN_START, PAGE
 from . import CheckpointFileInvalid
 from .canonical import entry_leaf
 from .keys import LogSigningKeys, public_key_from_b64, verify_signature
-from .merkle import CompactRange, consistency_proof, root, verify_consistency
+from .merkle import ConsistencyProofs, verify_consistency
 
 FORMAT = "isa-broker-audit-checkpoints/1"
 
@@ -53,41 +62,55 @@ class Verdict:
         return ("OK: " if self.ok else "FAILED: ") + self.message
 
 
-@dataclass
-class _Walk:
-    leaves: list[bytes]
-    chains: list[bytes]
-    seqs: list[int]
-
-
 def _fail(message: str, seq: int | None = None, position: int | None = None) -> Verdict:
     return Verdict(False, message, seq=seq, position=position)
 
 
-def _walk(entries: list[dict[str, Any]]) -> _Walk | Verdict:
-    """Checks 1 to 4; the recomputed leaves and chain hashes by position."""
-    sealed_seqs = [e["seq"] for e in entries if e["position"] is not None]
-    last_sealed = max(sealed_seqs, default=0)
-    walk = _Walk([], [], [])
-    chain = CHAIN_START
-    previous_seq: int | None = None
-    for e in entries:
+class _Pass:
+    """Checks 1 to 5 in one pass over the entries up to the tail, in ``seq`` order, with the
+    roots and consistency proofs that check 6 needs."""
+
+    def __init__(
+        self,
+        last_sealed: int,
+        checkpoints: list[dict[str, Any]],
+        keys: dict[str, Ed25519PublicKey],
+        exported_sizes: list[int],
+    ) -> None:
+        self.last_sealed = last_sealed
+        self.checkpoints, self.keys = checkpoints, keys
+        latest = checkpoints[-1]["tree_size"] if checkpoints else 0
+        self.tree = ConsistencyProofs((m, latest) for m in set(exported_sizes) if 0 < m < latest)
+        self.exported_roots: dict[int, bytes] = {}
+        self._exported_sizes = set(exported_sizes)
+        self.chain = CHAIN_START
+        self.previous_seq: int | None = None
+        self.unsealed = 0
+        self._next = 0  # the next checkpoint to check
+        self._good = 0  # the size of the last good checkpoint
+        self._good_seq: int | None = None  # the seq at position ``_good``
+        self.checkpoint_fault: Verdict | None = None
+        self._reached()
+
+    def entry(self, e: dict[str, Any]) -> Verdict | None:
+        """Checks 1 to 4 of one entry; check 5 of the checkpoints at its position."""
         seq, position = int(e["seq"]), e["position"]
         if position is None:
-            if seq < last_sealed:
-                where = f"after seq {previous_seq}" if previous_seq is not None else "first"
+            if seq < self.last_sealed:
+                previous = self.previous_seq
+                where = f"after seq {previous}" if previous is not None else "first"
                 return _fail(
                     f"entry seq {seq} was inserted: it is not sealed, yet older than sealed "
                     f"entries ({where})",
                     seq,
                 )
-            continue
-        expected = len(walk.leaves)
+            self.unsealed += 1
+            return None
+        expected = self.tree.size
         if position > expected:
-            after = f"after seq {previous_seq}" if previous_seq is not None else "the first"
-            return _fail(
-                f"entry at position {expected} ({after}) was removed", previous_seq, expected
-            )
+            previous = self.previous_seq
+            after = f"after seq {previous}" if previous is not None else "the first"
+            return _fail(f"entry at position {expected} ({after}) was removed", previous, expected)
         if position < expected:
             return _fail(
                 f"entry seq {seq} (position {position}) was inserted: position {position} "
@@ -101,46 +124,49 @@ def _walk(entries: list[dict[str, Any]]) -> _Walk | Verdict:
             leaf = b""
         if leaf.hex() != e["leaf_hash"]:
             return _fail(f"entry seq {seq} (position {position}) was altered", seq, position)
-        chain = hashlib.sha256(chain + leaf).digest()
-        if chain.hex() != e["chain_hash"]:
+        self.chain = hashlib.sha256(self.chain + leaf).digest()
+        if self.chain.hex() != e["chain_hash"]:
             return _fail(
                 f"entry seq {seq} (position {position}): its chain hash was altered",
                 seq,
                 position,
             )
-        walk.leaves.append(leaf)
-        walk.chains.append(chain)
-        walk.seqs.append(seq)
-        previous_seq = seq
-    return walk
+        if position == self._good:
+            self._good_seq = seq
+        self.tree.append(leaf)
+        self.previous_seq = seq
+        self._reached()
+        return None
 
+    def _reached(self) -> None:
+        """The tree reached a new size: keep an exported checkpoint's root; check 5 of the
+        checkpoints of this size (until one fails)."""
+        size = self.tree.size
+        if size in self._exported_sizes:
+            self.exported_roots[size] = self.tree.root()
+        while (
+            self.checkpoint_fault is None
+            and self._next < len(self.checkpoints)
+            and self.checkpoints[self._next]["tree_size"] <= size
+        ):
+            self.checkpoint_fault = self._check(self.checkpoints[self._next])
+            self._next += 1
 
-def _check_checkpoints(
-    walk: _Walk, checkpoints: list[dict[str, Any]], keys: dict[str, Ed25519PublicKey]
-) -> Verdict | None:
-    """Check 5, in one pass over the leaves (each root from a compact range)."""
-    tree = CompactRange()
-    good = 0
-    for cp in checkpoints:
+    def _signed(self, cp: dict[str, Any]) -> Verdict | None:
+        if verify_signature(self.keys, cp):
+            return None
+        return _fail(
+            f"the checkpoint at size {cp['tree_size']} (signed at {cp['signed_at']}) has no "
+            "valid signature by a trusted log-signing key"
+        )
+
+    def _check(self, cp: dict[str, Any]) -> Verdict | None:
         size = cp["tree_size"]
-        if not verify_signature(keys, cp):
-            return _fail(
-                f"the checkpoint at size {size} (signed at {cp['signed_at']}) has no valid "
-                f"signature by a trusted log-signing key"
-            )
-        n = len(walk.leaves)
-        if size > n:
-            return _fail(
-                f"entries from position {n} (after seq {walk.seqs[-1] if n else None}) were "
-                f"removed: the checkpoint at size {size} signed at {cp['signed_at']} covers "
-                f"{size} entries, the log holds {n}",
-                walk.seqs[-1] if n else None,
-                n,
-            )
-        while tree.size < size:
-            tree.append(walk.leaves[tree.size])
-        if tree.root().hex() != cp["root_hash"] or walk.chains[size - 1].hex() != cp["chain_hash"]:
-            first, last = walk.seqs[good], walk.seqs[size - 1]
+        unsigned = self._signed(cp)
+        if unsigned is not None:
+            return unsigned
+        if self.tree.root().hex() != cp["root_hash"] or self.chain.hex() != cp["chain_hash"]:
+            good, first, last = self._good, self._good_seq, self.previous_seq
             return _fail(
                 f"the log does not match the checkpoint at size {size} signed at "
                 f"{cp['signed_at']}: an entry between position {good} (seq {first}) and "
@@ -149,62 +175,82 @@ def _check_checkpoints(
                 first if size - good == 1 else None,
                 good if size - good == 1 else None,
             )
-        good = size
-    return None
+        self._good = size
+        return None
 
+    def finish(self) -> Verdict | None:
+        """Check 5 of the checkpoints beyond the log's end, after the first failing one."""
+        if self.checkpoint_fault is not None or self._next == len(self.checkpoints):
+            return self.checkpoint_fault
+        cp = self.checkpoints[self._next]
+        size, n, last = cp["tree_size"], self.tree.size, self.previous_seq
+        return self._signed(cp) or _fail(
+            f"entries from position {n} (after seq {last}) were removed: the checkpoint at "
+            f"size {size} signed at {cp['signed_at']} covers {size} entries, the log holds "
+            f"{n}",
+            last,
+            n,
+        )
 
-def _check_exported(
-    walk: _Walk, latest: dict[str, Any] | None, exported: dict[str, Any]
-) -> Verdict | None:
-    """Check 6."""
-    keys, checkpoints = exported["keys"], exported["checkpoints"]
-    for cp in checkpoints:
-        size = cp["tree_size"]
-        if not verify_signature(keys, cp):
-            return _fail(f"the exported checkpoint at size {size} has no valid signature")
-        if latest is None or size > latest["tree_size"] or size > len(walk.leaves):
-            return _fail(
-                f"the log is shorter than the exported checkpoint at size {size}: entries "
-                "were removed"
-            )
-        if root(walk.leaves[:size]).hex() != cp["root_hash"]:
-            return _fail(
-                f"the log was rewritten: its first {size} entries do not have the root of the "
-                f"exported checkpoint signed at {cp['signed_at']}"
-            )
-        second = latest["tree_size"]
-        proof = consistency_proof(size, walk.leaves[:second]) if size < second else []
-        if not verify_consistency(
-            size,
-            second,
-            bytes.fromhex(cp["root_hash"]),
-            bytes.fromhex(latest["root_hash"]),
-            proof,
-        ):
-            return _fail(
-                f"the newest checkpoint (size {second}) is not consistent with the exported "
-                f"checkpoint at size {size}"
-            )
-    return None
+    def exported(self, latest: dict[str, Any] | None, exported: dict[str, Any]) -> Verdict | None:
+        """Check 6."""
+        keys, checkpoints = exported["keys"], exported["checkpoints"]
+        for cp in checkpoints:
+            size = cp["tree_size"]
+            if not verify_signature(keys, cp):
+                return _fail(f"the exported checkpoint at size {size} has no valid signature")
+            if latest is None or size > latest["tree_size"] or size > self.tree.size:
+                return _fail(
+                    f"the log is shorter than the exported checkpoint at size {size}: entries "
+                    "were removed"
+                )
+            if (r := self.exported_roots.get(size)) is None or r.hex() != cp["root_hash"]:
+                return _fail(
+                    f"the log was rewritten: its first {size} entries do not have the root of "
+                    f"the exported checkpoint signed at {cp['signed_at']}"
+                )
+            second = latest["tree_size"]
+            proof = self.tree.proof(size, second) if 0 < size < second else []
+            if not verify_consistency(
+                size,
+                second,
+                bytes.fromhex(cp["root_hash"]),
+                bytes.fromhex(latest["root_hash"]),
+                proof,
+            ):
+                return _fail(
+                    f"the newest checkpoint (size {second}) is not consistent with the "
+                    f"exported checkpoint at size {size}"
+                )
+        return None
 
 
 async def verify_log(
-    store: Store, keys: LogSigningKeys, exported: dict[str, Any] | None = None
+    store: Store,
+    keys: LogSigningKeys,
+    exported: dict[str, Any] | None = None,
+    *,
+    page: int = PAGE,
 ) -> Verdict:
-    """Check the whole log and its checkpoints (and ``exported``, from
-    :func:`read_export`); the verdict names the first fault."""
-    entries = await store.audit_log()
+    """Check the log up to its last sealed entry and its checkpoints (and ``exported``, from
+    :func:`read_export`), reading ``page`` entries at a time; the verdict names the first
+    fault."""
     checkpoints = await store.audit_checkpoints()
-    walk = _walk(entries)
-    if isinstance(walk, Verdict):
-        return walk
-    bad = _check_checkpoints(walk, checkpoints, keys.public_keys())
+    tail = await store.sealed_tail()  # after the checkpoints: it covers every one of them
+    last_sealed = tail[1] if tail is not None else 0
+    sizes = [cp["tree_size"] for cp in exported["checkpoints"]] if exported is not None else []
+    walk = _Pass(last_sealed, checkpoints, keys.public_keys(), sizes)
+    async for entry in store.log_entries(last_sealed, page=page):
+        bad = walk.entry(entry)
+        if bad is not None:
+            return bad
+    bad = walk.finish()
     if bad is None and exported is not None:
-        bad = _check_exported(walk, checkpoints[-1] if checkpoints else None, exported)
+        bad = walk.exported(checkpoints[-1] if checkpoints else None, exported)
     if bad is not None:
         return bad
-    sealed = len(walk.leaves)
-    unsealed = len(entries) - sealed
+    sealed = walk.tree.size
+    unsealed = walk.unsealed + await store.count_unsealed_after(tail)
     against = f", {len(exported['checkpoints'])} exported" if exported is not None else ""
     return Verdict(
         True,
@@ -216,22 +262,24 @@ async def verify_log(
     )
 
 
-async def export_checkpoints(store: Store, keys: LogSigningKeys) -> dict[str, Any]:
+async def export_checkpoints(
+    store: Store, keys: LogSigningKeys, *, page: int = PAGE
+) -> dict[str, Any]:
     """Every checkpoint with the public keys that verify them and the RFC 9162 consistency
-    proof from each to the next, for a partner to keep (and check offline)."""
+    proof from each to the next, for a partner to keep (and check offline); the proofs are
+    built in one pass over the sealed leaves, ``page`` at a time."""
     checkpoints = await store.audit_checkpoints()
-    leaves = [leaf for _, leaf, _ in await store.sealed_leaves()]
-    proofs = []
-    for a, b in zip(checkpoints, checkpoints[1:], strict=False):
-        if b["tree_size"] <= len(leaves):
-            path = consistency_proof(a["tree_size"], leaves[: b["tree_size"]])
-            proofs.append(
-                {
-                    "first": a["tree_size"],
-                    "second": b["tree_size"],
-                    "proof": [p.hex() for p in path],
-                }
-            )
+    sizes = [cp["tree_size"] for cp in checkpoints]
+    pairs = list(zip(sizes, sizes[1:], strict=False))
+    tree = ConsistencyProofs(pairs)
+    if pairs:
+        async for _, leaf, _ in store.sealed_leaves(0, sizes[-1], page=page):
+            tree.append(leaf)
+    proofs = [
+        {"first": a, "second": b, "proof": [p.hex() for p in tree.proof(a, b)]}
+        for a, b in pairs
+        if b <= tree.size
+    ]
     return {
         "format": FORMAT,
         "hash": "sha256",

@@ -6,14 +6,18 @@ Sealing is one transaction. Only one sealer works at a time: on PostgreSQL it ta
 transaction-scoped advisory lock (another sealer skips its pass); on SQLite the database
 has one writer. Whatever happens, the unique ``position`` and the conditional update
 (``position IS NULL``) make a second sealer's pass fail and roll back rather than give
-one position twice."""
+one position twice.
+
+Reading the whole log back (verification, export, a sealer catching up at start-up) goes
+page by page (keyset pagination on ``seq`` or ``position``, :data:`PAGE` rows a page, each
+page its own short transaction), so that memory does not grow with the log."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -29,6 +33,8 @@ from . import tables as t
 SEAL_LOCK = 0x6973612D7365616C
 #: the chain hash before the first entry
 CHAIN_START = bytes(32)
+#: rows read per page when the log is read back
+PAGE = 5000
 
 _a = t.audit
 #: an entry's columns with ``detail`` as the stored JSON text, so that a changed byte that
@@ -172,22 +178,64 @@ class AuditLogStore:
         ).first()
         return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
 
-    async def sealed_leaves(self, from_position: int = 0) -> list[tuple[int, bytes, bytes]]:
-        """(position, leaf hash, chain hash) of the sealed entries from ``from_position``, in
-        position order, as stored."""
+    async def sealed_tail(self) -> tuple[int, int] | None:
+        """(position, seq) of the last sealed entry, or None before the first."""
+        async with self._tx() as c:
+            tail = await self._sealed_tail(c)
+        return None if tail is None else (tail[0], tail[1])
+
+    async def sealed_leaves(
+        self, from_position: int = 0, before: int | None = None, *, page: int = PAGE
+    ) -> AsyncIterator[tuple[int, bytes, bytes]]:
+        """(position, leaf hash, chain hash) of the sealed entries from ``from_position``
+        (to ``before``, exclusive, if given) in position order, as stored; read ``page``
+        rows at a time."""
+        after = from_position - 1
+        while True:
+            q = sa.select(_a.c.position, _a.c.leaf_hash, _a.c.chain_hash).where(
+                _a.c.position > after
+            )
+            if before is not None:
+                q = q.where(_a.c.position < before)
+            async with self._tx() as c:
+                rows = (await c.execute(q.order_by(_a.c.position).limit(page))).all()
+            for p, h, ch in rows:
+                yield int(p), bytes.fromhex(h), bytes.fromhex(ch)
+            if len(rows) < page:
+                return
+            after = int(rows[-1][0])
+
+    async def log_entries(
+        self, upto_seq: int | None = None, *, page: int = PAGE
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The entries, sealed or not, in ``seq`` order (to ``upto_seq`` inclusive, if given),
+        with ``detail`` as stored text; read ``page`` rows at a time."""
+        after: int | None = None
+        while True:
+            q = sa.select(*ENTRY_COLUMNS)
+            if after is not None:
+                q = q.where(_a.c.seq > after)
+            if upto_seq is not None:
+                q = q.where(_a.c.seq <= upto_seq)
+            async with self._tx() as c:
+                rows = [_entry(row) for row in (await c.execute(q.order_by(_a.c.seq).limit(page)))]
+            for row in rows:
+                yield row
+            if len(rows) < page:
+                return
+            after = int(rows[-1]["seq"])
+
+    async def count_unsealed_after(self, tail: tuple[int, int] | None) -> int:
+        """Entries not sealed as of ``tail`` (a :meth:`sealed_tail`): those after its
+        ``seq`` that are unsealed or sealed after it."""
+        position, seq = tail if tail is not None else (-1, 0)
         async with self._tx() as c:
             r = await c.execute(
-                sa.select(_a.c.position, _a.c.leaf_hash, _a.c.chain_hash)
-                .where(_a.c.position >= from_position)
-                .order_by(_a.c.position)
+                sa.select(sa.func.count()).where(
+                    _a.c.seq > seq, sa.or_(_a.c.position.is_(None), _a.c.position > position)
+                )
             )
-            return [(int(p), bytes.fromhex(h), bytes.fromhex(ch)) for p, h, ch in r.all()]
-
-    async def audit_log(self) -> list[dict[str, Any]]:
-        """Every entry, sealed or not, in ``seq`` order, with ``detail`` as stored text."""
-        async with self._tx() as c:
-            r = await c.execute(sa.select(*ENTRY_COLUMNS).order_by(_a.c.seq))
-            return [_entry(row) for row in r.all()]
+            return int(r.scalar_one())
 
     async def add_audit_checkpoint(self, checkpoint: Mapping[str, Any]) -> None:
         row = {**checkpoint, "signed_at": dt.datetime.fromisoformat(checkpoint["signed_at"])}

@@ -1,5 +1,6 @@
 """RFC 9162 s2.1 Merkle tree hashes and proofs, against known values and against each
-other for every size up to 70."""
+other for every size up to 70; consistency proofs built in one pass over the leaves equal
+those built over the leaves held in memory."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from hypothesis import strategies as st
 from services.core.audit.merkle import (
     EMPTY_ROOT,
     CompactRange,
+    ConsistencyProofs,
+    consistency_nodes,
     consistency_proof,
     inclusion_proof,
     leaf_hash,
@@ -158,3 +161,69 @@ def test_consistency_between_any_two_sizes(second: int, data: st.DataObject) -> 
     leaves = _leaves(second)
     proof = consistency_proof(first, leaves)
     assert verify_consistency(first, second, root(leaves[:first]), root(leaves), proof)
+
+
+def _reference_proof(m: int, leaves: list[bytes], complete: bool = True) -> list[bytes]:
+    """SUBPROOF(m, D[n], b) of s2.1.4.1, over the leaves themselves."""
+    n = len(leaves)
+    if m == n:
+        return [] if complete else [root(leaves)]
+    k = 1 << ((n - 1).bit_length() - 1)
+    if m <= k:
+        return [*_reference_proof(m, leaves[:k], complete), root(leaves[k:])]
+    return [*_reference_proof(m - k, leaves[k:], False), root(leaves[:k])]
+
+
+def test_proofs_built_from_the_sizes_alone_equal_the_reference() -> None:
+    leaves = _leaves(70)
+    for second in range(1, 71):
+        for first in range(1, second + 1):
+            nodes = consistency_nodes(first, second)
+            assert [root(leaves[a:b]) for a, b in nodes] == _reference_proof(
+                first, leaves[:second]
+            )
+            assert consistency_proof(first, leaves[:second]) == _reference_proof(
+                first, leaves[:second]
+            )
+
+
+def test_root_from_folds_the_peaks_from_a_subtree_start() -> None:
+    leaves = _leaves(45)
+    tree = CompactRange()
+    for leaf in leaves:
+        tree.append(leaf)
+    # 45 = 32 + 8 + 4 + 1: subtrees start at 0, 32, 40, 44 (and the empty one at 45)
+    for start in (0, 32, 40, 44, 45):
+        assert tree.root_from(start) == root(leaves[start:])
+    with pytest.raises(ValueError):
+        tree.root_from(33)
+
+
+@given(
+    st.lists(st.integers(1, 200), min_size=1, max_size=12, unique=True),
+    st.binary(min_size=4, max_size=4),
+)
+def test_streaming_proofs_equal_the_proofs_over_the_leaves(
+    sizes: list[int], salt: bytes
+) -> None:
+    """Many (m, n) pairs at once, in one pass: each proof as the one over the leaves."""
+    sizes.sort()
+    leaves = [leaf_hash(salt + i.to_bytes(4, "big")) for i in range(sizes[-1])]
+    pairs = [(m, n) for i, m in enumerate(sizes) for n in sizes[i:]]
+    pairs += [(1, n) for n in sizes]
+    tree = ConsistencyProofs(pairs)
+    for leaf in leaves:
+        tree.append(leaf)
+        assert tree.root() == root(leaves[: tree.size])
+    for m, n in pairs:
+        proof = tree.proof(m, n)
+        assert proof == consistency_proof(m, leaves[:n])
+        assert verify_consistency(m, n, root(leaves[:m]), root(leaves[:n]), proof)
+
+
+def test_a_proof_is_ready_once_the_tree_reaches_its_size() -> None:
+    tree = ConsistencyProofs([(3, 10)])
+    for leaf in _leaves(9):
+        tree.append(leaf)
+    with pytest.raises(ValueError):
+        tree.proof(3, 10)
