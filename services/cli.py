@@ -502,6 +502,7 @@ async def _audit_query(args: argparse.Namespace) -> int:
     from .core.crypto.signing_keys import RotationPolicy
     from .core.isa import load_policies
     from .core.store import Store
+    from .core.store.subject_access import DisclosureQuery
     from .core.timeliness.filters import CohortMember
 
     settings = _settings()
@@ -529,17 +530,15 @@ async def _audit_query(args: argparse.Namespace) -> int:
                 store, keys.pseudonymise, policies, person, actor=actor, client_id=client_id
             )
         else:
+            query = DisclosureQuery(
+                args.agreement,
+                args.version,
+                args.party,
+                _when(args.since, "--since"),
+                _when(args.until, "--until"),
+            )
             lines, _ = await sar.disclosures(
-                store,
-                policies,
-                actor=actor,
-                client_id=client_id,
-                agreement=args.agreement,
-                version=args.version,
-                party=args.party,
-                since=_when(args.since, "--since"),
-                until=_when(args.until, "--until"),
-                limit=args.limit,
+                store, policies, query, actor=actor, client_id=client_id, limit=args.limit
             )
     finally:
         await store.aclose()

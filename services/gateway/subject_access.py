@@ -23,6 +23,7 @@ from services.core.audit.subject_access import (
 )
 from services.core.errors import ValidationFailed
 from services.core.runtime import IG_AUDIT_SCOPE
+from services.core.store.subject_access import DisclosureQuery
 from services.core.timeliness.filters import CohortMember
 
 from .deps import CurrentAgency, RuntimeDep, needs_scope
@@ -144,13 +145,9 @@ async def list_disclosures(
     lines, next_after = await disclosures(
         runtime.store,
         runtime.engine.policies,
+        DisclosureQuery(agreement, version, party, since, until),
         actor=agency.party,
         client_id=agency.client_id,
-        agreement=agreement,
-        version=version,
-        party=party,
-        since=since,
-        until=until,
         after=after,
         limit=limit,
     )

@@ -9,8 +9,6 @@ import asyncio
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,32 +22,13 @@ from services.core.timeliness.priority import priority_of
 from services.gateway.messages import person_identifier
 from services.router.dispatch import MAX_IN_FLIGHT, Dispatcher
 from services.router.router import Router
-from tests.conftest import make_settings
 from tests.factories import example
+from tests.integration.conftest import T0, MakeRuntime
 
 pytestmark = pytest.mark.integration
 
 PRISON, PDU = "hmp-northgate", "eastborough-pdu"
 IOM, VAWG, HOUSING = "eastborough-police-iom", "eastborough-vawg", "eastborough-housing"
-T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
-
-MakeRuntime = Callable[..., Awaitable[Runtime]]
-
-
-@pytest.fixture
-async def make_runtime(tmp_path: Path, database_url: str) -> AsyncIterator[MakeRuntime]:
-    made: list[Runtime] = []
-
-    async def make(**overrides: Any) -> Runtime:
-        settings = make_settings(tmp_path, database_url=database_url, **overrides)
-        rt = await Runtime.create(settings, "127.0.0.1:9", embedded=False)  # Kafka unused
-        rt.clock = ManualClock(T0)
-        made.append(rt)
-        return rt
-
-    yield make
-    for rt in made:
-        await rt.aclose()
 
 
 class HeldPublisher:

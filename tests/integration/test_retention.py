@@ -9,7 +9,6 @@ import contextlib
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +36,14 @@ from services.gateway.app import create_app
 from services.gateway.messages import person_identifier
 from services.router.dispatch import Dispatcher
 from services.router.router import Router
-from tests.conftest import make_settings
 from tests.factories import example
+from tests.integration.conftest import T0, MakeRuntime
 
 pytestmark = pytest.mark.integration
 
 PRISON, PDU = "hmp-northgate", "eastborough-pdu"
 IOM, VLO = "eastborough-police-iom", "eastborough-vlo"
-T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 UTC = dt.UTC
-
-MakeRuntime = Callable[[], Awaitable[Runtime]]
 
 
 def at(
@@ -103,22 +99,6 @@ def test_as_of_accepts_a_date_or_an_aware_date_time() -> None:
 
 
 # -- recorded with each delivery, listed, notified ---------------------------------------------
-
-
-@pytest.fixture
-async def make_runtime(tmp_path: Path, database_url: str) -> AsyncIterator[MakeRuntime]:
-    made: list[Runtime] = []
-
-    async def make() -> Runtime:
-        settings = make_settings(tmp_path, database_url=database_url)
-        rt = await Runtime.create(settings, "127.0.0.1:9", embedded=False)  # Kafka unused
-        rt.clock = ManualClock(T0)
-        made.append(rt)
-        return rt
-
-    yield make
-    for rt in made:
-        await rt.aclose()
 
 
 class NoPublisher:

@@ -14,6 +14,7 @@ import pytest
 from services.core.audit.subject_access import disclosures, subject_access, to_csv
 from services.core.isa.model import PolicySet
 from services.core.store import Store
+from services.core.store.subject_access import DisclosureQuery
 from services.core.timeliness.filters import CohortMember, identifier_keys
 
 pytestmark = pytest.mark.integration
@@ -160,7 +161,9 @@ async def test_ig_queries_filter_by_agreement_party_and_period_and_page(store: S
     b = await _send(store, BOB, agreement="isa-housing", to=HOUSING)
 
     async def ids(**query: Any) -> list[str | None]:
-        lines, _ = await disclosures(store, NO_POLICIES, actor="ig", client_id="ig-1", **query)
+        lines, _ = await disclosures(
+            store, NO_POLICIES, DisclosureQuery(**query), actor="ig", client_id="ig-1"
+        )
         return [line.message_id for line in lines]
 
     assert await ids(agreement="isa-vawg") == [a["id"]]
@@ -170,15 +173,22 @@ async def test_ig_queries_filter_by_agreement_party_and_period_and_page(store: S
     assert await ids(party=PRISON, agreement="isa-housing") == [b["id"]]
     assert await ids(since=start) == [a["id"], b["id"]]
     assert await ids(until=start) == []
-    first, after = await disclosures(store, NO_POLICIES, actor="ig", client_id="i", limit=1)
-    rest, _ = await disclosures(store, NO_POLICIES, actor="ig", client_id="i", after=after)
+    everything = DisclosureQuery()
+    first, after = await disclosures(
+        store, NO_POLICIES, everything, actor="ig", client_id="i", limit=1
+    )
+    rest, _ = await disclosures(
+        store, NO_POLICIES, everything, actor="ig", client_id="i", after=after
+    )
     assert [x.message_id for x in first + rest] == [a["id"], b["id"]]
 
 
 async def test_every_search_is_logged_with_pseudonyms_never_identifiers(store: Store) -> None:
     await _send(store, ALICE)
     lines = await _search(store, pnc_id=ALICE["pnc_id"], crn=ALICE["crn"])
-    await disclosures(store, NO_POLICIES, actor="ig", client_id="ig-1", agreement="isa-vawg")
+    await disclosures(
+        store, NO_POLICIES, DisclosureQuery(agreement="isa-vawg"), actor="ig", client_id="ig-1"
+    )
     log = await store.audit_entries()
     sar = [e for e in log if e["event"] == "subject_access"]
     ig = [e for e in log if e["event"] == "ig_query"]

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 
 from ..isa.model import PolicySet
+from ..store.subject_access import DisclosureQuery
 from ..timeliness.filters import CohortMember
 
 SUBJECT_ACCESS_EVENT = "subject_access"
@@ -66,15 +67,7 @@ class DisclosureSource(Protocol):
     async def subject_access_entries(self, pseudonyms: Sequence[str]) -> list[dict[str, Any]]: ...
 
     async def disclosure_entries(
-        self,
-        *,
-        agreement: str | None = ...,
-        version: str | None = ...,
-        party: str | None = ...,
-        since: dt.datetime | None = ...,
-        until: dt.datetime | None = ...,
-        after: int = ...,
-        limit: int = ...,
+        self, query: DisclosureQuery, *, after: int = ..., limit: int = ...
     ) -> tuple[list[dict[str, Any]], int]: ...
 
     async def audit(self, event_name: str, **fields: Any) -> None: ...
@@ -108,43 +101,24 @@ async def subject_access(
 async def disclosures(
     store: DisclosureSource,
     policies: PolicySet,
+    query: DisclosureQuery,
     *,
     actor: str,
     client_id: str,
-    agreement: str | None = None,
-    version: str | None = None,
-    party: str | None = None,
-    since: dt.datetime | None = None,
-    until: dt.datetime | None = None,
     after: int = 0,
     limit: int = 100,
 ) -> tuple[list[Disclosure], int]:
-    """A page of disclosures matching every filter given, logged; and the next ``after``."""
-    rows, next_after = await store.disclosure_entries(
-        agreement=agreement,
-        version=version,
-        party=party,
-        since=since,
-        until=until,
-        after=after,
-        limit=limit,
-    )
+    """A page of the disclosures ``query`` matches, logged; and the next ``after``."""
+    rows, next_after = await store.disclosure_entries(query, after=after, limit=limit)
     lines = [disclosure(e, policies) for e in rows]
-    query = {
-        "agreement": agreement,
-        "version": version,
-        "party": party,
-        "since": since.isoformat() if since else None,
-        "until": until.isoformat() if until else None,
-        "after": after,
-    }
     await store.audit(
         IG_QUERY_EVENT,
         actor=actor,
         detail={
             "client_id": client_id,
             "query": "disclosures",
-            **{k: v for k, v in query.items() if v is not None},
+            **query.logged(),
+            "after": after,
             "entries": len(lines),
         },
     )

@@ -15,16 +15,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import tables as t
+from .rows import utc
 
 #: deliveries that count as "the subscription got this version" for lifecycle updates (a
 #: dead letter may still be replayed, so its updates must follow it)
 GIVEN = ("pending", "retrying", "delivered", "dead_lettered")
-
-
-def _utc(value: Any) -> Any:
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
 
 
 def nearest_rank(ordered: list[float], q: float) -> float:
@@ -40,7 +35,7 @@ def lane_latency(
     ``delivered_at - accepted_at``, from rows of (priority, accepted_at, delivered_at)."""
     samples: dict[str, list[float]] = {"priority": [], "normal": []}
     for priority, accepted, delivered in rows:
-        ms = (_utc(delivered) - _utc(accepted)).total_seconds() * 1000
+        ms = (utc(delivered) - utc(accepted)).total_seconds() * 1000
         samples["priority" if priority else "normal"].append(max(ms, 0.0))
     out: dict[str, dict[str, float | int | None]] = {}
     for lane, values in samples.items():
@@ -75,7 +70,7 @@ class FilterStore:
             )
         )
         row = r.first()
-        return {k: _utc(v) for k, v in row._mapping.items()} if row is not None else None
+        return {k: utc(v) for k, v in row._mapping.items()} if row is not None else None
 
     async def set_subscription_filters(
         self, party: str, sub_id: str, filters: dict[str, Any] | None

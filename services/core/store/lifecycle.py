@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from . import tables as t
+from .rows import row_dict, to_utc
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -183,9 +184,9 @@ class LifecycleStore:
             flag = m.c.timeliness["short_notice"].as_boolean()
             q = q.where(flag.is_(True) if short_notice else sa.or_(flag.is_(None), ~flag))
         if since is not None:
-            q = q.where(m.c.accepted_at >= _utc(since))
+            q = q.where(m.c.accepted_at >= to_utc(since))
         if until is not None:
-            q = q.where(m.c.accepted_at < _utc(until))
+            q = q.where(m.c.accepted_at < to_utc(until))
         if after is not None:
             cursor = (
                 sa.select(m.c.accepted_at)
@@ -204,13 +205,4 @@ class LifecycleStore:
 
 
 def _plain(row: Any) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    return {
-        k: v.replace(tzinfo=dt.UTC) if isinstance(v, dt.datetime) and v.tzinfo is None else v
-        for k, v in row._mapping.items()
-    }
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return None if row is None else row_dict(row)

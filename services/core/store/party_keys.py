@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import tables as t
+from .rows import row_dict
 
 _k = t.party_keys
 #: subscriptions whose deliveries need the party's key: every Kafka one, and webhooks that
@@ -30,14 +31,6 @@ _NEEDS_KEY = sa.and_(
 
 class KeyInUse(Exception):
     """The party's last key while a subscription needs one."""
-
-
-def _key_row(row: sa.Row[Any]) -> dict[str, Any]:
-    out = dict(row._mapping)
-    for name in ("created_at", "retired_at"):
-        if isinstance(out[name], dt.datetime) and out[name].tzinfo is None:
-            out[name] = out[name].replace(tzinfo=dt.UTC)
-    return out
 
 
 class PartyKeyStore:
@@ -90,7 +83,7 @@ class PartyKeyStore:
                 .where(_k.c.party == party)
                 .order_by(_k.c.created_at.desc(), _k.c.kid.desc())
             )
-            return [_key_row(x) for x in r.all()]
+            return [row_dict(x) for x in r.all()]
 
     async def current_party_key(self, party: str) -> dict[str, Any] | None:
         """The public JWK deliveries to ``party`` are sealed to now, or None."""
@@ -115,7 +108,7 @@ class PartyKeyStore:
             row = r.first()
             if row is None:
                 return None
-            key = _key_row(row)
+            key = row_dict(row)
             if key["retired_at"] is not None:
                 return key
             others = await c.execute(

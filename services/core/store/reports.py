@@ -19,16 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ..timeliness import SYSTEM_SENDER
 from . import tables as t
 from .filters import lane_latency, nearest_rank
+from .rows import utc
 
 RELEASE = "release-notice"
 DIP = "dip-breach"
 RECALL = "licence-recall"
-
-
-def _utc(value: dt.datetime | None) -> dt.datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _summary(values: list[float]) -> dict[str, float | None]:
@@ -190,7 +185,7 @@ def _duties(duties: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any]:
             out["acknowledged_late" if d["late"] else "acknowledged_on_time"] += 1
         elif d["status"] == "cleared":
             out["cleared"] += 1
-        elif (_utc(d["due_at"]) or now) <= now:
+        elif (utc(d["due_at"]) or now) <= now:
             out["missing"] += 1
         else:
             out["not_yet_due"] += 1

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..timeliness import SYSTEM_SENDER
 from . import tables as t
+from .rows import row_dict
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -38,16 +39,6 @@ _COLUMNS = (
     _d.c.retain_until,
     _d.c.deletion_notified_at,
 )
-
-
-def _utc(value: Any) -> Any:
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
-
-
-def _as_dict(row: Any) -> dict[str, Any]:
-    return {k: _utc(v) for k, v in row._mapping.items()}
 
 
 def _past_retention(as_of: dt.datetime, party: str | None) -> list[Any]:
@@ -89,7 +80,7 @@ class RetentionStore:
         if limit is not None:
             q = q.limit(limit)
         async with self._tx() as c:
-            return [_as_dict(r) for r in (await c.execute(q)).all()]
+            return [row_dict(r) for r in (await c.execute(q)).all()]
 
     async def retention_undeclared(
         self, *, party: str | None = None, limit: int | None = None
@@ -112,7 +103,7 @@ class RetentionStore:
         if limit is not None:
             q = q.limit(limit)
         async with self._tx() as c:
-            return [_as_dict(r) for r in (await c.execute(q)).all()]
+            return [row_dict(r) for r in (await c.execute(q)).all()]
 
     async def notify_retention_due(
         self,
@@ -172,7 +163,7 @@ class RetentionStore:
             if not ids:
                 return None
             claimed = [
-                _as_dict(r)
+                row_dict(r)
                 for r in (
                     await c.execute(
                         _d.update()

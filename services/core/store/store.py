@@ -25,6 +25,7 @@ from .migrate import upgrade
 from .party_keys import PartyKeyStore
 from .reports import ReportStore
 from .retention import RetentionStore
+from .rows import row_dict, to_utc, utc
 from .subject_access import SubjectAccessStore
 from .timeliness import TimelinessStore
 
@@ -33,21 +34,8 @@ TERMINAL_DELIVERY = frozenset({"delivered", "dead_lettered", "withheld", "no_cha
 OPEN_DELIVERY = ("pending", "retrying")
 
 
-def _utc(value: Any) -> Any:
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
-
-
-def _as_utc(value: dt.datetime) -> dt.datetime:
-    """Times are stored in UTC, and SQLite compares them as text: convert before comparing."""
-    return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def _row(row: sa.Row[Any] | None) -> dict[str, Any] | None:
-    if row is None:
-        return None
-    return {k: _utc(v) for k, v in row._mapping.items()}
+    return None if row is None else row_dict(row)
 
 
 class Store(
@@ -327,7 +315,7 @@ class Store(
             due = []
             for message_id, published_at, republished in (await c.execute(q)).all():
                 wait = after_seconds * (2 ** min(int(republished), 6))
-                if everything or _utc(published_at) <= now - dt.timedelta(seconds=wait):
+                if everything or utc(published_at) <= now - dt.timedelta(seconds=wait):
                     due.append(message_id)
             for chunk in _chunks(due, 500):
                 await c.execute(
@@ -597,7 +585,7 @@ class Store(
                 sa.select(t.subscriptions.c.failing_since).where(t.subscriptions.c.id == sub_id)
             )
             since = r.scalar()
-        return _utc(since) if since is not None else now
+        return utc(since) if since is not None else now
 
     # -- deliveries ----------------------------------------------------------------------------
 
@@ -795,7 +783,7 @@ class Store(
                     ).where(
                         d.c.channel == channel,
                         d.c.status == "delivered",
-                        d.c.updated_at >= _as_utc(since),
+                        d.c.updated_at >= to_utc(since),
                     )
                 )
             ).all()
@@ -1102,9 +1090,9 @@ def _delivery_filters(
         if value is not None:
             q = q.where(d.c[column] == value)
     if since is not None:
-        q = q.where(d.c.updated_at >= _as_utc(since))
+        q = q.where(d.c.updated_at >= to_utc(since))
     if until is not None:
-        q = q.where(d.c.updated_at < _as_utc(until))
+        q = q.where(d.c.updated_at < to_utc(until))
     return q
 
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from . import tables as t
 from .lifecycle import _plain
-from .lifecycle import _utc as _as_utc
+from .rows import to_utc
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -32,6 +33,24 @@ if TYPE_CHECKING:
 DISCLOSURE_EVENTS = ("delivered", "withheld", "dead_lettered", "no_channel")
 #: rows read per pass while filtering disclosures by agreement (kept in each entry's grants)
 _SCAN = 500
+
+
+@dataclass(frozen=True)
+class DisclosureQuery:
+    """An IG query on the disclosures: under ``agreement`` (at ``version``) if given, with
+    ``party`` as the message's sender or the recipient, ``at`` in [since, until)."""
+
+    agreement: str | None = None
+    version: str | None = None
+    party: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    def logged(self) -> dict[str, str]:
+        """The filters given, as the disclosure log records them."""
+        out = {"agreement": self.agreement, "version": self.version, "party": self.party}
+        out |= {k: v.isoformat() for k, v in (("since", self.since), ("until", self.until)) if v}
+        return {k: v for k, v in out.items() if v is not None}
 
 
 class SubjectAccessStore:
@@ -77,28 +96,21 @@ class SubjectAccessStore:
             return _rows(r.all())
 
     async def disclosure_entries(
-        self,
-        *,
-        agreement: str | None = None,
-        version: str | None = None,
-        party: str | None = None,
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
-        after: int = 0,
-        limit: int = 100,
+        self, query: DisclosureQuery, *, after: int = 0, limit: int = 100
     ) -> tuple[list[dict[str, Any]], int]:
-        """Delivery-outcome entries (:data:`DISCLOSURE_EVENTS`) after ``seq`` ``after``, in
-        ``seq`` order: under ``agreement`` (at ``version``) if given, with ``party`` as the
-        message's sender or the recipient, ``at`` in [since, until). Returns up to ``limit``
-        entries and the ``seq`` to pass as ``after`` for the next page."""
+        """Delivery-outcome entries (:data:`DISCLOSURE_EVENTS`) matching ``query`` after
+        ``seq`` ``after``, in ``seq`` order. Returns up to ``limit`` entries and the ``seq``
+        to pass as ``after`` for the next page."""
+        agreement, version, party = query.agreement, query.version, query.party
+        since, until = query.since, query.until
         a, m = t.audit, t.messages
         cond: list[Any] = [a.c.event.in_(DISCLOSURE_EVENTS)]
         if party is not None:
             cond.append(sa.or_(a.c.recipient == party, m.c.sender == party))
         if since is not None:
-            cond.append(a.c.at >= _as_utc(since))
+            cond.append(a.c.at >= to_utc(since))
         if until is not None:
-            cond.append(a.c.at < _as_utc(until))
+            cond.append(a.c.at < to_utc(until))
         if agreement is not None:  # narrowed in SQL on the JSON text, then exactly below
             cond.append(sa.cast(a.c.detail, sa.Text).contains(f'"{agreement}"', autoescape=True))
         out: list[dict[str, Any]] = []

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import tables as t
+from .rows import row_dict
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -26,16 +27,6 @@ HandlerResult = dict[str, Any] | dt.datetime | None
 TimerHandler = Callable[[AsyncConnection, dict[str, Any], dt.datetime], Awaitable[HandlerResult]]
 
 DUTY_STATUSES = ("open", "acknowledged", "escalated", "cleared")
-
-
-def _utc(value: Any) -> Any:
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
-
-
-def row_of(row: Any) -> dict[str, Any]:
-    return {k: _utc(v) for k, v in row._mapping.items()}
 
 
 class TimelinessStore:
@@ -61,7 +52,7 @@ class TimelinessStore:
             .limit(limit)
         )
         async with self._tx() as c:
-            return [row_of(r) for r in (await c.execute(q)).all()]
+            return [row_dict(r) for r in (await c.execute(q)).all()]
 
     async def claim_timer(
         self, timer_id: int, owner: str, now: dt.datetime, until: dt.datetime
@@ -98,7 +89,7 @@ class TimelinessStore:
             found = (await c.execute(q)).first()
             if found is None:
                 return "lost"
-            timer = row_of(found)
+            timer = row_dict(found)
             result = await handler(c, timer, now)
             if isinstance(result, dt.datetime):
                 await c.execute(
@@ -154,14 +145,14 @@ class TimelinessStore:
         if kind is not None:
             q = q.where(tm.c.kind == kind)
         async with self._tx() as c:
-            return [row_of(r) for r in (await c.execute(q)).all()]
+            return [row_dict(r) for r in (await c.execute(q)).all()]
 
     # -- duties --------------------------------------------------------------------------------
 
     async def get_duty(self, duty_id: str) -> dict[str, Any] | None:
         async with self._tx() as c:
             r = (await c.execute(sa.select(t.duties).where(t.duties.c.id == duty_id))).first()
-            return row_of(r) if r is not None else None
+            return row_dict(r) if r is not None else None
 
     async def list_duties(
         self,
@@ -191,7 +182,7 @@ class TimelinessStore:
         if message_id is not None:
             q = q.where(d.c.message_id == message_id)
         async with self._tx() as c:
-            rows = [row_of(r) for r in (await c.execute(q)).all()]
+            rows = [row_dict(r) for r in (await c.execute(q)).all()]
         if role == "escalation":
             # escalate_to is a JSON list: filtered here, portably across both dialects
             rows = [r for r in rows if party in (r["escalate_to"] or [])]
@@ -215,7 +206,7 @@ class TimelinessStore:
             ).first()
             if found is None:
                 return None
-            duty = row_of(found)
+            duty = row_dict(found)
             if duty["status"] == "cleared":
                 return "cleared", duty
             if duty["status"] == "acknowledged":
@@ -235,7 +226,7 @@ class TimelinessStore:
                 .values(**values)
             )
             if not r.rowcount:  # raced with a clearing or another acknowledgement
-                again = row_of((await c.execute(sa.select(d).where(d.c.id == duty_id))).one())
+                again = row_dict((await c.execute(sa.select(d).where(d.c.id == duty_id))).one())
                 return ("cleared" if again["status"] == "cleared" else "already"), again
             await c.execute(
                 tm.update()
@@ -293,7 +284,7 @@ class TimelinessStore:
             q = q.where(m.c.state == state)
         q = q.limit(limit).offset(offset)
         async with self._tx() as c:
-            rows = [row_of(r) for r in (await c.execute(q)).all()]
+            rows = [row_dict(r) for r in (await c.execute(q)).all()]
             ids = [r["id"] for r in rows]
             timers: dict[str, list[dict[str, Any]]] = {}
             updates: dict[str, list[dict[str, Any]]] = {}
@@ -305,7 +296,7 @@ class TimelinessStore:
                         .order_by(t.timers.c.due_at)
                     )
                 ).all():
-                    x = row_of(r)
+                    x = row_dict(r)
                     timers.setdefault(x["subject"], []).append(x)
                 for r in (
                     await c.execute(
@@ -314,7 +305,7 @@ class TimelinessStore:
                         .order_by(m.c.version)
                     )
                 ).all():
-                    x = row_of(r)
+                    x = row_dict(r)
                     updates.setdefault(x["refers_to"], []).append(x)
         for breach in rows:
             breach["timers"] = timers.get(breach["id"], [])

@@ -29,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..settings import Settings
 from ..store import tables as t
-from ..store.timeliness import HandlerResult, row_of
+from ..store.rows import row_dict
+from ..store.timeliness import HandlerResult
 from . import SYSTEM_SENDER
 from .events import emit
 
@@ -127,7 +128,7 @@ async def responsible(c: AsyncConnection, root: dict[str, Any]) -> list[str]:
 
 async def _root(c: AsyncConnection, root_id: str) -> dict[str, Any] | None:
     found = (await c.execute(sa.select(t.messages).where(t.messages.c.id == root_id))).first()
-    return row_of(found) if found is not None else None
+    return row_dict(found) if found is not None else None
 
 
 def _days_left(expiry: dt.date, now: dt.datetime) -> int:

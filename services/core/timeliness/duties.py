@@ -36,7 +36,8 @@ from ..clock import utc_z
 from ..isa.engine import RecipientDecision
 from ..isa.model import Duty, Flow, PolicySet
 from ..store import tables as t
-from ..store.timeliness import HandlerResult, row_of
+from ..store.rows import row_dict
+from ..store.timeliness import HandlerResult
 from . import SYSTEM_SENDER, dip
 from .events import emit
 
@@ -141,7 +142,7 @@ async def routed(
     found = (await c.execute(sa.select(t.messages).where(t.messages.c.id == root_id))).first()
     if found is None:
         return
-    root = row_of(found)
+    root = row_dict(found)
     lifecycle = message.get("lifecycle")
     if lifecycle == "cancelled" or root.get("state") == "cancelled":
         await clear(c, root, now, "the notice was cancelled")
@@ -193,7 +194,7 @@ async def reconcile(
     d = t.duties
     wanted = entitled(policies, permitted)
     existing = {
-        (r.recipient, r.agreement, r.flow): row_of(r)
+        (r.recipient, r.agreement, r.flow): row_dict(r)
         for r in (await c.execute(sa.select(d).where(d.c.message_id == root["id"]))).all()
     }
     for key, (version, duty) in sorted(wanted.items()):
@@ -345,7 +346,7 @@ async def escalate(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) 
     found = (await c.execute(sa.select(d).where(d.c.id == timer["subject"]))).first()
     if found is None:
         return {"outcome": "no such duty"}
-    duty = row_of(found)
+    duty = row_dict(found)
     if duty["status"] != "open":
         return {"outcome": f"duty {duty['status']}"}
     due: dt.datetime = duty["due_at"]

@@ -179,9 +179,7 @@ def test_proofs_built_from_the_sizes_alone_equal_the_reference() -> None:
     for second in range(1, 71):
         for first in range(1, second + 1):
             nodes = consistency_nodes(first, second)
-            assert [root(leaves[a:b]) for a, b in nodes] == _reference_proof(
-                first, leaves[:second]
-            )
+            assert [root(leaves[a:b]) for a, b in nodes] == _reference_proof(first, leaves[:second])
             assert consistency_proof(first, leaves[:second]) == _reference_proof(
                 first, leaves[:second]
             )
@@ -203,9 +201,7 @@ def test_root_from_folds_the_peaks_from_a_subtree_start() -> None:
     st.lists(st.integers(1, 200), min_size=1, max_size=12, unique=True),
     st.binary(min_size=4, max_size=4),
 )
-def test_streaming_proofs_equal_the_proofs_over_the_leaves(
-    sizes: list[int], salt: bytes
-) -> None:
+def test_streaming_proofs_equal_the_proofs_over_the_leaves(sizes: list[int], salt: bytes) -> None:
     """Many (m, n) pairs at once, in one pass: each proof as the one over the leaves."""
     sizes.sort()
     leaves = [leaf_hash(salt + i.to_bytes(4, "big")) for i in range(sizes[-1])]
