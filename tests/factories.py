@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import uuid
 from typing import Any
 
 from services.core.messages import MESSAGE_TYPES
@@ -31,3 +32,24 @@ def release_notice(days_ahead: int = 2, **overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def message_row(**overrides: Any) -> dict[str, Any]:
+    """A row of the ``messages`` table as the gateway stores one, with neutral values for
+    what a test does not give."""
+    row: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "message_type": "release-notice",
+        "sender": "hmp-northgate",
+        "client_id": "c1",
+        "purposes": None,
+        "person": f"psn_{uuid.uuid4().hex[:32]}",
+        "payload": {},
+        "decision": {"recipients": []},
+        "status": "pending",
+        "accepted_at": dt.datetime.now(dt.UTC),
+        "idempotency_key": None,
+        "request_hash": "h",
+    }
+    row.update(overrides)
+    return row

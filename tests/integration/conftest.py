@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,13 @@ from typing import Any
 import pytest
 
 from services.core.clock import ManualClock
+from services.core.messages import MESSAGE_TYPES
 from services.core.runtime import Runtime
 from services.core.store import Store
+from services.core.timeliness.priority import priority_of
+from services.gateway.messages import person_identifier
 from tests.conftest import make_settings
+from tests.factories import message_row
 
 #: where the manual clock of a runtime from ``make_runtime`` starts
 T0 = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
@@ -44,3 +49,28 @@ async def make_runtime(tmp_path: Path, database_url: str) -> AsyncIterator[MakeR
     yield make
     for rt in made:
         await rt.aclose()
+
+
+async def accept(
+    rt: Runtime, sender: str, mt: str, body: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """Store an accepted message as the gateway does (decision, pseudonym, priority) and
+    return it as stored; the test hands it to the router itself."""
+    payload = MESSAGE_TYPES[mt].validate_json(json.dumps(body).encode())
+    now = rt.clock()
+    decision = rt.engine.decide(sender, mt, now, None, payload)
+    row = message_row(
+        message_type=mt,
+        sender=sender,
+        client_id="test",
+        person=rt.keys.pseudonymise(person_identifier(payload)),
+        payload=payload,
+        decision=decision.to_dict(),
+        accepted_at=now,
+        priority=priority_of(mt, payload),
+        **extra,
+    )
+    assert await rt.store.accept_message(row, "t") is None
+    stored = await rt.store.get_message(str(row["id"]))
+    assert stored is not None
+    return stored

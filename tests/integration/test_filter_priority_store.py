@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
 import uuid
 from typing import Any
 
@@ -15,15 +14,12 @@ import pytest
 
 from services.core.clock import ManualClock
 from services.core.crypto import recipient
-from services.core.messages import MESSAGE_TYPES
 from services.core.runtime import Runtime
 from services.core.store.tables import cohort_members
-from services.core.timeliness.priority import priority_of
-from services.gateway.messages import person_identifier
 from services.router.dispatch import MAX_IN_FLIGHT, Dispatcher
 from services.router.router import Router
 from tests.factories import example
-from tests.integration.conftest import T0, MakeRuntime
+from tests.integration.conftest import T0, MakeRuntime, accept
 
 pytestmark = pytest.mark.integration
 
@@ -72,35 +68,6 @@ def notice(i: int, *, la: str = "Eastborough", **who: bool) -> dict[str, Any]:
     body["destination"]["local_authority"] = la
     body["risk"] = {"rosh_level": "high", "domestic_abuse": True}  # IOM and VAWG both get it
     return body
-
-
-async def accept(
-    rt: Runtime, sender: str, mt: str, body: dict[str, Any], **extra: Any
-) -> dict[str, Any]:
-    """Store an accepted message as the gateway does (decision, pseudonym, priority)."""
-    payload = MESSAGE_TYPES[mt].validate_json(json.dumps(body).encode())
-    now = rt.clock()
-    decision = rt.engine.decide(sender, mt, now, None, payload)
-    row = {
-        "id": str(uuid.uuid4()),
-        "message_type": mt,
-        "sender": sender,
-        "client_id": "test",
-        "purposes": None,
-        "person": rt.keys.pseudonymise(person_identifier(payload)),
-        "payload": payload,
-        "decision": decision.to_dict(),
-        "status": "pending",
-        "accepted_at": now,
-        "idempotency_key": None,
-        "request_hash": "h",
-        "priority": priority_of(mt, payload),
-        **extra,
-    }
-    assert await rt.store.accept_message(row, "t") is None
-    stored = await rt.store.get_message(str(row["id"]))
-    assert stored is not None
-    return stored
 
 
 async def subscribe(

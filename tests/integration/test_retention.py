@@ -19,7 +19,6 @@ from services.cli import main
 from services.core.clients import create_client
 from services.core.clock import ManualClock
 from services.core.isa.model import PolicySet
-from services.core.messages import MESSAGE_TYPES
 from services.core.retention import (
     ACTION,
     NOTICE_TYPE,
@@ -33,11 +32,10 @@ from services.core.retention import (
 from services.core.runtime import IG_AUDIT_SCOPE, Runtime
 from services.core.store import Store
 from services.gateway.app import create_app
-from services.gateway.messages import person_identifier
 from services.router.dispatch import Dispatcher
 from services.router.router import Router
 from tests.factories import example
-from tests.integration.conftest import T0, MakeRuntime
+from tests.integration.conftest import T0, MakeRuntime, accept
 
 pytestmark = pytest.mark.integration
 
@@ -124,27 +122,7 @@ def release_notice(i: int) -> dict[str, Any]:
 
 async def deliver(rt: Runtime, i: int) -> dict[str, Any]:
     """Accept a release notice from the prison, route it and deliver it on every inbox."""
-    payload = MESSAGE_TYPES["release-notice"].validate_json(json.dumps(release_notice(i)).encode())
-    now = rt.clock()
-    decision = rt.engine.decide(PRISON, "release-notice", now, None, payload)
-    message_id = str(uuid.uuid4())
-    message: dict[str, Any] = {
-        "id": message_id,
-        "message_type": "release-notice",
-        "sender": PRISON,
-        "client_id": "test",
-        "purposes": None,
-        "person": rt.keys.pseudonymise(person_identifier(payload)),
-        "payload": payload,
-        "decision": decision.to_dict(),
-        "status": "pending",
-        "accepted_at": now,
-        "idempotency_key": None,
-        "request_hash": "h",
-    }
-    assert await rt.store.accept_message(message, "t") is None
-    stored = await rt.store.get_message(message_id)
-    assert stored is not None
+    stored = await accept(rt, PRISON, "release-notice", release_notice(i))
     await Router(rt, NoPublisher()).route(stored)
     dispatcher = Dispatcher(rt, NoPublisher())
     try:

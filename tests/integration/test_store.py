@@ -4,31 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from typing import Any
 
 import pytest
 
 from services.core.store import Store
+from tests.factories import message_row
 
 pytestmark = pytest.mark.integration
 
 
-def _message(**kw: object) -> dict[str, object]:
-    row: dict[str, object] = {
-        "id": str(uuid.uuid4()),
-        "message_type": "release-notice",
-        "sender": "hmp-northgate",
-        "client_id": "c1",
-        "purposes": None,
-        "person": "psn_abc",
-        "payload": {"x": 1},
-        "decision": {"recipients": []},
-        "status": "pending",
-        "accepted_at": dt.datetime.now(dt.UTC),
-        "idempotency_key": None,
-        "request_hash": "h",
-    }
-    row.update(kw)
-    return row
+def _message(**kw: Any) -> dict[str, Any]:
+    return message_row(**{"person": "psn_abc", "payload": {"x": 1}, **kw})
 
 
 async def test_accepted_message_has_an_outbox_row_until_published(store: Store) -> None:

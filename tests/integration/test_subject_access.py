@@ -16,6 +16,7 @@ from services.core.isa.model import PolicySet
 from services.core.store import Store
 from services.core.store.subject_access import DisclosureQuery
 from services.core.timeliness.filters import CohortMember, identifier_keys
+from tests.factories import message_row
 
 pytestmark = pytest.mark.integration
 
@@ -44,15 +45,12 @@ async def _send(
 ) -> dict[str, Any]:
     """A message about ``person`` keyed by its first identifier, delivered to ``to``."""
     keys = identifier_keys(person)
-    message: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "message_type": "release-notice",
-        "sender": PRISON,
-        "client_id": "c1",
-        "purposes": None,
-        "person": psn(keys[0]),
-        "payload": {"person": person},
-        "decision": {
+    message = message_row(
+        sender=PRISON,
+        person=psn(keys[0]),
+        payload={"person": person},
+        state="announced",
+        decision={
             "recipients": [
                 {
                     "party": to,
@@ -70,12 +68,7 @@ async def _send(
                 }
             ]
         },
-        "status": "pending",
-        "state": "announced",
-        "accepted_at": dt.datetime.now(dt.UTC),
-        "idempotency_key": None,
-        "request_hash": "h",
-    }
+    )
     assert await store.accept_message(message, "t", [psn(k) for k in keys]) is None
     now = dt.datetime.now(dt.UTC)
     delivery = {

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from services.core.store import Store
 from services.core.store import tables as t
+from tests.factories import message_row
 
 pytestmark = pytest.mark.integration
 
@@ -19,23 +20,12 @@ NOW = dt.datetime(2026, 12, 10, 12, 0, tzinfo=dt.UTC)
 
 
 def _message(**kw: Any) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "message_type": "release-notice",
-        "sender": "hmp-northgate",
-        "client_id": "c1",
-        "purposes": None,
-        "person": f"psn_{uuid.uuid4().hex[:8]}",
-        "payload": {},
-        "decision": {"recipients": []},
+    fields: dict[str, Any] = {
         "status": "complete",
         "accepted_at": NOW - dt.timedelta(days=5),
         "routed_at": NOW - dt.timedelta(days=5),
-        "idempotency_key": None,
-        "request_hash": "h",
     }
-    row.update(kw)
-    return row
+    return message_row(**{**fields, **kw})
 
 
 def _duty(message_id: str, **kw: Any) -> dict[str, Any]:
