@@ -3,6 +3,7 @@ engine, the key store and the Kafka profile. Gateway and router both take a ``Ru
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from .clock import Clock, utc_now
@@ -10,12 +11,16 @@ from .crypto.at_rest import SigningKeysAtRest, reseal_all
 from .crypto.envelope import Envelope
 from .crypto.keys import KeyStore
 from .crypto.signing_keys import RotationPolicy
+from .errors import ConfigurationError
 from .isa import IsaEngine, load_policies
-from .kafka.config import KafkaProfile
+from .kafka.agency_access import AgencyAccess
+from .kafka.config import KafkaProfile, KafkaSecurity
 from .kafka.encryption import TopicEncryption
 from .messages import MESSAGE_TYPES
 from .settings import Settings
 from .store import Store
+
+log = logging.getLogger("isa_broker.runtime")
 
 #: Information governance officers: read any decision and the whole disclosure log. Never
 #: granted by default.
@@ -66,7 +71,9 @@ class Runtime:
             embedded=embedded,
             topic_prefix=settings.kafka_topic_prefix,
             partitions=settings.kafka_partitions,
-            replication_factor=settings.kafka_replication_factor,
+            replication_factor=settings.kafka_replication,
+            min_insync_replicas=settings.kafka_min_insync,
+            security=KafkaSecurity.from_settings(settings),
         )
         keys = KeyStore(settings.data_dir, RotationPolicy.from_settings(settings))
         envelope = Envelope(keys.kek)
@@ -76,6 +83,11 @@ class Runtime:
         # key-encryption key are sealed under the current one
         await reseal_all(store, runtime.signing_keys_at_rest)
         return runtime
+
+    @property
+    def agency_access(self) -> AgencyAccess:
+        """The agencies' Kafka principals and ACLs (services.core.kafka.agency_access)."""
+        return AgencyAccess(self.store, self.kafka, manage=self.settings.manages_agency_access)
 
     @property
     def signing_keys_at_rest(self) -> SigningKeysAtRest:
@@ -90,6 +102,30 @@ class Runtime:
         from .kafka.topics import ensure_topics
 
         return await ensure_topics(self.kafka, list(self.engine.policies.parties))
+
+    async def check_topics(self) -> None:
+        """At start-up on a real cluster: every topic must survive the loss of one broker
+        (services.core.kafka.topics). One that cannot is refused in production and reported
+        loudly in dev mode."""
+        if self.kafka.embedded:
+            return
+        from .kafka.topics import all_topics, describe_durability
+
+        names = all_topics(self.kafka, list(self.engine.policies.parties))
+        weak = [d.problem for d in await describe_durability(self.kafka, names) if d.problem]
+        if not weak:
+            return
+        message = "topics that cannot survive the loss of one broker: " + "; ".join(
+            p for p in weak if p
+        )
+        if self.settings.mode == "production":
+            raise ConfigurationError(
+                message + ". Refused in production: raise their replication factor and "
+                "min.insync.replicas (kafka-reassign-partitions, kafka-configs), or delete them "
+                "so that they are created again with ISA_BROKER_KAFKA_REPLICATION_FACTOR and "
+                "ISA_BROKER_KAFKA_MIN_INSYNC_REPLICAS"
+            )
+        log.error("!!! %s", message)
 
     def default_scopes(self, party: str) -> list[str]:
         """Least privilege: publish scopes only for the message types the agreements let this

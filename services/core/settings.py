@@ -8,7 +8,7 @@ import ipaddress
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +23,16 @@ NEVER_ALLOWLISTED_IN_PRODUCTION = (
     ipaddress.ip_network("fe80::/10"),
     ipaddress.ip_network("::/128"),
 )
+
+
+def _verified_tls(url: str) -> bool:
+    from .errors import ConfigurationError
+    from .store.connection import verified_tls
+
+    try:
+        return verified_tls(url)
+    except ConfigurationError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -53,7 +63,65 @@ class Settings(BaseSettings):
     )
     kafka_topic_prefix: str = "isa"
     kafka_partitions: int = Field(default=3, ge=1, le=1000)
-    kafka_replication_factor: int = Field(default=1, ge=1, le=10)
+    kafka_replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        le=10,
+        description="Replication factor of each topic the broker creates. Default: 3 in "
+        "production (where 1 is refused), 1 in dev mode.",
+    )
+    kafka_min_insync_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        le=10,
+        description="min.insync.replicas of each topic the broker creates: with acks=all, a "
+        "write is acknowledged only once this many replicas hold it. Default: 2 when the "
+        "replication factor is 3 or more, else 1. Production needs at least 2 and fewer than "
+        "the replication factor, so that one broker can be lost without losing or refusing "
+        "writes.",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="How the Kafka clients connect: SASL_SSL (TLS and SASL), SSL (TLS, with a "
+        "client certificate for mutual TLS), or in dev mode PLAINTEXT / SASL_PLAINTEXT. "
+        "Production refuses PLAINTEXT and SASL without TLS.",
+    )
+    kafka_ssl_ca_file: Path | None = Field(
+        default=None,
+        description="PEM file of the CAs that sign the brokers' certificates. Default: the "
+        "system's trust store. Broker host names are always verified.",
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        default=None,
+        description="PEM client certificate chain, for mutual TLS (with the key file).",
+    )
+    kafka_ssl_key_file: Path | None = Field(
+        default=None, description="PEM private key of the client certificate."
+    )
+    kafka_ssl_key_password_file: Path | None = Field(
+        default=None, description="File holding the password of an encrypted client key."
+    )
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] | None = Field(
+        default=None,
+        description="SASL mechanism, with SASL_SSL (or SASL_PLAINTEXT in dev mode).",
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None, max_length=255, description="SASL user name (the broker's principal)."
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None,
+        description="SASL password. Prefer ISA_BROKER_KAFKA_SASL_PASSWORD_FILE; never both.",
+    )
+    kafka_sasl_password_file: Path | None = Field(
+        default=None, description="File holding the SASL password (its first line)."
+    )
+    kafka_manage_agency_access: bool | None = Field(
+        default=None,
+        description="Manage a Kafka principal per agency with a kafka subscription (SCRAM "
+        "credential issued once, ACLs to read its own topic and consumer groups only), "
+        "removed when its last kafka subscription goes or the agency is disabled. Default: on "
+        "for an external cluster reached with SASL, off otherwise.",
+    )
     kafka_encryption: bool = Field(
         default=True,
         description="Encrypt the records of the message-type and dead-letter topics "
@@ -94,11 +162,15 @@ class Settings(BaseSettings):
     oidc_issuer: str | None = Field(
         default=None,
         description="Also accept access tokens from this external OpenID Connect provider "
-        "(its `iss`). The token's subject claim must name a client registered with "
-        "--external-subject; the client's party and granted scopes apply.",
+        "(its `iss`; https in production). Its JWKS is found by OpenID discovery at "
+        "<issuer>/.well-known/openid-configuration. The token's subject claim must name a "
+        "client registered with --external-subject; the client's party and granted scopes "
+        "apply.",
     )
     oidc_jwks_url: str | None = Field(
-        default=None, description="The external provider's JWKS URL (https in production)."
+        default=None,
+        description="The external provider's JWKS URL (https in production), used instead of "
+        "the jwks_uri found by discovery. Unset: discovery.",
     )
     oidc_audience: str | None = Field(
         default=None,
@@ -118,8 +190,17 @@ class Settings(BaseSettings):
         default=300,
         ge=10,
         le=86400,
-        description="How long the external JWKS is cached. An unknown kid triggers a refresh, "
-        "at most once per 30 seconds.",
+        description="How long the external JWKS (and the discovery document) is cached. An "
+        "unknown kid triggers a refresh, at most once per oidc_jwks_min_refresh_seconds.",
+    )
+    oidc_jwks_min_refresh_seconds: float = Field(
+        default=30,
+        ge=1,
+        le=300,
+        description="Least time between two fetches of the external JWKS caused by tokens "
+        "naming an unknown kid (the provider has rotated its keys), so that a flood of such "
+        "tokens cannot flood the provider. Also the longest wait between retries while the "
+        "provider cannot be reached.",
     )
 
     max_body_bytes: int = Field(
@@ -321,14 +402,75 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _oidc_complete(self) -> Settings:
-        if (self.oidc_issuer is None) != (self.oidc_jwks_url is None):
-            raise ValueError("ISA_BROKER_OIDC_ISSUER and ISA_BROKER_OIDC_JWKS_URL go together")
+        if self.oidc_jwks_url is not None and self.oidc_issuer is None:
+            raise ValueError("ISA_BROKER_OIDC_JWKS_URL needs ISA_BROKER_OIDC_ISSUER")
+        web = ("https://", "http://")
+        if self.oidc_issuer is not None:
+            # OpenID Connect Discovery 1.0 s2, RFC 8414 s2: a URL with a host and no query or
+            # fragment, to which discovery appends its well-known path
+            scheme_and_rest = self.oidc_issuer.split("://", 1)
+            if not self.oidc_issuer.startswith(web) or not scheme_and_rest[1].split("/")[0]:
+                raise ValueError("ISA_BROKER_OIDC_ISSUER must be an http(s) URL with a host")
+            if "?" in self.oidc_issuer or "#" in self.oidc_issuer:
+                raise ValueError("ISA_BROKER_OIDC_ISSUER must have no query or fragment")
+        if self.oidc_jwks_url is not None and not self.oidc_jwks_url.startswith(web):
+            raise ValueError("ISA_BROKER_OIDC_JWKS_URL must be an http(s) URL")
         if self.oidc_issuer is not None and self.oidc_issuer.rstrip("/") == self.issuer:
             raise ValueError(
                 "ISA_BROKER_OIDC_ISSUER must be an external provider, not this gateway"
             )
         if self.oidc_subject_claim not in ("client_id", "azp", "sub"):
             raise ValueError("ISA_BROKER_OIDC_SUBJECT_CLAIM must be client_id, azp or sub")
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_security_complete(self) -> Settings:
+        protocol = self.kafka_security_protocol
+        problems = []
+        if protocol != "PLAINTEXT" and self.kafka_bootstrap_servers is None:
+            problems.append(
+                f"ISA_BROKER_KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_BOOTSTRAP_SERVERS "
+                "(the embedded broker speaks PLAINTEXT on loopback only)"
+            )
+        sasl = protocol.startswith("SASL_")
+        if sasl:
+            if self.kafka_sasl_mechanism is None:
+                problems.append(f"{protocol} needs ISA_BROKER_KAFKA_SASL_MECHANISM")
+            if not self.kafka_sasl_username:
+                problems.append(f"{protocol} needs ISA_BROKER_KAFKA_SASL_USERNAME")
+            if self.kafka_sasl_password is None and self.kafka_sasl_password_file is None:
+                problems.append(
+                    f"{protocol} needs ISA_BROKER_KAFKA_SASL_PASSWORD_FILE "
+                    "(or ISA_BROKER_KAFKA_SASL_PASSWORD)"
+                )
+        elif self.kafka_sasl_mechanism or self.kafka_sasl_username:
+            problems.append(
+                f"ISA_BROKER_KAFKA_SASL_* settings are given but "
+                f"ISA_BROKER_KAFKA_SECURITY_PROTOCOL is {protocol}: use SASL_SSL"
+            )
+        if self.kafka_sasl_password is not None and self.kafka_sasl_password_file is not None:
+            problems.append(
+                "give ISA_BROKER_KAFKA_SASL_PASSWORD or ISA_BROKER_KAFKA_SASL_PASSWORD_FILE, "
+                "not both"
+            )
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            problems.append(
+                "ISA_BROKER_KAFKA_SSL_CERT_FILE and ISA_BROKER_KAFKA_SSL_KEY_FILE go together"
+            )
+        tls_files = (self.kafka_ssl_ca_file, self.kafka_ssl_cert_file, self.kafka_ssl_key_file)
+        if protocol in ("PLAINTEXT", "SASL_PLAINTEXT") and any(tls_files):
+            problems.append(
+                f"ISA_BROKER_KAFKA_SSL_* files are given but ISA_BROKER_KAFKA_SECURITY_PROTOCOL "
+                f"is {protocol}: use SSL or SASL_SSL"
+            )
+        rf, isr = self.kafka_replication, self.kafka_min_insync
+        if isr > rf:
+            problems.append(
+                f"ISA_BROKER_KAFKA_MIN_INSYNC_REPLICAS ({isr}) cannot exceed the replication "
+                f"factor ({rf}): no write would ever be acknowledged"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @model_validator(mode="after")
@@ -348,6 +490,15 @@ class Settings(BaseSettings):
                 problems.append("rate limits cannot be disabled (0) in production")
             if self.oidc_jwks_url is not None and not self.oidc_jwks_url.startswith("https://"):
                 problems.append("ISA_BROKER_OIDC_JWKS_URL must be https:// in production")
+            if (
+                self.oidc_issuer is not None
+                and self.oidc_jwks_url is None
+                and not self.oidc_issuer.startswith("https://")
+            ):
+                problems.append(
+                    "ISA_BROKER_OIDC_ISSUER must be https:// in production: its discovery "
+                    "document names the keys tokens are checked with"
+                )
             if self.webhook_allow_http:
                 problems.append("ISA_BROKER_WEBHOOK_ALLOW_HTTP must be false in production")
             if not self.public_url.startswith("https://"):
@@ -358,9 +509,61 @@ class Settings(BaseSettings):
                 problems.append("ISA_BROKER_KAFKA_ENCRYPTION must be true in production")
             if self.database_url is None or not self.database_url.startswith("postgresql"):
                 problems.append("ISA_BROKER_DATABASE_URL must name PostgreSQL in production")
+            elif not _verified_tls(self.database_url):
+                problems.append(
+                    "ISA_BROKER_DATABASE_URL must ask for verified TLS in production "
+                    "(sslmode=verify-full, with sslrootcert=CA file unless the system trusts "
+                    "the server's CA), or connect through a local socket (?host=/run/postgresql)"
+                )
+            if self.kafka_security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+                problems.append(
+                    f"ISA_BROKER_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} is "
+                    "refused in production: use SASL_SSL (or SSL with a client certificate)"
+                )
+            elif self.kafka_security_protocol == "SSL" and self.kafka_ssl_cert_file is None:
+                problems.append(
+                    "ISA_BROKER_KAFKA_SECURITY_PROTOCOL=SSL needs a client certificate in "
+                    "production (ISA_BROKER_KAFKA_SSL_CERT_FILE and _KEY_FILE), or the broker "
+                    "cannot tell who is connecting"
+                )
+            if self.kafka_replication < 2:
+                problems.append(
+                    "ISA_BROKER_KAFKA_REPLICATION_FACTOR=1 is refused in production: a topic "
+                    "on one broker is lost with it (use 3)"
+                )
+            elif not 2 <= self.kafka_min_insync < self.kafka_replication:
+                problems.append(
+                    f"ISA_BROKER_KAFKA_MIN_INSYNC_REPLICAS must be at least 2 and below the "
+                    f"replication factor ({self.kafka_replication}) in production, so that one "
+                    "broker can be lost without losing or refusing writes"
+                )
             if problems:
                 raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def manages_agency_access(self) -> bool:
+        """Whether the broker manages the agencies' Kafka principals and ACLs."""
+        if self.kafka_manage_agency_access is not None:
+            return self.kafka_manage_agency_access and self.kafka_bootstrap_servers is not None
+        return self.kafka_bootstrap_servers is not None and self.kafka_security_protocol in (
+            "SASL_SSL",
+            "SASL_PLAINTEXT",
+        )
+
+    @property
+    def kafka_replication(self) -> int:
+        """The replication factor topics are created with (the setting, or its default)."""
+        if self.kafka_replication_factor is not None:
+            return self.kafka_replication_factor
+        return 3 if self.mode == "production" else 1
+
+    @property
+    def kafka_min_insync(self) -> int:
+        """The ``min.insync.replicas`` topics are created with (the setting, or its default)."""
+        if self.kafka_min_insync_replicas is not None:
+            return self.kafka_min_insync_replicas
+        return 2 if self.kafka_replication >= 3 else 1
 
     @property
     def issuer(self) -> str:

@@ -17,7 +17,19 @@ SAFE = {
     "ISA_BROKER_PUBLIC_URL": "https://isa-broker.example.org",
     "ISA_BROKER_WEBHOOK_ALLOW_HTTP": "false",
     "KAFKA_BOOTSTRAP_SERVERS": "kafka-1:9093,kafka-2:9093",
-    "ISA_BROKER_DATABASE_URL": "postgresql+asyncpg://broker@db/isa",
+    "ISA_BROKER_DATABASE_URL": "postgresql+asyncpg://broker@db/isa?sslmode=verify-full",
+    "ISA_BROKER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "ISA_BROKER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+    "ISA_BROKER_KAFKA_SASL_USERNAME": "isa-broker",
+    "ISA_BROKER_KAFKA_SASL_PASSWORD_FILE": "/run/secrets/kafka-password",
+}
+
+#: the SASL settings taken away, to test what is refused without a secured cluster
+NO_SASL: dict[str, str | None] = {
+    "ISA_BROKER_KAFKA_SECURITY_PROTOCOL": None,
+    "ISA_BROKER_KAFKA_SASL_MECHANISM": None,
+    "ISA_BROKER_KAFKA_SASL_USERNAME": None,
+    "ISA_BROKER_KAFKA_SASL_PASSWORD_FILE": None,
 }
 
 VARIABLES = [
@@ -66,8 +78,10 @@ def test_safe_production_settings_are_accepted(monkeypatch: pytest.MonkeyPatch) 
     s = Settings()
     assert s.mode == "production"
     assert s.kafka_bootstrap_servers == "kafka-1:9093,kafka-2:9093"
-    assert s.resolved_database_url == "postgresql+asyncpg://broker@db/isa"
+    assert s.resolved_database_url == "postgresql+asyncpg://broker@db/isa?sslmode=verify-full"
     assert s.webhook_allow_http is False
+    # a real cluster: topics survive the loss of one broker
+    assert (s.kafka_replication, s.kafka_min_insync) == (3, 2)
 
 
 @pytest.mark.parametrize(
@@ -92,7 +106,7 @@ def test_safe_production_settings_are_accepted(monkeypatch: pytest.MonkeyPatch) 
             id="webhook-http-by-default",
         ),
         pytest.param(
-            {"KAFKA_BOOTSTRAP_SERVERS": None},
+            {"KAFKA_BOOTSTRAP_SERVERS": None, **NO_SASL},
             "KAFKA_BOOTSTRAP_SERVERS",
             "is required in production",
             id="no-kafka",
@@ -120,6 +134,54 @@ def test_safe_production_settings_are_accepted(monkeypatch: pytest.MonkeyPatch) 
             "ISA_BROKER_DATABASE_URL",
             "must name PostgreSQL in production",
             id="mysql",
+        ),
+        pytest.param(
+            {**NO_SASL, "ISA_BROKER_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"},
+            "ISA_BROKER_KAFKA_SECURITY_PROTOCOL=PLAINTEXT",
+            "is refused in production",
+            id="kafka-plaintext",
+        ),
+        pytest.param(
+            {"ISA_BROKER_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"},
+            "ISA_BROKER_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT",
+            "is refused in production",
+            id="kafka-sasl-without-tls",
+        ),
+        pytest.param(
+            {**NO_SASL, "ISA_BROKER_KAFKA_SECURITY_PROTOCOL": "SSL"},
+            "ISA_BROKER_KAFKA_SECURITY_PROTOCOL=SSL",
+            "needs a client certificate in production",
+            id="kafka-tls-without-client-identity",
+        ),
+        pytest.param(
+            {"ISA_BROKER_DATABASE_URL": "postgresql+asyncpg://broker@db/isa"},
+            "ISA_BROKER_DATABASE_URL",
+            "must ask for verified TLS in production",
+            id="database-without-tls",
+        ),
+        pytest.param(
+            {"ISA_BROKER_DATABASE_URL": "postgresql+asyncpg://broker@db/isa?sslmode=require"},
+            "ISA_BROKER_DATABASE_URL",
+            "must ask for verified TLS in production",
+            id="database-tls-unverified",
+        ),
+        pytest.param(
+            {"ISA_BROKER_KAFKA_REPLICATION_FACTOR": "1"},
+            "ISA_BROKER_KAFKA_REPLICATION_FACTOR=1",
+            "is refused in production",
+            id="replication-factor-1",
+        ),
+        pytest.param(
+            {"ISA_BROKER_KAFKA_MIN_INSYNC_REPLICAS": "1"},
+            "ISA_BROKER_KAFKA_MIN_INSYNC_REPLICAS",
+            "must be at least 2 and below the replication factor (3) in production",
+            id="min-insync-1",
+        ),
+        pytest.param(
+            {"ISA_BROKER_KAFKA_MIN_INSYNC_REPLICAS": "3"},
+            "ISA_BROKER_KAFKA_MIN_INSYNC_REPLICAS",
+            "must be at least 2 and below the replication factor (3) in production",
+            id="min-insync-equals-replicas",
         ),
     ],
 )
@@ -155,7 +217,7 @@ def test_production_checks_apply_to_constructor_arguments_too() -> None:
             public_url="http://example.org",
             webhook_allow_http=False,
             KAFKA_BOOTSTRAP_SERVERS="k:9092",
-            database_url="postgresql+asyncpg://db/isa",
+            database_url="postgresql+asyncpg://db/isa?sslmode=verify-full",
         )
 
 
@@ -291,8 +353,7 @@ def test_production_accepts_a_private_partner_network(monkeypatch: pytest.Monkey
 @pytest.mark.parametrize(
     ("values", "problem"),
     [
-        ({"oidc_issuer": "https://idp.example.org"}, "go together"),
-        ({"oidc_jwks_url": "https://idp.example.org/jwks"}, "go together"),
+        ({"oidc_jwks_url": "https://idp.example.org/jwks"}, "OIDC_JWKS_URL needs"),
         (
             {"oidc_issuer": "http://127.0.0.1:8000", "oidc_jwks_url": "http://x/jwks"},
             "must be an external provider",
@@ -316,3 +377,123 @@ def test_inconsistent_security_settings_are_refused_in_any_mode(
     with pytest.raises(ValidationError) as info:
         Settings(**values)  # type: ignore[arg-type]
     assert problem in str(info.value)
+
+
+# -- Kafka client security -------------------------------------------------------------------
+
+
+def test_dev_defaults_talk_plaintext_to_one_broker() -> None:
+    s = Settings()
+    assert s.kafka_security_protocol == "PLAINTEXT"
+    assert (s.kafka_replication, s.kafka_min_insync) == (1, 1)
+    # a three-broker cluster in dev mode gets the safe min.insync.replicas too
+    assert Settings(kafka_replication_factor=3).kafka_min_insync == 2
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        pytest.param(
+            {
+                "kafka_security_protocol": "SASL_SSL",
+                "kafka_sasl_mechanism": "SCRAM-SHA-512",
+                "kafka_sasl_username": "u",
+                "kafka_sasl_password": "p",
+            },
+            "SASL_SSL needs KAFKA_BOOTSTRAP_SERVERS",
+            id="security-without-cluster",
+        ),
+        pytest.param(
+            {"KAFKA_BOOTSTRAP_SERVERS": "k:9093", "kafka_security_protocol": "SASL_SSL"},
+            "SASL_SSL needs ISA_BROKER_KAFKA_SASL_MECHANISM; SASL_SSL needs "
+            "ISA_BROKER_KAFKA_SASL_USERNAME; SASL_SSL needs ISA_BROKER_KAFKA_SASL_PASSWORD_FILE",
+            id="sasl-incomplete",
+        ),
+        pytest.param(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": "k:9093",
+                "kafka_security_protocol": "SASL_SSL",
+                "kafka_sasl_mechanism": "PLAIN",
+                "kafka_sasl_username": "u",
+                "kafka_sasl_password": "p",
+                "kafka_sasl_password_file": "/run/p",
+            },
+            "not both",
+            id="password-twice",
+        ),
+        pytest.param(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": "k:9092",
+                "kafka_sasl_mechanism": "PLAIN",
+                "kafka_sasl_username": "u",
+            },
+            "ISA_BROKER_KAFKA_SECURITY_PROTOCOL is PLAINTEXT: use SASL_SSL",
+            id="sasl-settings-ignored",
+        ),
+        pytest.param(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": "k:9093",
+                "kafka_security_protocol": "SSL",
+                "kafka_ssl_cert_file": "/etc/c.pem",
+            },
+            "ISA_BROKER_KAFKA_SSL_CERT_FILE and ISA_BROKER_KAFKA_SSL_KEY_FILE go together",
+            id="cert-without-key",
+        ),
+        pytest.param(
+            {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "kafka_ssl_ca_file": "/etc/ca.pem"},
+            "ISA_BROKER_KAFKA_SSL_* files are given but ISA_BROKER_KAFKA_SECURITY_PROTOCOL is "
+            "PLAINTEXT",
+            id="tls-files-ignored",
+        ),
+        pytest.param(
+            {"kafka_replication_factor": 2, "kafka_min_insync_replicas": 3},
+            "cannot exceed the replication factor (2)",
+            id="min-insync-above-replicas",
+        ),
+        pytest.param(
+            {"KAFKA_BOOTSTRAP_SERVERS": "k:9093", "kafka_security_protocol": "TLS"},
+            "kafka_security_protocol",
+            id="unknown-protocol",
+        ),
+        pytest.param(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": "k:9093",
+                "kafka_security_protocol": "SASL_SSL",
+                "kafka_sasl_mechanism": "GSSAPI",
+                "kafka_sasl_username": "u",
+                "kafka_sasl_password": "p",
+            },
+            "kafka_sasl_mechanism",
+            id="unsupported-mechanism",
+        ),
+    ],
+)
+def test_inconsistent_kafka_security_is_refused_in_any_mode(
+    settings: dict[str, object], problem: str
+) -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings(**settings)  # type: ignore[arg-type]
+    assert problem in str(info.value)
+
+
+def test_the_sasl_password_never_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(
+        monkeypatch,
+        {
+            **SAFE,
+            "ISA_BROKER_KAFKA_SASL_PASSWORD_FILE": None,
+            "ISA_BROKER_KAFKA_SASL_PASSWORD": "synthetic-s3cret",
+        },
+    )
+    s = Settings()
+    assert s.kafka_sasl_password is not None
+    assert "synthetic-s3cret" not in repr(s) and "synthetic-s3cret" not in str(s)
+    assert "synthetic-s3cret" not in s.model_dump_json()
+
+
+def test_production_accepts_a_database_on_a_local_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(
+        monkeypatch,
+        {**SAFE, "ISA_BROKER_DATABASE_URL": "postgresql+asyncpg://isa@/isa?host=/run/postgresql"},
+    )
+    assert Settings().database_url is not None

@@ -160,8 +160,12 @@ def test_production_settings_refuse_plain_http_and_internal_allow_lists(tmp_path
         "mode": "production",
         "data_dir": tmp_path,
         "public_url": "https://broker.example",
-        "database_url": "postgresql+asyncpg://db.example/isa",
-        "kafka_bootstrap_servers": "kafka.example:9092",
+        "database_url": "postgresql+asyncpg://db.example/isa?sslmode=verify-full",
+        "kafka_bootstrap_servers": "kafka.example:9093",
+        "kafka_security_protocol": "SASL_SSL",
+        "kafka_sasl_mechanism": "SCRAM-SHA-512",
+        "kafka_sasl_username": "isa-broker",
+        "kafka_sasl_password": "synthetic-password",
     }
     Settings(**{**production, "webhook_allow_http": False})  # control: a valid configuration
     with pytest.raises(pydantic.ValidationError, match="WEBHOOK_ALLOW_HTTP"):

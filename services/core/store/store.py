@@ -6,19 +6,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..errors import Unavailable
 from ..retention import recorded_retention
 from . import tables as t
 from .audit_log import AuditLogStore
+from .connection import connection_for
 from .filters import FilterStore
 from .lifecycle import LifecycleStore
 from .migrate import upgrade
@@ -50,10 +52,12 @@ class Store(
 ):
     def __init__(self, url: str) -> None:
         self.url = url
-        kwargs: dict[str, Any] = {}
+        # TLS options of the URL (sslmode, sslrootcert, ...) become the driver's SSL context
+        connection = connection_for(url)
+        kwargs: dict[str, Any] = {"connect_args": dict(connection.connect_args)}
         if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30}
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+            kwargs["connect_args"]["timeout"] = 30
+        self.engine: AsyncEngine = create_async_engine(connection.url, **kwargs)
         # SQLite has one writer at a time and makes a waiting writer sleep in growing steps
         # (up to 100 ms each); queueing this process's transactions here instead keeps its
         # own writers from ever waiting on each other that way.
@@ -66,9 +70,13 @@ class Store(
         """Apply any pending schema migration (see :mod:`services.core.store.migrate`)."""
         try:
             await upgrade(self.engine)
-        except OperationalError as e:
+        except (DBAPIError, OSError, ssl.SSLError) as e:
+            # unreachable, refused (pg_hba.conf, password), or a certificate that does not verify
             where = self.engine.url.render_as_string()  # the password, if any, is masked
-            raise Unavailable(f"the store at {where} is unavailable") from e
+            reason = getattr(e, "orig", None) or e
+            raise Unavailable(
+                f"the store at {where} is unavailable ({type(reason).__name__}: {reason})"
+            ) from e
 
     async def aclose(self) -> None:
         await self.engine.dispose()
