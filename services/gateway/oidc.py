@@ -1,17 +1,27 @@
 """Access tokens issued by an external OpenID Connect provider, verified with the provider's
 published keys. The gateway is a resource server here; it never talks to the provider except
-to fetch its JWK Set.
+to fetch its discovery document and its JWK Set.
 
-- Keys: the JWK Set document (RFC 7517 s5) at ``oidc_jwks_url``. Keys whose ``kty`` is not
-  asymmetric, whose ``use`` is not ``sig``, that lack a ``kid`` or are unreadable are ignored
-  (RFC 7517 s5); RSA keys under 2048 bits are ignored (RFC 8725 s3.5). A token names its key
-  by ``kid`` (OpenID Connect Core s10.1: required once a provider publishes several keys) and
-  is checked against that key only. An unknown ``kid`` means the provider has rotated (OpenID
-  Connect Core s10.1.1): the set is fetched again, at most once per
-  ``MIN_REFRESH_SECONDS``. The set is cached ``oidc_jwks_cache_seconds``; while the provider
-  is unreachable or answers with something that is not a JWK Set, the last good set is used
-  until ``HARD_EXPIRY_FACTOR`` times that, then every external token is refused. A JWK Set
-  without usable keys replaces the cache: the provider has withdrawn them.
+- Where the keys are: the ``jwks_uri`` of the provider's discovery document, found from
+  ``oidc_issuer`` alone (``oidc_discovery``: OpenID Connect Discovery 1.0 s4, RFC 8414 s3;
+  refused unless its ``issuer`` is the configured one exactly), or ``oidc_jwks_url`` when the
+  operator names the set. Nothing is fetched until the first external token arrives, so a
+  provider that is down when the gateway starts delays only its own tokens: they are refused
+  until a fetch succeeds. The document is fetched again with the set once it is older than
+  ``oidc_jwks_cache_seconds`` or the last fetch failed; a document that cannot be fetched
+  or is refused then leaves the one already cached in use.
+- Keys: the JWK Set document (RFC 7517 s5). Keys whose ``kty`` is not asymmetric, whose
+  ``use`` is not ``sig``, that lack a ``kid`` or are unreadable are ignored (RFC 7517 s5);
+  RSA keys under 2048 bits are ignored (RFC 8725 s3.5). A token names its key by ``kid``
+  (OpenID Connect Core s10.1: required once a provider publishes several keys) and is checked
+  against that key only. An unknown ``kid`` means the provider has rotated (OpenID Connect
+  Core s10.1.1): the set is fetched again, at most once per ``oidc_jwks_min_refresh_seconds``.
+  The set is cached ``oidc_jwks_cache_seconds``; while the provider is unreachable or
+  answers with something that is not a JWK Set, the last good set is used until
+  ``HARD_EXPIRY_FACTOR`` times that, then every external token is refused. Failed fetches
+  are retried after 1, 2, 4... seconds, at most ``oidc_jwks_min_refresh_seconds`` apart, when
+  a token needs them. A JWK Set without usable keys replaces the cache: the provider has
+  withdrawn them.
 - Algorithms (RFC 8725 s3.1, s3.2): only ``oidc_algorithms`` (asymmetric); the key's ``kty``
   (and its ``alg``, if it names one) must match the header's ``alg``, so ``none`` and an
   HMAC keyed with a public key never verify. ``jku``, ``x5u`` and ``jwk`` headers are never
@@ -48,12 +58,20 @@ from joserfc.jwt import JWTClaimsRegistry
 from services.core.errors import AuthenticationFailed
 from services.core.settings import Settings
 
+from .oidc_discovery import (
+    FETCH_TIMEOUT_SECONDS,
+    DocumentUnavailable,
+    ProviderMetadata,
+    discover,
+    fetch_json,
+)
+
 log = logging.getLogger("isa_broker.oidc")
 
-FETCH_TIMEOUT_SECONDS = 5.0
 MAX_JWKS_BYTES = 256 * 1024
+JWKS_MEDIA_TYPES = "application/jwk-set+json, application/json"
 MAX_TOKEN_CHARS = 16 * 1024
-MIN_REFRESH_SECONDS = 30.0
+FIRST_RETRY_SECONDS = 1.0
 HARD_EXPIRY_FACTOR = 10
 MAX_LIFETIME_SECONDS = 24 * 3600
 MAX_SUBJECT_CHARS = 255
@@ -89,15 +107,12 @@ class _Rejected(Exception):
     """Internal: why a token is refused. Logged, then raised as ``AuthenticationFailed``."""
 
 
-class _JwksUnavailable(Exception):
-    """Internal: the JWK Set could not be fetched or read."""
-
-
 class ExternalIssuer:
     """Verifies access tokens from the provider named by ``settings.oidc_issuer``. One per
-    process (it holds the JWKS cache); ``clock`` gives the time for ``exp``/``nbf``/``iat``,
-    ``monotonic`` the time for the cache. Pass ``client`` to reuse an ``httpx.AsyncClient``
-    (it is then not closed by ``aclose``)."""
+    process (it holds the discovery and JWKS caches); ``clock`` gives the time for
+    ``exp``/``nbf``/``iat``, ``monotonic`` the time for the caches. Pass ``client`` to reuse
+    an ``httpx.AsyncClient`` that does not follow redirects (it is then not closed by
+    ``aclose``)."""
 
     def __init__(
         self,
@@ -107,32 +122,35 @@ class ExternalIssuer:
         client: httpx.AsyncClient | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        if settings.oidc_issuer is None or settings.oidc_jwks_url is None:
-            raise ValueError("ExternalIssuer needs oidc_issuer and oidc_jwks_url")
-        if httpx.URL(settings.oidc_jwks_url).scheme not in ("https", "http"):
+        if settings.oidc_issuer is None:
+            raise ValueError("ExternalIssuer needs oidc_issuer")
+        jwks_url = settings.oidc_jwks_url
+        if jwks_url is not None and httpx.URL(jwks_url).scheme not in ("https", "http"):
             raise ValueError("oidc_jwks_url must be an http(s) URL")
         self.issuer = settings.oidc_issuer
-        self.jwks_url = settings.oidc_jwks_url
+        #: the operator's JWKS URL; None: the discovery document's jwks_uri
+        self.jwks_url = jwks_url
+        self.require_https = settings.mode == "production"
         self.audience = settings.oidc_audience or settings.token_audience
         self.subject_claim = settings.oidc_subject_claim
         self.algorithms = frozenset(settings.oidc_algorithms) & KEY_TYPE_FOR_ALG.keys()
         self.leeway = settings.token_leeway_seconds
         self.cache_seconds = settings.oidc_jwks_cache_seconds
+        self.min_refresh_seconds = settings.oidc_jwks_min_refresh_seconds
         self._clock = clock
         self._monotonic = monotonic
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(
             timeout=FETCH_TIMEOUT_SECONDS,
             follow_redirects=False,
-            headers={
-                "User-Agent": USER_AGENT,
-                "Accept": "application/jwk-set+json, application/json",
-                "Accept-Encoding": "identity",
-            },
+            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"},
         )
+        self._metadata: ProviderMetadata | None = None  # the discovery document
+        self._discovered_at = 0.0
         self._keys: dict[str, dict[str, Key]] = {}  # kid -> kty -> key
         self._fetched_at: float | None = None  # last successful fetch
         self._attempted_at: float | None = None  # last fetch, successful or not
+        self._failures = 0  # failed fetches since the last successful one
         self._refresh_lock = asyncio.Lock()
 
     async def aclose(self) -> None:
@@ -198,7 +216,10 @@ class ExternalIssuer:
             async with self._refresh_lock:
                 if self._refresh_due(kid):  # another request may have refreshed meanwhile
                     await self._refresh()
-        candidates = self._usable_keys().get(kid)
+        usable = self._usable_keys()
+        if not usable:
+            raise _Rejected("no keys from the provider (not fetched yet, withdrawn or expired)")
+        candidates = usable.get(kid)
         if not candidates:
             raise _Rejected("no key with this kid")
         key = candidates.get(KEY_TYPE_FOR_ALG[alg])
@@ -220,48 +241,62 @@ class ExternalIssuer:
         now = self._monotonic()
         if self._attempted_at is None:
             return True
-        since_attempt = now - self._attempted_at
+        if now - self._attempted_at < self._retry_interval():
+            return False
         stale = self._fetched_at is None or now - self._fetched_at >= self.cache_seconds
-        if stale and since_attempt >= min(self.cache_seconds, MIN_REFRESH_SECONDS):
-            return True
-        return kid not in self._usable_keys() and since_attempt >= MIN_REFRESH_SECONDS
+        return stale or kid not in self._usable_keys()
+
+    def _retry_interval(self) -> float:
+        """Least time between two fetches: the minimum refresh interval after a success, a
+        doubling backoff from ``FIRST_RETRY_SECONDS`` up to it after failures."""
+        interval = min(self.cache_seconds, self.min_refresh_seconds)
+        if self._failures:
+            interval = min(interval, FIRST_RETRY_SECONDS * 2 ** min(self._failures - 1, 16))
+        return interval
 
     async def _refresh(self) -> None:
         previous_attempt, self._attempted_at = self._attempted_at, self._monotonic()
         try:
-            async with asyncio.timeout(FETCH_TIMEOUT_SECONDS):
-                document = await self._fetch()
+            document = await fetch_json(
+                self._client, await self._jwks_location(), MAX_JWKS_BYTES, JWKS_MEDIA_TYPES
+            )
+            if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+                raise DocumentUnavailable("response is not a JWK Set (an object with a keys list)")
             keys = _import_keys(document)
         except asyncio.CancelledError:  # the request went away: not the provider's fault
             self._attempted_at = previous_attempt
             raise
-        except (_JwksUnavailable, httpx.HTTPError, TimeoutError) as e:
-            reason = str(e) if isinstance(e, _JwksUnavailable) else type(e).__name__
-            log.warning("external JWKS fetch failed, keeping cached keys: %s", reason)
+        except DocumentUnavailable as e:
+            self._failures += 1
+            log.warning("external JWKS fetch failed, keeping cached keys: %s", e)
             return
+        self._failures = 0
         self._keys = keys
         self._fetched_at = self._monotonic()
         log.info("external JWKS fetched: %d usable key(s)", sum(map(len, keys.values())))
 
-    async def _fetch(self) -> dict[str, Any]:
-        async with self._client.stream("GET", self.jwks_url) as response:
-            if response.status_code != 200:
-                raise _JwksUnavailable(f"HTTP {response.status_code}")
-            declared = response.headers.get("content-length", "0")
-            if not declared.isdigit() or int(declared) > MAX_JWKS_BYTES:
-                raise _JwksUnavailable(f"response larger than {MAX_JWKS_BYTES} bytes")
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_JWKS_BYTES:
-                    raise _JwksUnavailable(f"response larger than {MAX_JWKS_BYTES} bytes")
+    async def _jwks_location(self) -> str:
+        """The operator's JWKS URL, else the discovery document's ``jwks_uri``, the document
+        fetched again when it is older than the cache time or the last fetch failed."""
+        if self.jwks_url is not None:
+            return self.jwks_url
+        cached = self._metadata
+        age = self._monotonic() - self._discovered_at
+        if cached is not None and age < self.cache_seconds and not self._failures:
+            return cached.jwks_uri
         try:
-            document = json.loads(body)
-        except (ValueError, RecursionError) as e:
-            raise _JwksUnavailable("response is not JSON") from e
-        if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
-            raise _JwksUnavailable("response is not a JWK Set (an object with a keys list)")
-        return document
+            found = await discover(self._client, self.issuer, require_https=self.require_https)
+        except DocumentUnavailable as e:
+            if cached is None:
+                raise DocumentUnavailable(f"discovery: {e}") from e
+            log.warning("external provider discovery failed, keeping the cached document: %s", e)
+            return cached.jwks_uri
+        if cached is None or cached.jwks_uri != found.jwks_uri:
+            log.info(
+                "external provider discovered at %s: jwks_uri %s", found.source, found.jwks_uri
+            )
+        self._metadata, self._discovered_at = found, self._monotonic()
+        return found.jwks_uri
 
 
 def _import_keys(document: dict[str, Any]) -> dict[str, dict[str, Key]]:

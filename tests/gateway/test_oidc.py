@@ -1,5 +1,5 @@
-"""Access tokens from an external OpenID Connect provider, whose JWK Set is served over real
-HTTP by a local uvicorn server with keys generated for this run."""
+"""Access tokens from an external OpenID Connect provider, whose discovery document and JWK
+Set are served over real HTTP by a local uvicorn server with keys generated for this run."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
@@ -28,6 +30,12 @@ from starlette.routing import Route
 from services.core.errors import AuthenticationFailed
 from services.core.settings import Settings
 from services.gateway.oidc import ExternalIdentity, ExternalIssuer
+from services.gateway.oidc_discovery import (
+    MetadataRefused,
+    ProviderMetadata,
+    discover,
+    discovery_urls,
+)
 from tests.conftest import make_settings
 from tests.servers import ThreadedServer
 
@@ -49,21 +57,38 @@ def public_jwks(*keys: RSAKey | ECKey) -> dict[str, Any]:
 
 
 class Provider:
-    """An OpenID provider's JWKS endpoint (plus broken variants) with a request counter."""
+    """An OpenID provider's JWKS endpoint (plus broken variants) with a request counter, and
+    any other documents (``documents``, by path: discovery documents, JWK Sets elsewhere)."""
 
     def __init__(self) -> None:
         self.jwks: dict[str, Any] = {"keys": []}
         self.requests = 0
         self.hold = False  # while True, JWKS answers wait
+        self.documents: dict[str, Any] = {}  # path -> JSON value, or bytes sent as they are
+        self.fetched: list[str] = []  # paths of the documents asked for
+        self.down = False  # while True, every answer is 503
         self.url = ""
         self._http: ThreadedServer | None = None
 
     def _app(self) -> Starlette:
         async def jwks(request: Request) -> Response:
             self.requests += 1
+            if self.down:
+                return Response("starting", status_code=503)
             while self.hold:
                 await asyncio.sleep(0.01)
             return JSONResponse(self.jwks)
+
+        async def document(request: Request) -> Response:
+            self.fetched.append(request.url.path)
+            if self.down:
+                return Response("starting", status_code=503)
+            body = self.documents.get(request.url.path)
+            if body is None:
+                return Response("not found", status_code=404)
+            if isinstance(body, bytes):
+                return Response(body, media_type="application/json")
+            return JSONResponse(body)
 
         async def big(request: Request) -> Response:
             return Response(b'{"keys": [' + b" " * 300_000 + b"]}", media_type="application/json")
@@ -87,6 +112,7 @@ class Provider:
                 Route("/keys-not-a-list", lambda r: JSONResponse({"keys": "none"})),
                 Route("/redirect", lambda r: RedirectResponse("/jwks", status_code=302)),
                 Route("/error", lambda r: Response("down", status_code=503)),
+                Route("/{path:path}", document),
             ]
         )
 
@@ -104,6 +130,9 @@ class Provider:
         self.jwks = {"keys": []}
         self.requests = 0
         self.hold = False
+        self.documents = {}
+        self.fetched = []
+        self.down = False
 
 
 class Monotonic:
@@ -595,6 +624,424 @@ async def test_a_bad_response_keeps_the_keys_already_cached(
     monotonic.now += CACHE_SECONDS + 1
     await issuer.verify(token)
     assert provider.requests == 2
+
+
+# -- discovery: the issuer alone ---------------------------------------------------------------
+
+REALM = "/realms/justice"
+OPENID = REALM + "/.well-known/openid-configuration"
+RFC8414 = "/.well-known/oauth-authorization-server" + REALM
+
+
+@pytest.fixture
+def discovered_issuer(provider: Provider) -> str:
+    """An issuer with a path, like a Keycloak realm, served by the provider."""
+    return provider.url + REALM
+
+
+def metadata(issuer: str, jwks_uri: str, **over: Any) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "issuer": issuer,
+        "jwks_uri": jwks_uri,
+        "token_endpoint": issuer + "/protocol/openid-connect/token",
+        "grant_types_supported": ["client_credentials"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+    }
+    document.update(over)
+    return {k: v for k, v in document.items() if v is not None}
+
+
+@pytest.fixture
+async def make_discovering(
+    tmp_path: Path, monotonic: Monotonic, discovered_issuer: str
+) -> AsyncIterator[MakeIssuer]:
+    """Issuers configured as operators now configure them: ``oidc_issuer`` and nothing else."""
+    made: list[ExternalIssuer] = []
+
+    def _make(issuer: str = discovered_issuer, **overrides: Any) -> ExternalIssuer:
+        settings = make_settings(
+            tmp_path, oidc_issuer=issuer, oidc_jwks_cache_seconds=CACHE_SECONDS, **overrides
+        )
+        verifier = ExternalIssuer(settings, lambda: NOW, monotonic=monotonic)
+        made.append(verifier)
+        return verifier
+
+    yield _make
+    for verifier in made:
+        await verifier.aclose()
+
+
+def discovered_claims(issuer: str, audience: str, **over: Any) -> dict[str, Any]:
+    return claims_for(audience, iss=issuer, **over)
+
+
+@pytest.mark.parametrize(
+    ("issuer", "openid", "oauth"),
+    [
+        (
+            "https://idp.example/realms/justice",
+            "https://idp.example/realms/justice/.well-known/openid-configuration",
+            "https://idp.example/.well-known/oauth-authorization-server/realms/justice",
+        ),
+        (
+            "https://idp.example/realms/justice/",
+            "https://idp.example/realms/justice/.well-known/openid-configuration",
+            "https://idp.example/.well-known/oauth-authorization-server/realms/justice",
+        ),
+        (
+            "https://idp.example:8443",
+            "https://idp.example:8443/.well-known/openid-configuration",
+            "https://idp.example:8443/.well-known/oauth-authorization-server",
+        ),
+    ],
+)
+def test_discovery_urls_follow_openid_discovery_then_rfc_8414(
+    issuer: str, openid: str, oauth: str
+) -> None:
+    assert discovery_urls(issuer) == (openid, oauth)
+
+
+async def test_keys_are_found_from_the_issuer_alone_and_cached(
+    make_discovering: MakeIssuer,
+    provider: Provider,
+    discovered_issuer: str,
+    rsa_key: RSAKey,
+    audience: str,
+) -> None:
+    provider.jwks = public_jwks(rsa_key)
+    provider.documents[OPENID] = metadata(discovered_issuer, provider.url + "/jwks")
+    issuer = make_discovering()
+    tokens = [sign(rsa_key, discovered_claims(discovered_issuer, audience)) for _ in range(20)]
+    identities = await asyncio.gather(*(issuer.verify(t) for t in tokens))
+    assert {i.subject for i in identities} == {"hmp-northgate-app"}
+    # concurrent first requests share one discovery and one JWKS fetch; later ones none
+    await issuer.verify(tokens[0])
+    assert provider.fetched == [OPENID] and provider.requests == 1
+
+
+async def test_rfc_8414_metadata_is_used_when_openid_configuration_is_404(
+    make_discovering: MakeIssuer,
+    provider: Provider,
+    discovered_issuer: str,
+    rsa_key: RSAKey,
+    audience: str,
+) -> None:
+    provider.jwks = public_jwks(rsa_key)
+    provider.documents[RFC8414] = metadata(discovered_issuer, provider.url + "/jwks")
+    issuer = make_discovering()
+    await issuer.verify(sign(rsa_key, discovered_claims(discovered_issuer, audience)))
+    assert provider.fetched == [OPENID, RFC8414]
+
+
+ISSUER_MISMATCHES = {
+    "trailing slash": lambda i: i + "/",
+    "another realm": lambda i: i.replace("justice", "health"),
+    "another host for the same place": lambda i: i.replace("127.0.0.1", "localhost"),
+    "upper case": lambda i: i.upper(),
+    "missing": lambda i: None,
+    "not a string": lambda i: [i],
+}
+
+
+@pytest.mark.parametrize("mismatch", ISSUER_MISMATCHES.values(), ids=ISSUER_MISMATCHES.keys())
+async def test_a_document_naming_another_issuer_is_refused(
+    make_discovering: MakeIssuer,
+    provider: Provider,
+    discovered_issuer: str,
+    rsa_key: RSAKey,
+    audience: str,
+    mismatch: Callable[[str], Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    provider.jwks = public_jwks(rsa_key)
+    document = metadata(discovered_issuer, provider.url + "/jwks")
+    document["issuer"] = mismatch(discovered_issuer)
+    provider.documents[OPENID] = {k: v for k, v in document.items() if v is not None}
+    # a good RFC 8414 document is not looked for: only a 404 sends discovery there
+    provider.documents[RFC8414] = metadata(discovered_issuer, provider.url + "/jwks")
+    issuer = make_discovering()
+    with caplog.at_level(logging.WARNING, logger="isa_broker.oidc"):
+        await refused(issuer, sign(rsa_key, discovered_claims(discovered_issuer, audience)))
+    assert provider.fetched == [OPENID] and provider.requests == 0
+    assert "is not the configured issuer" in caplog.text
+
+
+BAD_JWKS_URIS = {
+    "missing": None,
+    "empty": "",
+    "not a string": {"url": "https://idp.example/jwks"},
+    "relative": "/jwks",
+    "a file": "file:///etc/passwd",
+    "ftp": "ftp://idp.example/jwks",
+    "no host": "https:///jwks",
+}
+
+
+@pytest.mark.parametrize("jwks_uri", BAD_JWKS_URIS.values(), ids=BAD_JWKS_URIS.keys())
+async def test_a_document_without_a_usable_jwks_uri_is_refused(
+    make_discovering: MakeIssuer,
+    provider: Provider,
+    discovered_issuer: str,
+    rsa_key: RSAKey,
+    audience: str,
+    jwks_uri: Any,
+) -> None:
+    provider.jwks = public_jwks(rsa_key)
+    provider.documents[OPENID] = metadata(discovered_issuer, jwks_uri)
+    issuer = make_discovering()
+    await refused(issuer, sign(rsa_key, discovered_claims(discovered_issuer, audience)))
+    assert provider.requests == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"issuer": "x", "pad": "' + b"x" * 70_000 + b'"}',
+        b"<html>sign in</html>",
+        b'["not", "an", "object"]',
+    ],
+    ids=["larger than 64 KiB", "not JSON", "not an object"],
+)
+async def test_an_oversize_or_malformed_document_is_refused(
+    make_discovering: MakeIssuer,
+    provider: Provider,
+    discovered_issuer: str,
+    rsa_key: RSAKey,
+    audience: str,
+    body: bytes,
+) -> None:
+    provider.jwks = public_jwks(rsa_key)
+    provider.documents[OPENID] = body
+    issuer = make_discovering()
+    await refused(issuer, sign(rsa_key, discovered_claims(discovered_issuer, audience)))
+    assert provider.requests == 0
+
+
+async def test_an_http_jwks_uri_is_refused_in_production(
+    tmp_path: Path, rsa_key: RSAKey, audience: str
+) -> None:
+    """In production the issuer is https (settings) and so must the document's jwks_uri be:
+    the keys are trusted because of the TLS connection they come over (RFC 8414 s2)."""
+    idp = "https://idp.example.test/realms/justice"
+    served = {
+        idp + "/.well-known/openid-configuration": metadata(idp, "http://idp.example.test/jwks"),
+        "http://idp.example.test/jwks": public_jwks(rsa_key),
+        "https://idp.example.test/jwks": public_jwks(rsa_key),
+    }
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(200, json=served[str(request.url)])
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        with pytest.raises(MetadataRefused, match="not https"):
+            await discover(client, idp, require_https=True)
+        found = await discover(client, idp, require_https=False)  # dev mode
+        assert found == ProviderMetadata(
+            idp, "http://idp.example.test/jwks", idp + "/.well-known/openid-configuration"
+        )
+        # the verifier takes production from the settings (their other production rules
+        # are not the point here, so the mode is set on settings that are otherwise dev's)
+        settings = make_settings(tmp_path, oidc_issuer=idp).model_copy(
+            update={"mode": "production"}
+        )
+        issuer = ExternalIssuer(settings, lambda: NOW, client=client)
+        token = sign(rsa_key, claims_for(audience, iss=idp))
+        asked.clear()
+        await refused(issuer, token)
+        assert asked == [idp + "/.well-known/openid-configuration"]  # the http set: never
+        served[idp + "/.well-known/openid-configuration"] = metadata(
+            idp, "https://idp.example.test/jwks"
+        )
+        issuer = ExternalIssuer(settings, lambda: NOW, client=client)
+        assert (await issuer.verify(token)).subject == "hmp-northgate-app"
+
+
+async def test_a_provider_down_at_start_is_retried_with_backoff_until_it_is_up(
+    make_discovering: MakeIssuer,
+    provider: Provider,
+    monotonic: Monotonic,
+    discovered_issuer: str,
+    rsa_key: RSAKey,
+    audience: str,
+) -> None:
+    provider.jwks = public_jwks(rsa_key)
+    provider.documents[OPENID] = metadata(discovered_issuer, provider.url + "/jwks")
+    provider.down = True
+    issuer = make_discovering()  # nothing is fetched yet: starting cannot fail
+    assert provider.fetched == []
+    token = sign(rsa_key, discovered_claims(discovered_issuer, audience))
+    attempts = []
+    for step in (0, 0.5, 0.5, 1, 1, 2, 2, 4, 4, 8, 8, 15, 15, 29, 1):
+        monotonic.now += step
+        await refused(issuer, token)
+        attempts.append(len(provider.fetched))
+    # retried after 1, 2, 4, 8 and 16 seconds, then every 30 (oidc_jwks_min_refresh_seconds)
+    assert attempts == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8]
+    provider.down = False
+    await refused(issuer, token)  # not yet: the next retry is due in 30 s
+    monotonic.now += 30
+    assert (await issuer.verify(token)).subject == "hmp-northgate-app"
+    assert provider.requests == 1
+
+
+async def test_an_unreachable_provider_refuses_its_tokens_quietly(
+    make_discovering: MakeIssuer,
+    own_provider: Provider,
+    rsa_key: RSAKey,
+    audience: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    idp = own_provider.url
+    own_provider.stop()  # nothing listens there any more
+    issuer = make_discovering(idp)
+    with caplog.at_level(logging.WARNING, logger="isa_broker.oidc"):
+        await refused(issuer, sign(rsa_key, claims_for(audience, iss=idp)))
+    assert "discovery: ConnectError" in caplog.text
+
+
+async def test_the_document_is_fetched_again_when_the_jwks_fetch_fails(
+    make_discovering: MakeIssuer,
+    provider: Provider,
+    monotonic: Monotonic,
+    discovered_issuer: str,
+    rsa_key: RSAKey,
+    audience: str,
+) -> None:
+    """The provider moves its JWK Set (and, here, rotates its key at the same time)."""
+    provider.documents["/keys/v1"] = public_jwks(rsa_key)
+    provider.documents[OPENID] = metadata(discovered_issuer, provider.url + "/keys/v1")
+    issuer = make_discovering()
+    await issuer.verify(sign(rsa_key, discovered_claims(discovered_issuer, audience)))
+    new_key = RSAKey.generate_key(2048, parameters={"kid": "rsa-2", "use": "sig"})
+    del provider.documents["/keys/v1"]
+    provider.documents["/keys/v2"] = public_jwks(new_key)
+    provider.documents[OPENID] = metadata(discovered_issuer, provider.url + "/keys/v2")
+    token = sign(new_key, discovered_claims(discovered_issuer, audience))
+    monotonic.now += 30
+    await refused(issuer, token)  # the cached jwks_uri answers 404
+    monotonic.now += 1  # the first retry
+    assert (await issuer.verify(token)).subject == "hmp-northgate-app"
+    assert provider.fetched == [OPENID, "/keys/v1", "/keys/v1", OPENID, "/keys/v2"]
+
+
+async def test_the_document_is_refreshed_with_the_keys_and_a_refused_one_is_not_used(
+    make_discovering: MakeIssuer,
+    provider: Provider,
+    monotonic: Monotonic,
+    discovered_issuer: str,
+    rsa_key: RSAKey,
+    audience: str,
+) -> None:
+    provider.jwks = public_jwks(rsa_key)
+    provider.documents[OPENID] = metadata(discovered_issuer, provider.url + "/jwks")
+    issuer = make_discovering()
+    token = sign(rsa_key, discovered_claims(discovered_issuer, audience))
+    await issuer.verify(token)
+    # someone else's document appears where the provider's was
+    provider.documents[OPENID] = metadata("https://attacker.example", provider.url + "/evil")
+    monotonic.now += CACHE_SECONDS
+    assert (await issuer.verify(token)).subject == "hmp-northgate-app"
+    assert provider.fetched == [OPENID, OPENID] and provider.requests == 2
+
+
+async def test_an_explicit_jwks_url_is_used_without_discovery(
+    make_issuer: MakeIssuer, provider: Provider, rsa_key: RSAKey, audience: str
+) -> None:
+    provider.jwks = public_jwks(rsa_key)
+    issuer = make_issuer()
+    await issuer.verify(sign(rsa_key, claims_for(audience)))
+    assert provider.fetched == [] and provider.requests == 1
+
+
+# -- key rotation: the minimum refresh interval ---------------------------------------------
+
+
+async def test_a_rotation_is_picked_up_after_the_configured_minimum_interval(
+    make_issuer: MakeIssuer,
+    provider: Provider,
+    monotonic: Monotonic,
+    rsa_key: RSAKey,
+    audience: str,
+) -> None:
+    provider.jwks = public_jwks(rsa_key)
+    issuer = make_issuer(oidc_jwks_min_refresh_seconds=2)
+    await issuer.verify(sign(rsa_key, claims_for(audience)))
+    new_key = RSAKey.generate_key(2048, parameters={"kid": "rsa-2", "use": "sig"})
+    provider.jwks = public_jwks(new_key)  # rotated, and the old key withdrawn
+    monotonic.now += 1.5
+    await refused(issuer, sign(new_key, claims_for(audience)))
+    assert provider.requests == 1
+    monotonic.now += 0.5
+    assert (await issuer.verify(sign(new_key, claims_for(audience)))).subject
+    await refused(issuer, sign(rsa_key, claims_for(audience)))
+    assert provider.requests == 2
+
+
+@pytest.mark.parametrize("seconds", [0, 0.5, 301])
+def test_the_minimum_refresh_interval_is_bounded(tmp_path: Path, seconds: float) -> None:
+    with pytest.raises(ValidationError, match="oidc_jwks_min_refresh_seconds"):
+        make_settings(tmp_path, oidc_issuer=ISSUER, oidc_jwks_min_refresh_seconds=seconds)
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"oidc_jwks_url": "https://idp.example/jwks"}, "OIDC_JWKS_URL needs"),
+        ({"oidc_issuer": "idp.example"}, r"must be an http\(s\) URL"),
+        ({"oidc_issuer": "https:///realms/x"}, r"must be an http\(s\) URL"),
+        ({"oidc_issuer": "https://idp.example/?realm=x"}, "no query or fragment"),
+        ({"oidc_issuer": "https://idp.example/#x"}, "no query or fragment"),
+        ({"oidc_issuer": ISSUER, "oidc_jwks_url": "file:///jwks"}, r"must be an http\(s\) URL"),
+    ],
+)
+def test_oidc_settings_that_cannot_work_are_refused(
+    tmp_path: Path, values: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        make_settings(tmp_path, **values)
+
+
+def test_the_issuer_alone_is_enough() -> None:
+    settings = Settings(oidc_issuer=ISSUER)
+    assert settings.oidc_jwks_url is None and settings.oidc_jwks_min_refresh_seconds == 30
+
+
+PRODUCTION = {
+    "mode": "production",
+    "public_url": "https://broker.example",
+    "kafka_bootstrap_servers": "kafka.example:9093",
+    "kafka_security_protocol": "SASL_SSL",
+    "kafka_sasl_mechanism": "SCRAM-SHA-512",
+    "kafka_sasl_username": "isa-broker",
+    "kafka_sasl_password": "synthetic-password",
+    "database_url": "postgresql+asyncpg://db.example/isa?sslmode=verify-full",
+    "webhook_allow_http": False,
+}
+
+
+def production_problems(**values: Any) -> str:
+    """What production mode refuses in these settings ('' if nothing). Only the OIDC
+    problems matter here; the other production rules have their own tests."""
+    try:
+        Settings(**PRODUCTION, **values)
+    except ValidationError as e:
+        return str(e)
+    return ""
+
+
+def test_production_needs_an_https_issuer_for_discovery() -> None:
+    http_issuer = "http://idp.example/realms/justice"
+    problem = "ISA_BROKER_OIDC_ISSUER must be https:// in production"
+    assert problem in production_problems(oidc_issuer=http_issuer)
+    assert "OIDC" not in production_problems(oidc_issuer=ISSUER)
+    # with the JWKS URL named, the issuer is only compared, never fetched
+    explicit = production_problems(oidc_issuer=http_issuer, oidc_jwks_url=ISSUER + "/certs")
+    assert "OIDC" not in explicit
 
 
 # -- what the caller and the log see ----------------------------------------------------------
