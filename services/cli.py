@@ -138,16 +138,17 @@ async def _clients_list(_: argparse.Namespace) -> int:
 
 
 async def _clients_set_disabled(args: argparse.Namespace) -> int:
+    from .core.clients import set_client_disabled
     from .core.runtime import Runtime
 
     settings = _settings()
     runtime = await Runtime.create(settings, settings.kafka_bootstrap_servers or "", embedded=False)
     disabled = args.clients_command == "disable"
     try:
-        found = await runtime.store.set_client_disabled(args.client_id, disabled, actor="operator")
+        found = await set_client_disabled(runtime, args.client_id, disabled, actor="operator")
     finally:
         await runtime.aclose()
-    if not found:
+    if found is None:
         print(f"isa-broker: no client {args.client_id!r}", file=sys.stderr)
         return 1
     print(f"{args.client_id} {'disabled' if disabled else 'enabled'}")

@@ -84,6 +84,9 @@ class System:
             if self.clock is not None:
                 self.runtime.clock = self.clock
             await self.runtime.ensure_topics()
+            await self.runtime.check_topics()
+            # the agencies' Kafka principals and ACLs as their subscriptions say
+            await self.runtime.agency_access.reconcile(list(self.runtime.engine.policies.parties))
             self.publisher = KafkaPublisher(self.runtime.kafka)
             await self.publisher.start()
             self.watcher = PolicyWatcher(self.runtime)

@@ -10,7 +10,9 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -20,6 +22,7 @@ from services.core.kafka.embedded import EmbeddedBroker
 from services.core.runtime import Runtime
 from services.core.settings import Settings
 from services.core.store.embedded import EmbeddedPostgres
+from tests.kafka_cluster.cluster import KafkaCluster, kafka_prerequisites
 
 #: A PostgreSQL server to use instead of the embedded one (a superuser's libpq URL).
 EXTERNAL_PG_DSN = os.environ.get("ISA_BROKER_TEST_PG_DSN")
@@ -53,6 +56,81 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     with EmbeddedBroker() as broker:
         yield broker.bootstrap_servers
+
+
+# -- one suite, two brokers ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KafkaTarget:
+    """A broker the product runs against in a test: ``embedded`` (Tansu, or the cluster that
+    KAFKA_BOOTSTRAP_SERVERS names) or ``apache`` (three Apache Kafka brokers, SASL_SSL,
+    SCRAM-SHA-512, ACLs, replication factor 3, started by the session)."""
+
+    name: str
+    #: Settings fields of a system on this broker (bootstrap servers, security, replication)
+    settings: dict[str, Any]
+    #: the same as environment variables, for the product's processes
+    env: dict[str, str]
+    #: aiokafka connection arguments of the product's principal, for the tests' own clients
+    client: dict[str, Any]
+    cluster: KafkaCluster | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return str(self.settings["kafka_bootstrap_servers"])
+
+
+def _settings_from_env(env: dict[str, str]) -> dict[str, Any]:
+    fields: dict[str, Any] = {}
+    for name, value in env.items():
+        key = name.removeprefix("ISA_BROKER_").lower()
+        fields[key] = value
+    return fields
+
+
+@pytest.fixture(scope="session")
+def apache_cluster() -> Iterator[KafkaCluster]:
+    """Three Apache Kafka brokers (KRaft) on loopback for the whole session, started on first
+    use. The jars come from Maven Central (tests/kafka_cluster/pom.xml), cached outside the
+    repository."""
+    problem = kafka_prerequisites()
+    if problem:
+        missing(f"the Apache Kafka cluster cannot run here: {problem}")
+    folder = Path(tempfile.mkdtemp(prefix="isa-broker-test-kafka-"))
+    try:
+        with KafkaCluster(folder) as cluster:
+            yield cluster
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests that use the ``kafka`` fixture run on the embedded broker; those marked
+    ``both_brokers`` run on the real Apache Kafka cluster as well, those marked
+    ``kafka_cluster`` on the cluster only."""
+    if "kafka" in metafunc.fixturenames:
+        marked = metafunc.definition.get_closest_marker
+        if marked("kafka_cluster") is not None:  # what only a real cluster does (ACLs, ...)
+            names = ["apache"]
+        elif marked("both_brokers") is not None:
+            names = ["embedded", "apache"]
+        else:
+            names = ["embedded"]
+        metafunc.parametrize("kafka", names, indirect=True, scope="function")
+
+
+@pytest.fixture
+def kafka(request: pytest.FixtureRequest) -> KafkaTarget:
+    if request.param == "apache":
+        cluster: KafkaCluster = request.getfixturevalue("apache_cluster")
+        env = cluster.client_env()
+        fields = {"kafka_compat": "apache", **_settings_from_env(env)}
+        return KafkaTarget("apache", fields, env, cluster.aiokafka_kwargs(), cluster)
+    bootstrap: str = request.getfixturevalue("kafka_bootstrap")
+    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "ISA_BROKER_KAFKA_COMPAT": KAFKA_COMPAT}
+    fields = {"kafka_bootstrap_servers": bootstrap, "kafka_compat": KAFKA_COMPAT}
+    return KafkaTarget("embedded", fields, env, {"bootstrap_servers": bootstrap})
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:

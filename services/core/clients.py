@@ -82,3 +82,17 @@ def auth_method(client: dict[str, Any]) -> str:
     if client.get("jwks"):
         return "private_key_jwt"
     return "client_secret_basic"
+
+
+async def set_client_disabled(
+    runtime: Runtime, client_id: str, disabled: bool, actor: str
+) -> dict[str, Any] | None:
+    """Disable (or enable again) a client; None if there is no such client. An agency whose
+    last enabled client is disabled loses its Kafka access too (and gets it back, without a
+    new credential, when one is enabled again): services.core.kafka.agency_access."""
+    if not await runtime.store.set_client_disabled(client_id, disabled, actor=actor):
+        return None
+    row = await runtime.store.get_client(client_id)
+    if row is not None:
+        await runtime.agency_access.sync(row["party"])
+    return row

@@ -117,14 +117,19 @@ async def run_demo(
     data_dir: Path | None = None,
     out: Any = print,
     inspect: Callable[[System], Awaitable[None]] | None = None,
+    **overrides: Any,
 ) -> bool:
     """Run the scenario on a fresh embedded system. Returns True when every check passed.
     ``inspect`` is awaited with the running system once the scenario is over (tests read
-    the broker's topics there)."""
+    the broker's topics there). ``overrides`` are Settings fields (the tests run the demo on
+    an Apache Kafka cluster with them)."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="isa-broker-demo-") as tmp:
         settings = settings_for_local(
-            data_dir or Path(tmp), relay_poll_seconds=0.2, webhook_retry_schedule=(0, 0.2, 0.5, 1)
+            data_dir or Path(tmp),
+            relay_poll_seconds=0.2,
+            webhook_retry_schedule=(0, 0.2, 0.5, 1),
+            **overrides,
         )
         receivers = await Receivers().start()
         system = System(settings)
@@ -154,6 +159,8 @@ async def run_demo(
             )
             r.raise_for_status()
             iom_topic = r.json()["kafka_topic"]
+            # on a cluster whose principals the broker manages, the team reads as itself
+            iom_credential = r.json().get("kafka_credential")
             for party in [*ENTITLED, *NOT_ENTITLED]:
                 if party == KAFKA_PARTY:
                     continue
@@ -179,7 +186,9 @@ async def run_demo(
             now = int(time.time())
             for party in [*ENTITLED, *NOT_ENTITLED]:
                 if party == KAFKA_PARTY:
-                    rows.append(await _from_own_topic(system, iom_topic, iom_key, accepted))
+                    rows.append(
+                        await _from_own_topic(system, iom_topic, iom_key, accepted, iom_credential)
+                    )
                     continue
                 got = receivers.for_party(party)
                 if not got:
@@ -288,11 +297,23 @@ async def run_demo(
 
 
 async def _from_own_topic(
-    system: System, topic: str, key: dict[str, Any], accepted: dict[str, Any]
+    system: System,
+    topic: str,
+    key: dict[str, Any],
+    accepted: dict[str, Any],
+    credential: dict[str, Any] | None = None,
 ) -> Row:
-    """What the IOM team reads from its own topic: a compact JWE it opens with its key."""
+    """What the IOM team reads from its own topic: a compact JWE it opens with its key. With
+    ``credential`` (its own Kafka principal) the cluster lets it read that topic only."""
     assert system.runtime is not None  # noqa: S101
-    consumer = AIOKafkaConsumer(topic, **system.runtime.kafka.consumer_kwargs("demo-iom"))
+    kw = system.runtime.kafka.consumer_kwargs(f"{KAFKA_PARTY}.demo")
+    if credential is not None:
+        kw.update(
+            sasl_mechanism=credential["mechanism"],
+            sasl_plain_username=credential["username"],
+            sasl_plain_password=credential["password"],
+        )
+    consumer = AIOKafkaConsumer(topic, **kw)
     await consumer.start()
     try:
         record = await asyncio.wait_for(consumer.getone(), 30)

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.core.clients import auth_method, create_client
+from services.core.clients import auth_method, create_client, set_client_disabled
 from services.core.errors import NotFound
 from services.core.runtime import ADMIN_SCOPE, ALL_SCOPES
 
@@ -129,10 +129,9 @@ async def register_client(
 async def _set_disabled(
     runtime: RuntimeDep, agency: CurrentAgency, client_id: str, disabled: bool
 ) -> ClientPublic:
-    if not await runtime.store.set_client_disabled(client_id, disabled, actor=agency.party):
+    row = await set_client_disabled(runtime, client_id, disabled, actor=agency.party)
+    if row is None:
         raise NotFound(f"no client {client_id!r}")
-    row = await runtime.store.get_client(client_id)
-    assert row is not None  # noqa: S101 - just updated
     return _public(row)
 
 

@@ -10,6 +10,7 @@ shows only the ``whpk_`` public key, readable at any time)."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -18,7 +19,8 @@ from fastapi import APIRouter, Body, Path
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from services.core.errors import EncryptionKeyRequired, NotFound, ValidationFailed
+from services.core.errors import EncryptionKeyRequired, NotFound, Unavailable, ValidationFailed
+from services.core.kafka.acls import PartyCredential, party_group_prefix
 from services.core.messages import MESSAGE_TYPES
 from services.core.runtime import Runtime
 from services.core.timeliness.filters import (
@@ -32,6 +34,8 @@ from services.core.webhooks.signing import SignatureScheme
 from services.core.webhooks.urls import UrlPolicy, check_webhook_url
 
 from .deps import CurrentAgency, RuntimeDep, needs_scope
+
+log = logging.getLogger("isa_broker.subscriptions")
 
 MessageTypeName = Literal["release-notice", "licence-recall", "dip-breach"]
 assert set(MessageTypeName.__args__) == set(MESSAGE_TYPES)  # type: ignore[attr-defined]  # noqa: S101
@@ -191,10 +195,37 @@ class CohortPublic(BaseModel):
     )
 
 
+class KafkaCredential(BaseModel):
+    """The agency's own Kafka principal: SCRAM over SASL_SSL, allowed by the cluster to read
+    its topic and consumer groups named ``<party>.<anything>``, nothing else."""
+
+    username: str
+    password: str = Field(description="Shown once (here only); the broker keeps no copy.")
+    mechanism: str = Field(examples=["SCRAM-SHA-512"])
+    topic: str
+    group_prefix: str = Field(description="Name the agency's consumer groups with this prefix.")
+
+    @classmethod
+    def of(cls, credential: PartyCredential, runtime: Runtime) -> KafkaCredential:
+        return cls(
+            username=credential.username,
+            password=credential.password,
+            mechanism=str(credential.mechanism),
+            topic=runtime.kafka.agency_topic(credential.party),
+            group_prefix=party_group_prefix(credential.party),
+        )
+
+
 class SubscriptionCreated(SubscriptionPublic):
     secret: str | None = Field(
         default=None,
         description="For v1 webhooks: the `whsec_` signing secret, shown once (here only)",
+    )
+    kafka_credential: KafkaCredential | None = Field(
+        default=None,
+        description="For the party's first kafka subscription on a cluster whose principals "
+        "the broker manages: the credential to consume its topic with, shown once (here only). "
+        "POST /v1/kafka-credential issues a new one.",
     )
 
 
@@ -280,6 +311,11 @@ async def create_subscription(
             + f" delivers encrypted to {agency.party}'s public key, and none is registered: "
             "register one with POST /v1/encryption-keys first"
         )
+    # the cluster lets the agency read its topic before the subscription exists; one that
+    # refuses (503) leaves nothing stored
+    credential = None
+    if body.channel == "kafka":
+        credential = await runtime.agency_access.grant(agency.party)
     sub_id = str(uuid.uuid4())
     secret = signing.new_signing_key(body.signature_scheme) if webhook else None
     row: dict[str, Any] = {
@@ -297,7 +333,11 @@ async def create_subscription(
         "encrypt": encrypt,
     }
     await runtime.store.add_subscription(row)
-    return SubscriptionCreated(**_public(row, runtime).model_dump(), secret=_shown_once(secret))
+    return SubscriptionCreated(
+        **_public(row, runtime).model_dump(),
+        secret=_shown_once(secret),
+        kafka_credential=KafkaCredential.of(credential, runtime) if credential else None,
+    )
 
 
 @router.get(
@@ -339,9 +379,29 @@ async def enable_subscription(
 async def delete_subscription(
     subscription_id: SubscriptionId, runtime: RuntimeDep, agency: CurrentAgency
 ) -> Response:
+    row = await runtime.store.get_subscription(subscription_id)
     if not await runtime.store.delete_subscription(agency.party, subscription_id):
         raise NotFound(f"no subscription {subscription_id!r}")
+    if row is not None and row["channel"] == "kafka":
+        # its last kafka subscription gone, the agency's principal and ACLs go too; if the
+        # cluster cannot be reached now, the next start-up's reconciliation removes them
+        try:
+            await runtime.agency_access.sync(agency.party)
+        except Unavailable as e:
+            log.error("Kafka access of %s not yet revoked: %s", agency.party, e)
     return Response(status_code=204)
+
+
+@router.post(
+    "/v1/kafka-credential",
+    response_model=KafkaCredential,
+    responses={409: {"description": "The party has no kafka subscription"}},
+    dependencies=[needs_scope("subscriptions:manage")],
+)
+async def issue_kafka_credential(runtime: RuntimeDep, agency: CurrentAgency) -> KafkaCredential:
+    """A new credential for the agency's Kafka principal, shown once; the previous password
+    stops working at once (connections already open keep their session until they close)."""
+    return KafkaCredential.of(await runtime.agency_access.issue(agency.party), runtime)
 
 
 @router.post(

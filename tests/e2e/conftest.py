@@ -11,7 +11,7 @@ import pytest
 
 from services.demo.receivers import Receivers
 from services.system import System, settings_for_local
-from tests.conftest import KAFKA_COMPAT
+from tests.conftest import KafkaTarget
 
 
 @pytest.fixture
@@ -23,12 +23,13 @@ async def receivers() -> AsyncIterator[Receivers]:
 
 
 @pytest.fixture
-async def system(tmp_path: Path, kafka_bootstrap: str) -> AsyncIterator[System]:
-    """Loopback is allow-listed for webhooks (``settings_for_local``): the receivers are here."""
+async def system(tmp_path: Path, kafka: KafkaTarget) -> AsyncIterator[System]:
+    """Loopback is allow-listed for webhooks (``settings_for_local``): the receivers are here.
+    On the broker of the ``kafka`` fixture: modules marked ``both_brokers`` run on the Apache
+    Kafka cluster too."""
     settings = settings_for_local(
         tmp_path / "data",
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_compat=KAFKA_COMPAT,
+        **kafka.settings,
         kafka_topic_prefix=f"e2e{uuid.uuid4().hex[:8]}",
         relay_poll_seconds=0.2,
         webhook_retry_schedule=(0, 0.05, 0.1),

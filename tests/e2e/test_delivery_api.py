@@ -16,7 +16,12 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    KafkaError,
+    TopicAuthorizationFailedError,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -29,10 +34,10 @@ from services.core.webhooks import signing
 from services.demo.agency import AgencyClient
 from services.demo.receivers import Received, Receivers
 from services.system import System, ensure_demo_clients, settings_for_local
-from tests.conftest import KAFKA_COMPAT
+from tests.conftest import KafkaTarget
 from tests.factories import example, release_notice
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 
 T = TypeVar("T")
 
@@ -95,16 +100,15 @@ StartEnv = Callable[..., Awaitable[Env]]
 
 
 @pytest.fixture
-async def start_env(tmp_path: Path, kafka_bootstrap: str) -> AsyncIterator[StartEnv]:
-    """Start a whole system (gateway, relay, router, dispatcher) on the session's broker with
+async def start_env(tmp_path: Path, kafka: KafkaTarget) -> AsyncIterator[StartEnv]:
+    """Start a whole system (gateway, relay, router, dispatcher) on the test's broker with
     the given settings, and one client per registered party."""
     envs: list[Env] = []
 
     async def start(**overrides: Any) -> Env:
         settings = settings_for_local(
             tmp_path / f"data{len(envs)}",
-            kafka_bootstrap_servers=kafka_bootstrap,
-            kafka_compat=KAFKA_COMPAT,
+            **kafka.settings,
             kafka_topic_prefix=f"dl{uuid.uuid4().hex[:8]}",
             relay_poll_seconds=0.2,
             policies_reload_seconds=0,
@@ -870,3 +874,102 @@ async def test_deliveries_listing_filters_and_detail(
     assert {d["status"] for d in theirs} <= {"no_channel"}
     r = await vawg.request("GET", "/v1/deliveries/msg_doesnotexist")
     _problem(r, 404)
+
+
+@pytest.mark.kafka_cluster
+async def test_the_cluster_lets_each_agency_read_only_its_own_topic(
+    start_env: StartEnv, kafka: KafkaTarget
+) -> None:
+    """Least privilege enforced by Apache Kafka itself: each agency with a kafka subscription
+    gets a principal of its own, issued once, that may read its topic and its own consumer
+    groups and nothing else; it goes with the agency's last kafka subscription."""
+    env = await start_env(**FAST)
+    vawg, housing = env.clients[VAWG], env.clients[HOUSING]
+    vawg_key = await _register_key(vawg, "vawg-2026-1")
+    await _register_key(housing, "housing-2026-1")
+    sub = await _subscribe(vawg, "kafka")
+    other = await _subscribe(housing, "kafka")
+    credential = sub["kafka_credential"]
+    assert credential["username"] == f"agency-{VAWG}"
+    assert credential["mechanism"] == "SCRAM-SHA-512"
+    assert credential["topic"] == env.runtime.kafka.agency_topic(VAWG)
+    assert credential["group_prefix"] == f"{VAWG}."
+    # shown once: a second kafka subscription of the same party does not show it again
+    again = await _subscribe(vawg, "kafka")
+    assert again["kafka_credential"] is None
+    assert (await vawg.request("DELETE", f"/v1/subscriptions/{again['id']}")).status_code == 204
+
+    accepted = await _publish(env.clients[PRISON], release_notice())
+    row = await _delivery(env.store, accepted["id"], sub["id"])
+    await _status(env.store, row["id"], "delivered")
+
+    def as_vawg(group: str, password: str | None = None) -> dict[str, Any]:
+        kw = env.runtime.kafka.consumer_kwargs(group)
+        kw.update(
+            sasl_plain_username=credential["username"],
+            sasl_plain_password=password or credential["password"],
+        )
+        return kw
+
+    # its own topic, in a group of its own namespace: read, and decrypted with its own key
+    own = AIOKafkaConsumer(credential["topic"], **as_vawg(f"{VAWG}.case-system"))
+    await own.start()
+    try:
+        record = await asyncio.wait_for(own.getone(), 30)
+        await own.commit()
+    finally:
+        await own.stop()
+    assert record.value is not None
+    opened = recipient.open_record(record.value, record.headers, [vawg_key], recipient=VAWG)
+    assert opened.event["id"] == accepted["id"]
+
+    # another agency's topic: refused by the cluster's authorizer
+    stranger = AIOKafkaConsumer(other["kafka_topic"], **as_vawg(f"{VAWG}.case-system-2"))
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):
+            await stranger.start()
+            await asyncio.wait_for(stranger.getone(), 30)
+    finally:
+        await stranger.stop()
+    # a consumer group outside its namespace: refused too
+    outside = AIOKafkaConsumer(credential["topic"], **as_vawg("isa-router"))
+    try:
+        with pytest.raises(GroupAuthorizationFailedError):
+            await outside.start()
+            await asyncio.wait_for(outside.getone(), 30)
+    finally:
+        await outside.stop()
+    # writing to its own topic: refused (only the broker writes there)
+    producer = AIOKafkaProducer(
+        **{
+            **env.runtime.kafka.client_kwargs(),
+            "sasl_plain_username": credential["username"],
+            "sasl_plain_password": credential["password"],
+        }
+    )
+    await producer.start()
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):
+            await producer.send_and_wait(credential["topic"], b"forged")
+    finally:
+        await producer.stop()
+
+    # a new credential replaces the old; its last kafka subscription gone, the principal goes
+    fresh = await _ok(vawg.request("POST", "/v1/kafka-credential"), 200)
+    assert fresh["password"] != credential["password"]
+    assert (await vawg.request("DELETE", f"/v1/subscriptions/{sub['id']}")).status_code == 204
+    gone = AIOKafkaConsumer(credential["topic"], **as_vawg(f"{VAWG}.late", fresh["password"]))
+    try:
+        with pytest.raises(KafkaError):
+            await gone.start()
+    finally:
+        await gone.stop()
+    r = await vawg.request("POST", "/v1/kafka-credential")
+    assert r.status_code == 409 and r.json()["code"] == "no_kafka_subscription", r.text
+    events = [e["event"] for e in await env.store.audit_entries(party=VAWG)]
+    assert {"kafka_access_granted", "kafka_credential_issued", "kafka_access_revoked"} <= set(
+        events
+    )
+    assert credential["password"] not in json.dumps(
+        [e["detail"] for e in await env.store.audit_entries()]
+    )

@@ -16,7 +16,7 @@ from services.demo.receivers import Receivers
 from services.system import System, ensure_demo_clients
 from tests.gateway.test_lifecycle import NEW_ADDRESS, lowered, notice
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 
 POLICE = "eastborough-police-iom"
 RECIPIENTS = ["eastborough-vawg", "eastborough-housing", POLICE]

@@ -17,9 +17,10 @@ from services.demo.agency import AgencyClient
 from services.demo.receivers import Receivers
 from services.demo.scenario import run_demo
 from services.system import System, ensure_demo_clients, settings_for_local
+from tests.conftest import KafkaTarget
 from tests.factories import release_notice
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 
 RECIPIENTS = ["eastborough-vawg", "eastborough-housing", "eastborough-police-iom"]
 
@@ -88,7 +89,7 @@ async def test_each_recipient_gets_only_its_fields_signed(
 
 
 async def test_kafka_record_is_a_binary_cloudevent_keyed_by_pseudonym(
-    system: System, kafka_bootstrap: str
+    system: System,
 ) -> None:
     clients = await _agencies(system)
     r = await clients["hmp-northgate"].publish("release-notice", release_notice())
@@ -189,9 +190,9 @@ async def test_message_accepted_while_broker_down_is_published_later(
         broker.stop()
 
 
-async def test_demo_scenario_passes(tmp_path: Path) -> None:
+async def test_demo_scenario_passes(tmp_path: Path, kafka: KafkaTarget) -> None:
     lines: list[str] = []
-    assert await run_demo(tmp_path / "demo", out=lines.append)
+    assert await run_demo(tmp_path / "demo", out=lines.append, **kafka.settings), lines
     text = "\n".join(lines)
     assert "PASS" in text and "sharing_refused" in text and "westshire-youth-justice" in text
 

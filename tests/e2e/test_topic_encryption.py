@@ -22,16 +22,17 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from services.core.crypto import recipient
 from services.core.crypto.kek import FileKeyEncryptionKeys
+from services.core.kafka.config import KafkaProfile
 from services.core.kafka.encryption import TopicEncryption
 from services.core.messages import MESSAGE_TYPES
 from services.demo import scenario
 from services.demo.agency import AgencyClient
 from services.demo.receivers import Receivers
 from services.system import System, ensure_demo_clients, settings_for_local
-from tests.conftest import KAFKA_COMPAT
+from tests.conftest import KafkaTarget
 from tests.factories import example, release_notice
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.both_brokers]
 
 PRISON, PDU, DIP_POLICE = "hmp-northgate", "eastborough-pdu", "eastborough-police-dip"
 IOM, VAWG, HOUSING = "eastborough-police-iom", "eastborough-vawg", "eastborough-housing"
@@ -56,19 +57,13 @@ def _secrets(people: list[dict[str, str]]) -> list[str]:
 
 
 async def _raw_records(
-    bootstrap: str, topics: list[str], enough: int
+    profile: KafkaProfile, topics: list[str], enough: int
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record on ``topics``, read by a plain consumer as a cluster operator would."""
-    consumer = AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=bootstrap,
-        group_id=f"operator-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_wait_ms=20,
-        session_timeout_ms=3000,
-        heartbeat_interval_ms=1000,
-    )
+    """Every record on ``topics``, read by a plain consumer as a cluster operator would
+    (connected and tuned as ``profile`` says, in a group of its own)."""
+    kw = profile.consumer_kwargs(f"operator-{uuid.uuid4().hex}")
+    kw.update(isolation_level="read_uncommitted")  # whatever is on the log
+    consumer = AIOKafkaConsumer(*topics, **kw)
     records: list[ConsumerRecord[bytes, bytes]] = []
     await consumer.start()
     try:
@@ -94,12 +89,11 @@ async def _until(check: Callable[[], Awaitable[bool]], what: str, timeout: float
 
 
 async def test_operators_read_no_personal_data_and_rotation_keeps_records_routable(
-    tmp_path: Path, kafka_bootstrap: str, receivers: Receivers
+    tmp_path: Path, kafka: KafkaTarget, receivers: Receivers
 ) -> None:
     settings = settings_for_local(
         tmp_path / "data",
-        kafka_bootstrap_servers=kafka_bootstrap,
-        kafka_compat=KAFKA_COMPAT,
+        **kafka.settings,
         kafka_topic_prefix=f"enc{uuid.uuid4().hex[:8]}",
         relay_poll_seconds=0.2,
         webhook_retry_schedule=(0, 0.05, 0.1),
@@ -191,7 +185,7 @@ async def test_operators_read_no_personal_data_and_rotation_keeps_records_routab
         # what a cluster operator reads: every record of every shared topic, raw
         profile = gateway.runtime.kafka
         shared = [profile.topic(n) for n in MESSAGE_TYPES] + [profile.dead_letter_topic]
-        records = await _raw_records(kafka_bootstrap, shared, enough=len(everything) + len(notices))
+        records = await _raw_records(profile, shared, enough=len(everything) + len(notices))
         on = defaultdict(list)
         for rec in records:
             on[rec.topic].append(rec)
@@ -233,7 +227,9 @@ async def test_operators_read_no_personal_data_and_rotation_keeps_records_routab
         await gateway.stop()
 
 
-async def test_after_the_demo_no_topic_holds_personal_data_in_clear(tmp_path: Path) -> None:
+async def test_after_the_demo_no_topic_holds_personal_data_in_clear(
+    tmp_path: Path, kafka: KafkaTarget
+) -> None:
     """The demo scenario (``isa-broker demo``) on its own embedded broker; then every topic
     the broker holds, shared and per agency, read raw by a plain consumer: none of the
     synthetic person's values is in any record's value, key or headers. The IOM team's own
@@ -247,18 +243,20 @@ async def test_after_the_demo_no_topic_holds_personal_data_in_clear(tmp_path: Pa
         assert system.runtime is not None
         profile = system.runtime.kafka
         # the topics that exist on the broker, whatever created them
-        admin = AIOKafkaAdminClient(bootstrap_servers=profile.bootstrap_servers)
+        admin = AIOKafkaAdminClient(**profile.client_kwargs())
         await admin.start()
         try:
             topics = [t for t in await admin.list_topics() if not t.startswith("__")]
         finally:
             await admin.close()
         assert profile.agency_topic(scenario.KAFKA_PARTY) in topics
-        for rec in await _raw_records(profile.bootstrap_servers, topics, enough=2):
+        for rec in await _raw_records(profile, topics, enough=2):
             seen.setdefault(rec.topic, []).append(rec)
 
     lines: list[str] = []
-    assert await scenario.run_demo(tmp_path / "demo", out=lines.append, inspect=inspect), lines
+    assert await scenario.run_demo(
+        tmp_path / "demo", out=lines.append, inspect=inspect, **kafka.settings
+    ), lines
     profile_topics = set(seen)
     written = {t for t in profile_topics if t.endswith(".release-notice.v1")}
     iom_topic = next(t for t in profile_topics if t.endswith(f".agency.{scenario.KAFKA_PARTY}.v1"))

@@ -1,0 +1,768 @@
+# aiokafka ships no type information, so its protocol classes are ``Any`` to mypy.
+# mypy: disallow-subclassing-any=False
+"""Kafka access control for agencies that consume their projections from Kafka: one SCRAM
+principal per party with a ``kafka`` subscription, allowed to read its own topic and its own
+consumer groups and nothing else.
+
+Naming rules (one place, used by grant, revoke and the credential the agency is given):
+
+- SCRAM user ``agency-<party>``, principal ``User:agency-<party>``. The prefix keeps agency
+  principals apart from the product's own (a party may be registered as ``isa-broker``).
+- READ and DESCRIBE on the LITERAL topic ``profile.agency_topic(party)``
+  (``isa.agency.<party>.v1``).
+- READ and DESCRIBE on the PREFIXED consumer-group name ``<party>.``: the agency names its
+  groups ``<party>.<anything>`` (``eastborough-police-iom.case-system``). Party ids match
+  ``^[a-z][a-z0-9-]{1,62}$`` (no dot), so one party's prefix never covers another party's
+  groups, nor the product's (``isa-router``).
+- Host ``*``; ALLOW only. Nothing on the cluster, no WRITE anywhere, no transactional ids.
+
+Protocol: aiokafka 0.14 has no admin calls for ACLs or SCRAM credentials, so the requests
+are defined here on its protocol framework, at the flexible versions Apache Kafka 4.x
+accepts (Kafka's ``common/message/*.json``; KIP-896 removed version 0 of the ACL calls in
+4.0): DescribeAcls (29), CreateAcls (30) and DeleteAcls (31) at v2-v3, the highest both
+sides support chosen per connection from ApiVersions; DescribeUserScramCredentials (50)
+and AlterUserScramCredentials (51) at v0. A change is accepted by the active controller
+and reaches every broker through the metadata log a moment after the call returns.
+
+Secrets: the password never leaves this process. The SaltedPassword of RFC 5802 s3 is
+computed here and sent (Kafka's AlterUserScramCredentials); it is as good as the password
+for SCRAM, so it is only sent over TLS, and the request's ``repr`` (which aiokafka logs at
+DEBUG) shows it as ``<redacted>``. No message or log line carries either.
+
+Errors (aiokafka's exceptions never leave this module):
+
+    IsaBrokerError
+    ├── InvalidRequest              400  a party id, binding or credential this module refuses
+    ├── ConfigurationError               admin client settings aiokafka refuses
+    └── Unavailable                 503  the cluster cannot be reached or timed out
+        └── AccessControlFailed     503  the cluster answered with an error; detail names the
+                                         operation, the resource and Kafka's error
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import astuple, dataclass, field
+from enum import IntEnum, StrEnum
+from types import TracebackType
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import IncompatibleBrokerVersion, KafkaError, for_code
+from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.types import (
+    CompactArray,
+    CompactBytes,
+    CompactString,
+    Int8,
+    Int16,
+    Int32,
+    Schema,
+    TaggedFields,
+)
+
+from ..errors import ConfigurationError, InvalidRequest, Unavailable
+from .config import KafkaProfile
+
+PARTY_ID = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+USER_PREFIX = "agency-"
+ANY_HOST = "*"
+MIN_ITERATIONS, MAX_ITERATIONS = 4096, 16384  # Kafka's ScramMechanism / ScramControlManager
+SALT_BYTES = 32
+RESOURCE_NOT_FOUND = 91
+_TLS = {"SSL", "SASL_SSL"}
+
+
+class AccessControlFailed(Unavailable):
+    """Kafka refused or failed an ACL or SCRAM change. ``kafka_error`` is its error code;
+    ``kafka_message`` its own text, kept out of ``detail`` when long (an authorization
+    refusal describes the broker's connection objects), for the log."""
+
+    code = "kafka_access_control_failed"
+    title = "The Kafka cluster refused an access-control change"
+
+    def __init__(
+        self, detail: str, *, kafka_error: int, kafka_message: str | None = None, **extra: Any
+    ) -> None:
+        super().__init__(detail, kafka_error=kafka_error, **extra)
+        self.kafka_error = kafka_error
+        self.kafka_message = kafka_message
+
+
+# -- values -----------------------------------------------------------------------------------
+
+
+class _Coded(IntEnum):
+    """Kafka's int8 codes; a code this module does not know reads as UNKNOWN (0)."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> Any:
+        return cls(0)
+
+
+class ResourceType(_Coded):
+    UNKNOWN = 0
+    ANY = 1
+    TOPIC = 2
+    GROUP = 3
+    CLUSTER = 4
+    TRANSACTIONAL_ID = 5
+    DELEGATION_TOKEN = 6
+    USER = 7
+
+
+class PatternType(_Coded):
+    UNKNOWN = 0
+    ANY = 1
+    MATCH = 2
+    LITERAL = 3
+    PREFIXED = 4
+
+
+class AclOperation(_Coded):
+    UNKNOWN = 0
+    ANY = 1
+    ALL = 2
+    READ = 3
+    WRITE = 4
+    CREATE = 5
+    DELETE = 6
+    ALTER = 7
+    DESCRIBE = 8
+    CLUSTER_ACTION = 9
+    DESCRIBE_CONFIGS = 10
+    ALTER_CONFIGS = 11
+    IDEMPOTENT_WRITE = 12
+    CREATE_TOKENS = 13
+    DESCRIBE_TOKENS = 14
+
+
+class AclPermissionType(_Coded):
+    UNKNOWN = 0
+    ANY = 1
+    DENY = 2
+    ALLOW = 3
+
+
+class ScramMechanism(StrEnum):
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+    @property
+    def wire_code(self) -> int:
+        return 1 if self is ScramMechanism.SCRAM_SHA_256 else 2
+
+    @property
+    def hash_name(self) -> str:
+        return "sha256" if self is ScramMechanism.SCRAM_SHA_256 else "sha512"
+
+    @classmethod
+    def of_code(cls, code: int) -> ScramMechanism | None:
+        return {1: cls.SCRAM_SHA_256, 2: cls.SCRAM_SHA_512}.get(code)
+
+
+@dataclass(frozen=True)
+class AclBinding:
+    resource_type: ResourceType
+    name: str
+    pattern_type: PatternType
+    principal: str
+    host: str
+    operation: AclOperation
+    permission: AclPermissionType
+
+    def __str__(self) -> str:
+        return (
+            f"{self.permission.name} {self.principal} {self.operation.name} on "
+            f"{self.resource_type.name} {self.pattern_type.name} {self.name!r}"
+        )
+
+
+@dataclass(frozen=True)
+class AclBindingFilter:
+    """Matches bindings; ``None`` and the ANY codes match everything."""
+
+    resource_type: ResourceType = ResourceType.ANY
+    name: str | None = None
+    pattern_type: PatternType = PatternType.ANY
+    principal: str | None = None
+    host: str | None = None
+    operation: AclOperation = AclOperation.ANY
+    permission: AclPermissionType = AclPermissionType.ANY
+
+    @classmethod
+    def exactly(cls, b: AclBinding) -> AclBindingFilter:
+        return cls(
+            b.resource_type, b.name, b.pattern_type, b.principal, b.host, b.operation, b.permission
+        )
+
+    def __str__(self) -> str:
+        return (
+            f"principal {self.principal or '*'} on {self.resource_type.name} "
+            f"{self.pattern_type.name} {self.name or '*'}"
+        )
+
+
+@dataclass(frozen=True)
+class ScramCredentialInfo:
+    mechanism: ScramMechanism
+    iterations: int
+
+
+@dataclass(frozen=True)
+class ScramUser:
+    name: str
+    credentials: tuple[ScramCredentialInfo, ...]
+
+
+@dataclass(frozen=True)
+class PartyCredential:
+    """What the agency is given once; the password is not kept by the product."""
+
+    party: str
+    username: str
+    mechanism: ScramMechanism
+    password: str = field(repr=False)
+
+
+# -- RFC 5802 ---------------------------------------------------------------------------------
+
+
+def salted_password(
+    password: str, salt: bytes, iterations: int, mechanism: ScramMechanism
+) -> bytes:
+    """RFC 5802 s3: ``SaltedPassword := Hi(Normalize(password), salt, i)``, where Hi is
+    PBKDF2 with HMAC over the mechanism's hash and one output block. Kafka normalizes a
+    password to its UTF-8 bytes (``ScramFormatter.normalize``), without SASLprep."""
+    return hashlib.pbkdf2_hmac(mechanism.hash_name, password.encode("utf-8"), salt, iterations)
+
+
+# -- wire structs -----------------------------------------------------------------------------
+# Field names follow Kafka's JSON definitions in snake case. Every struct of a flexible
+# version ends in tagged fields: ``_schema`` and ``_array`` add them. Requests send none
+# (aiokafka 0.14's TaggedFields.encode leaves out each field's length); responses may
+# carry any, and they decode.
+
+
+class _SecretBytes(CompactBytes):
+    """COMPACT_BYTES whose value never appears in a ``repr`` (aiokafka logs requests)."""
+
+    @classmethod
+    def repr(cls, value: bytes | None) -> str:
+        return "<redacted>"
+
+
+_STR = CompactString("utf-8")
+_TAGS = ("tags", TaggedFields)
+_THROTTLE = ("throttle_time_ms", Int32)
+_ERROR = (("error_code", Int16), ("error_message", _STR))
+_RESOURCE = (("resource_type", Int8), ("resource_name", _STR), ("pattern_type", Int8))
+_ACE = (("principal", _STR), ("host", _STR), ("operation", Int8), ("permission_type", Int8))
+_FILTER = (
+    *(("resource_type_filter", Int8), ("resource_name_filter", _STR)),
+    *(("pattern_type_filter", Int8), ("principal_filter", _STR), ("host_filter", _STR)),
+    *(("operation", Int8), ("permission_type", Int8)),
+)
+
+
+_SCRAM_INFO = CompactArray(("mechanism", Int8), ("iterations", Int32), _TAGS)
+_SCRAM_USER = (("name", _STR), ("mechanism", Int8))
+_SCRAM_SALTED = (("iterations", Int32), ("salt", CompactBytes), ("salted_password", _SecretBytes))
+
+
+def _schema(*fields: Any) -> Any:
+    return Schema(*fields, _TAGS)
+
+
+def _array(*fields: Any) -> Any:
+    return CompactArray(*fields, _TAGS)
+
+
+class DescribeAclsResponse_v2(Response):
+    API_KEY, API_VERSION = 29, 2
+    SCHEMA = _schema(_THROTTLE, *_ERROR, ("resources", _array(*_RESOURCE, ("acls", _array(*_ACE)))))
+
+
+class DescribeAclsResponse_v3(DescribeAclsResponse_v2):
+    API_VERSION = 3  # v3 admits the USER resource type; the layout is v2's
+
+
+class DescribeAclsRequest_v2(RequestStruct):
+    FLEXIBLE_VERSION, API_KEY, API_VERSION = True, 29, 2
+    RESPONSE_TYPE = DescribeAclsResponse_v2
+    SCHEMA = _schema(*_FILTER)
+
+
+class DescribeAclsRequest_v3(DescribeAclsRequest_v2):
+    API_VERSION, RESPONSE_TYPE = 3, DescribeAclsResponse_v3
+
+
+class CreateAclsResponse_v2(Response):
+    API_KEY, API_VERSION = 30, 2
+    SCHEMA = _schema(_THROTTLE, ("results", _array(*_ERROR)))
+
+
+class CreateAclsResponse_v3(CreateAclsResponse_v2):
+    API_VERSION = 3
+
+
+class CreateAclsRequest_v2(RequestStruct):
+    FLEXIBLE_VERSION, API_KEY, API_VERSION = True, 30, 2
+    RESPONSE_TYPE = CreateAclsResponse_v2
+    SCHEMA = _schema(("creations", _array(*_RESOURCE, *_ACE)))  # Kafka: ResourcePatternType
+
+
+class CreateAclsRequest_v3(CreateAclsRequest_v2):
+    API_VERSION, RESPONSE_TYPE = 3, CreateAclsResponse_v3
+
+
+class DeleteAclsResponse_v2(Response):
+    API_KEY, API_VERSION = 31, 2
+    SCHEMA = _schema(
+        _THROTTLE,
+        ("filter_results", _array(*_ERROR, ("matching_acls", _array(*_ERROR, *_RESOURCE, *_ACE)))),
+    )
+
+
+class DeleteAclsResponse_v3(DeleteAclsResponse_v2):
+    API_VERSION = 3
+
+
+class DeleteAclsRequest_v2(RequestStruct):
+    FLEXIBLE_VERSION, API_KEY, API_VERSION = True, 31, 2
+    RESPONSE_TYPE = DeleteAclsResponse_v2
+    SCHEMA = _schema(("filters", _array(*_FILTER)))
+
+
+class DeleteAclsRequest_v3(DeleteAclsRequest_v2):
+    API_VERSION, RESPONSE_TYPE = 3, DeleteAclsResponse_v3
+
+
+class DescribeUserScramCredentialsResponse_v0(Response):
+    API_KEY, API_VERSION = 50, 0
+    SCHEMA = _schema(
+        _THROTTLE,
+        *_ERROR,
+        ("results", _array(("user", _STR), *_ERROR, ("credential_infos", _SCRAM_INFO))),
+    )
+
+
+class DescribeUserScramCredentialsRequest_v0(RequestStruct):
+    FLEXIBLE_VERSION, API_KEY, API_VERSION = True, 50, 0
+    RESPONSE_TYPE = DescribeUserScramCredentialsResponse_v0
+    SCHEMA = _schema(("users", _array(("name", _STR))))  # null: every user
+
+
+class AlterUserScramCredentialsResponse_v0(Response):
+    API_KEY, API_VERSION = 51, 0
+    SCHEMA = _schema(_THROTTLE, ("results", _array(("user", _STR), *_ERROR)))
+
+
+class AlterUserScramCredentialsRequest_v0(RequestStruct):
+    FLEXIBLE_VERSION, API_KEY, API_VERSION = True, 51, 0
+    RESPONSE_TYPE = AlterUserScramCredentialsResponse_v0
+    SCHEMA = _schema(
+        ("deletions", _array(*_SCRAM_USER)), ("upsertions", _array(*_SCRAM_USER, *_SCRAM_SALTED))
+    )
+
+
+def _row(b: AclBinding | AclBindingFilter) -> tuple[Any, ...]:
+    """A creation or a filter: both lay out the same seven fields, then tagged fields."""
+    return (*astuple(b), {})
+
+
+class DescribeAclsRequest(Request[DescribeAclsRequest_v2 | DescribeAclsRequest_v3]):
+    API_KEY = 29
+
+    def __init__(self, acl_filter: AclBindingFilter) -> None:
+        self.acl_filter = acl_filter
+
+    def build(self, request_struct_class: type[Any]) -> Any:
+        return request_struct_class(*_row(self.acl_filter))
+
+
+class CreateAclsRequest(Request[CreateAclsRequest_v2 | CreateAclsRequest_v3]):
+    API_KEY = 30
+
+    def __init__(self, bindings: Sequence[AclBinding]) -> None:
+        self.bindings = list(bindings)
+
+    def build(self, request_struct_class: type[Any]) -> Any:
+        return request_struct_class([_row(b) for b in self.bindings], {})
+
+
+class DeleteAclsRequest(Request[DeleteAclsRequest_v2 | DeleteAclsRequest_v3]):
+    API_KEY = 31
+
+    def __init__(self, acl_filters: Sequence[AclBindingFilter]) -> None:
+        self.acl_filters = list(acl_filters)
+
+    def build(self, request_struct_class: type[Any]) -> Any:
+        return request_struct_class([_row(f) for f in self.acl_filters], {})
+
+
+class DescribeUserScramCredentialsRequest(Request[DescribeUserScramCredentialsRequest_v0]):
+    API_KEY = 50
+
+    def __init__(self, names: Sequence[str] | None) -> None:
+        self.names = None if names is None else list(names)
+
+    def build(self, request_struct_class: type[Any]) -> Any:
+        users: list[tuple[Any, ...]] | None = None
+        if self.names is not None:
+            users = [(n, {}) for n in self.names]
+        return request_struct_class(users, {})
+
+
+class AlterUserScramCredentialsRequest(Request[AlterUserScramCredentialsRequest_v0]):
+    API_KEY = 51
+
+    def __init__(
+        self,
+        deletions: Sequence[tuple[str, ScramMechanism]] = (),
+        upsertions: Sequence[tuple[str, ScramMechanism, int, bytes, bytes]] = (),
+    ) -> None:
+        self.deletions: list[tuple[Any, ...]] = [(n, m.wire_code, {}) for n, m in deletions]
+        self.upsertions: list[tuple[Any, ...]] = [
+            (n, m.wire_code, i, salt, salted, {}) for n, m, i, salt, salted in upsertions
+        ]
+
+    def build(self, request_struct_class: type[Any]) -> Any:
+        return request_struct_class(self.deletions, self.upsertions, {})
+
+    def __repr__(self) -> str:
+        return f"AlterUserScramCredentialsRequest({len(self.upsertions)} upsertions, ...)"
+
+
+# -- the cluster ------------------------------------------------------------------------------
+
+
+class ClusterAccess:
+    """ACLs and SCRAM credentials on one cluster, through an aiokafka admin client.
+
+    ``ClusterAccess(admin)`` uses a client its caller owns (and closes);
+    ``ClusterAccess.connect(profile)`` or ``ClusterAccess.connect(**aiokafka_kwargs)`` makes
+    and owns one. Use ``async with``, or ``start()`` and ``aclose()``."""
+
+    def __init__(self, admin: AIOKafkaAdminClient, *, owned: bool = False) -> None:
+        self._admin = admin
+        self._owned = owned
+        client = getattr(admin, "_client", None)
+        self._security_protocol = str(getattr(client, "_security_protocol", "PLAINTEXT"))
+        self._where = str(getattr(client, "_bootstrap_servers", "the Kafka cluster"))
+
+    @classmethod
+    def connect(cls, profile: KafkaProfile | None = None, /, **client_kwargs: Any) -> ClusterAccess:
+        """An access owning its admin client, connected with ``profile``'s client settings
+        (``client_kwargs`` override them) or with ``client_kwargs`` alone."""
+        kwargs: dict[str, Any] = {"client_id": "isa-broker-access-control"}
+        if profile is not None:
+            kwargs.update(profile.client_kwargs())
+        kwargs.update(client_kwargs)
+        try:
+            admin = AIOKafkaAdminClient(**kwargs)
+        except (KafkaError, ValueError, TypeError) as e:
+            raise ConfigurationError(
+                f"Kafka admin client settings refused: {type(e).__name__}"
+            ) from e
+        return cls(admin, owned=True)
+
+    async def start(self) -> None:
+        try:
+            await self._admin.start()
+        except (KafkaError, OSError, TimeoutError) as e:
+            raise Unavailable(f"cannot reach Kafka at {self._where}: {type(e).__name__}") from e
+
+    async def aclose(self) -> None:
+        if self._owned:
+            with contextlib.suppress(KafkaError, OSError, TimeoutError):
+                await self._admin.close()
+
+    async def __aenter__(self) -> ClusterAccess:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def _send(self, request: Any, doing: str) -> Any:
+        """Send ``request`` to the node aiokafka takes for the controller (any broker, in
+        KRaft: it forwards changes to the active controller)."""
+        try:
+            await self._admin.start()
+            cluster = self._admin._client.cluster
+            if cluster.controller is None:
+                await self._admin._client.force_metadata_update()
+            if cluster.controller is None:
+                raise Unavailable(f"{doing}: {self._where} named no broker to send it to")
+            return await self._admin._send_to_controller(request)
+        except (IncompatibleBrokerVersion, NotImplementedError) as e:
+            raise AccessControlFailed(
+                f"{doing}: the cluster does not support {type(request).__name__} "
+                "at the versions this product speaks",
+                kafka_error=35,
+            ) from e
+        except (KafkaError, OSError, TimeoutError) as e:
+            raise Unavailable(f"{doing} on {self._where} failed: {type(e).__name__}") from e
+
+    # ACLs
+
+    async def create_acls(self, bindings: Iterable[AclBinding]) -> None:
+        """Create ``bindings``; one that already exists is left as it is."""
+        todo = list(bindings)
+        for b in todo:
+            _check_binding(b)
+        if not todo:
+            return
+        response = await self._send(CreateAclsRequest(todo), "creating ACLs")
+        for b, (code, message, _) in zip(todo, response.results, strict=True):
+            _raise_for(code, message, f"creating ACL {b}")
+
+    async def delete_acls(self, acl_filters: Iterable[AclBindingFilter]) -> list[AclBinding]:
+        """Delete every binding any of ``acl_filters`` matches; returns those deleted."""
+        todo = list(acl_filters)
+        if not todo:
+            return []
+        response = await self._send(DeleteAclsRequest(todo), "deleting ACLs")
+        deleted: list[AclBinding] = []
+        for f, (code, message, matching, _) in zip(todo, response.filter_results, strict=True):
+            _raise_for(code, message, f"deleting ACLs of {f}")
+            for m_code, m_message, *acl, _tags in matching:
+                binding = _binding(*acl)
+                _raise_for(m_code, m_message, f"deleting ACL {binding}")
+                deleted.append(binding)
+        return deleted
+
+    async def describe_acls(
+        self, acl_filter: AclBindingFilter = AclBindingFilter()
+    ) -> list[AclBinding]:
+        response = await self._send(DescribeAclsRequest(acl_filter), "describing ACLs")
+        _raise_for(response.error_code, response.error_message, f"describing ACLs of {acl_filter}")
+        return [
+            _binding(rtype, name, ptype, principal, host, op, perm)
+            for rtype, name, ptype, acls, _ in response.resources
+            for principal, host, op, perm, _ in acls
+        ]
+
+    # SCRAM credentials
+
+    async def upsert_scram_user(
+        self,
+        name: str,
+        password: str,
+        mechanism: ScramMechanism | str = ScramMechanism.SCRAM_SHA_512,
+        iterations: int = 8192,
+    ) -> None:
+        """Create or replace ``name``'s credential for ``mechanism``. Only SaltedPassword
+        is sent, and only over TLS."""
+        mech = _mechanism(mechanism)
+        if not name:
+            raise InvalidRequest("a SCRAM user name must not be empty")
+        if not password:
+            raise InvalidRequest(f"the password for SCRAM user {name!r} must not be empty")
+        if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
+            raise InvalidRequest(
+                f"SCRAM iterations for {name!r} must be {MIN_ITERATIONS}-{MAX_ITERATIONS}, "
+                f"not {iterations}"
+            )
+        if self._security_protocol not in _TLS:
+            raise InvalidRequest(
+                f"refusing to send a SCRAM credential for {name!r} over "
+                f"{self._security_protocol}: use SSL or SASL_SSL"
+            )
+        salt = secrets.token_bytes(SALT_BYTES)
+        upsertion = (
+            name,
+            mech,
+            iterations,
+            salt,
+            salted_password(password, salt, iterations, mech),
+        )
+        doing = f"setting the {mech} credential of {name!r}"
+        response = await self._send(AlterUserScramCredentialsRequest(upsertions=[upsertion]), doing)
+        for _user, code, message, _ in response.results:
+            _raise_for(code, message, doing)
+
+    async def delete_scram_user(
+        self,
+        name: str,
+        mechanism: ScramMechanism | str = ScramMechanism.SCRAM_SHA_512,
+        *,
+        missing_ok: bool = False,
+    ) -> bool:
+        """Delete ``name``'s credential for ``mechanism``; False if there was none (and
+        ``missing_ok``)."""
+        mech = _mechanism(mechanism)
+        doing = f"deleting the {mech} credential of {name!r}"
+        request = AlterUserScramCredentialsRequest(deletions=[(name, mech)])
+        response = await self._send(request, doing)
+        for _user, code, message, _ in response.results:
+            if code == RESOURCE_NOT_FOUND and missing_ok:
+                return False
+            _raise_for(code, message, doing)
+        return True
+
+    async def describe_scram_users(self, names: Iterable[str] | None = None) -> list[ScramUser]:
+        """The SCRAM credentials of ``names`` (every user if None), sorted by name; a name
+        with no credential is left out."""
+        wanted = None if names is None else sorted(set(names))
+        if wanted == []:
+            return []
+        doing = "describing SCRAM users"
+        response = await self._send(DescribeUserScramCredentialsRequest(wanted), doing)
+        _raise_for(response.error_code, response.error_message, doing)
+        users: list[ScramUser] = []
+        for user, code, message, infos, _ in response.results:
+            if code == RESOURCE_NOT_FOUND:
+                continue
+            _raise_for(code, message, f"describing SCRAM user {user!r}")
+            creds = tuple(
+                ScramCredentialInfo(mech, iterations)
+                for code_, iterations, _ in infos
+                if (mech := ScramMechanism.of_code(code_)) is not None
+            )
+            users.append(ScramUser(user, creds))
+        return sorted(users, key=lambda u: u.name)
+
+
+def _mechanism(value: ScramMechanism | str) -> ScramMechanism:
+    try:
+        return ScramMechanism(value)
+    except ValueError as e:
+        raise InvalidRequest(f"unknown SCRAM mechanism {value!r}") from e
+
+
+def _binding(
+    rtype: int, name: str, ptype: int, principal: str, host: str, op: int, perm: int
+) -> AclBinding:
+    return AclBinding(
+        ResourceType(rtype),
+        name,
+        PatternType(ptype),
+        principal,
+        host,
+        AclOperation(op),
+        AclPermissionType(perm),
+    )
+
+
+def _check_binding(b: AclBinding) -> None:
+    problems = []
+    if b.resource_type in (ResourceType.ANY, ResourceType.UNKNOWN):
+        problems.append("a resource type")
+    if b.pattern_type not in (PatternType.LITERAL, PatternType.PREFIXED):
+        problems.append("a LITERAL or PREFIXED pattern")
+    if b.operation in (AclOperation.ANY, AclOperation.UNKNOWN):
+        problems.append("an operation")
+    if b.permission not in (AclPermissionType.ALLOW, AclPermissionType.DENY):
+        problems.append("ALLOW or DENY")
+    if not b.name or ":" not in b.principal or not b.host:
+        problems.append("a resource name, a 'Type:name' principal and a host")
+    if problems:
+        raise InvalidRequest(f"ACL {b} needs " + ", ".join(problems))
+
+
+def _raise_for(code: int, message: str | None, doing: str) -> None:
+    if code == 0:
+        return
+    name = _ERROR_NAMES.get(code) or for_code(code).message
+    detail = f"{doing} refused by Kafka: {name} ({code})"
+    if message and len(message) <= 120:
+        detail += f": {message}"
+    raise AccessControlFailed(detail, kafka_error=code, kafka_message=message)
+
+
+# Codes aiokafka 0.14 does not name (Kafka's Errors.java)
+_ERROR_NAMES = {
+    91: "RESOURCE_NOT_FOUND",
+    92: "DUPLICATE_RESOURCE",
+    93: "UNACCEPTABLE_CREDENTIAL",
+}
+
+
+# -- parties ----------------------------------------------------------------------------------
+
+
+def _party(party: str) -> str:
+    if not PARTY_ID.fullmatch(party):
+        raise InvalidRequest(f"party id {party!r} does not match {PARTY_ID.pattern}")
+    return party
+
+
+def party_user(party: str) -> str:
+    """The SCRAM user name the agency authenticates as."""
+    return USER_PREFIX + _party(party)
+
+
+def party_principal(party: str) -> str:
+    return "User:" + party_user(party)
+
+
+def party_group_prefix(party: str) -> str:
+    """The agency's consumer groups are named ``<party>.<anything>``."""
+    return _party(party) + "."
+
+
+def party_bindings(profile: KafkaProfile, party: str) -> list[AclBinding]:
+    """Everything ``party``'s principal may do: read and describe its own topic and its own
+    consumer groups."""
+    principal = party_principal(party)
+    resources = [
+        (ResourceType.TOPIC, profile.agency_topic(party), PatternType.LITERAL),
+        (ResourceType.GROUP, party_group_prefix(party), PatternType.PREFIXED),
+    ]
+    return [
+        AclBinding(rtype, name, ptype, principal, ANY_HOST, op, AclPermissionType.ALLOW)
+        for rtype, name, ptype in resources
+        for op in (AclOperation.READ, AclOperation.DESCRIBE)
+    ]
+
+
+def new_password() -> str:
+    """A password to issue: 256 random bits, URL-safe base64."""
+    return secrets.token_urlsafe(32)
+
+
+async def issue_party_credential(
+    access: ClusterAccess,
+    party: str,
+    *,
+    password: str | None = None,
+    mechanism: ScramMechanism | str = ScramMechanism.SCRAM_SHA_512,
+    iterations: int = 8192,
+) -> PartyCredential:
+    """Create (or replace: the old password stops working) ``party``'s SCRAM credential.
+    The returned password is shown to the agency once and kept nowhere by the product."""
+    username = party_user(party)
+    password = password or new_password()
+    mech = _mechanism(mechanism)
+    await access.upsert_scram_user(username, password, mech, iterations)
+    return PartyCredential(party=party, username=username, mechanism=mech, password=password)
+
+
+async def grant_party(access: ClusterAccess, profile: KafkaProfile, party: str) -> list[AclBinding]:
+    """Make ``party``'s ACLs exactly :func:`party_bindings`: create the missing, delete any
+    other ACL of its principal. Idempotent; the credential is left as it is."""
+    wanted = party_bindings(profile, party)
+    await access.create_acls(wanted)
+    held = await access.describe_acls(AclBindingFilter(principal=party_principal(party)))
+    extra = [AclBindingFilter.exactly(b) for b in held if b not in wanted]
+    await access.delete_acls(extra)
+    return wanted
+
+
+async def revoke_party(access: ClusterAccess, party: str) -> list[AclBinding]:
+    """Delete every ACL of ``party``'s principal and its SCRAM credentials. Idempotent;
+    returns the ACLs deleted. Connections already authenticated keep their session until
+    they close (or re-authenticate, with ``connections.max.reauth.ms``), but are no longer
+    authorized for anything."""
+    deleted = await access.delete_acls([AclBindingFilter(principal=party_principal(party))])
+    for mechanism in ScramMechanism:
+        await access.delete_scram_user(party_user(party), mechanism, missing_ok=True)
+    return deleted
