@@ -121,16 +121,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def kafka(request: pytest.FixtureRequest) -> KafkaTarget:
+def kafka(request: pytest.FixtureRequest) -> Iterator[KafkaTarget]:
     if request.param == "apache":
         cluster: KafkaCluster = request.getfixturevalue("apache_cluster")
-        env = cluster.client_env()
-        fields = {"kafka_compat": "apache", **_settings_from_env(env)}
-        return KafkaTarget("apache", fields, env, cluster.aiokafka_kwargs(), cluster)
+        env = {**cluster.client_env(), "ISA_BROKER_KAFKA_COMPAT": "apache"}
+        yield KafkaTarget(
+            "apache", _settings_from_env(env), env, cluster.aiokafka_kwargs(), cluster
+        )
+        # a fault scenario may have left brokers down: the next test gets the whole cluster
+        if not all(cluster.is_running(n) for n in cluster.node_ids):
+            cluster.start_all()
+            cluster.wait_ready()
+        return
     bootstrap: str = request.getfixturevalue("kafka_bootstrap")
     env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "ISA_BROKER_KAFKA_COMPAT": KAFKA_COMPAT}
-    fields = {"kafka_bootstrap_servers": bootstrap, "kafka_compat": KAFKA_COMPAT}
-    return KafkaTarget("embedded", fields, env, {"bootstrap_servers": bootstrap})
+    yield KafkaTarget("embedded", _settings_from_env(env), env, {"bootstrap_servers": bootstrap})
 
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from services.core.kafka.embedded import free_port
-from tests.conftest import KAFKA_COMPAT
+from tests.conftest import KafkaTarget
 
 from .harness import (
     SENDER,
@@ -170,17 +170,17 @@ StartSeparate = Callable[..., Awaitable[Deployment]]
 
 @pytest.fixture
 def start_separate(
-    tmp_path: Path, kafka_bootstrap: str, procs: Procs, farm: ReceiverFarm
+    tmp_path: Path, kafka: KafkaTarget, procs: Procs, farm: ReceiverFarm
 ) -> StartSeparate:
-    """Start ``isa-broker gateway`` and ``isa-broker router`` on the session's broker with a
-    fresh store and topic prefix; register every party and subscribe all that may."""
+    """Start ``isa-broker gateway`` and ``isa-broker router`` on the test's broker (the
+    embedded one, or the Apache Kafka cluster for scenarios marked so) with a fresh store and
+    topic prefix; register every party and subscribe all that may."""
 
     async def start(**extra_env: str) -> Deployment:
         port = free_port()
         env = {
             **_clean_environ(),
-            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "ISA_BROKER_KAFKA_COMPAT": KAFKA_COMPAT,
+            **kafka.env,
             "ISA_BROKER_KAFKA_TOPIC_PREFIX": f"flt{uuid.uuid4().hex[:8]}",
             "ISA_BROKER_DATA_DIR": str(tmp_path / "data"),
             # the scenario's webhook receivers listen on this machine

@@ -17,6 +17,9 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from tests.conftest import KafkaTarget
 
 from .conftest import StartDev, StartSeparate
 from .harness import (
@@ -128,6 +131,7 @@ async def run_scenario(
     return report
 
 
+@pytest.mark.both_brokers
 async def test_gateway_sigkill(
     start_separate: StartSeparate,
     farm: ReceiverFarm,
@@ -163,6 +167,7 @@ async def test_gateway_sigkill(
     )
 
 
+@pytest.mark.both_brokers
 async def test_router_sigkill(
     start_separate: StartSeparate,
     farm: ReceiverFarm,
@@ -323,6 +328,163 @@ async def test_slow_receiver(
         dep.subscribed,
         messages,
         others_are_not_held_up,
+        show,
+        watch=dep.processes,
+        notes=notes,
+    )
+
+
+# -- faults of the Apache Kafka cluster -----------------------------------------------------
+
+
+async def busiest_partition(client: dict[str, Any], topic: str) -> tuple[int, int]:
+    """The partition of ``topic`` holding the most records, and how many it holds."""
+    consumer = AIOKafkaConsumer(**client)
+    await consumer.start()
+    try:
+        partitions = await wait_for_partitions(consumer, topic)
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+    finally:
+        await consumer.stop()
+    tp, count = max(ends.items(), key=lambda item: item[1])
+    return tp.partition, count
+
+
+async def wait_for_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[int]:
+    for _ in range(100):
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return sorted(partitions)
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - the metadata of one topic
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no partitions known for {topic}")
+
+
+CLUSTER_SCENARIO_ENV = {
+    # a record the cluster lost while it was down is published again within seconds
+    "ISA_BROKER_RECONCILE_AFTER_SECONDS": "10",
+}
+
+
+@pytest.mark.kafka_cluster
+async def test_cluster_partition_leader_sigkill(
+    start_separate: StartSeparate,
+    farm: ReceiverFarm,
+    n_messages: int,
+    show: Callable[[Report], None],
+    kafka: KafkaTarget,
+) -> None:
+    """The broker leading the busiest partition of the release-notice topic is SIGKILLed
+    mid-load and restarted 10 s later: with three replicas and min.insync.replicas 2 the
+    gateway's writes go on to the new leader, and nothing is lost or delivered twice to the
+    wrong party."""
+    assert kafka.cluster is not None
+    cluster = kafka.cluster
+    dep = await start_separate(**CLUSTER_SCENARIO_ENV)
+    topic = f"{dep.env['ISA_BROKER_KAFKA_TOPIC_PREFIX']}.release-notice.v1"
+    notes: list[str] = []
+
+    async def fault(load: LoadGenerator) -> None:
+        await wait_for(lambda: len(load.accepted) >= 0.3 * n_messages, 300, "30% accepted")
+        partition, records = await busiest_partition(kafka.client, topic)
+        leader = await cluster.leader_of(topic, partition)
+        notes.append(
+            f"SIGKILL broker {leader}, leader of {topic}/{partition} ({records} records, the "
+            f"busiest), at {len(load.accepted)} accepted"
+        )
+        cluster.kill(leader)
+        await asyncio.sleep(10.0)
+        await asyncio.to_thread(cluster.restart, leader)
+        notes.append(f"broker {leader} restarted at {len(load.accepted)} accepted")
+
+    await run_scenario(
+        "cluster_partition_leader_sigkill",
+        dep.base_url,
+        dep.sender,
+        farm,
+        dep.subscribed,
+        n_messages,
+        fault,
+        show,
+        watch=dep.processes,
+        notes=notes,
+    )
+
+
+@pytest.mark.kafka_cluster
+async def test_cluster_active_controller_sigkill(
+    start_separate: StartSeparate,
+    farm: ReceiverFarm,
+    n_messages: int,
+    show: Callable[[Report], None],
+    kafka: KafkaTarget,
+) -> None:
+    """The active KRaft controller (a broker too, in this combined-mode cluster) is
+    SIGKILLed mid-load and restarted 10 s later: the quorum elects another, and the load
+    goes on."""
+    assert kafka.cluster is not None
+    cluster = kafka.cluster
+    dep = await start_separate(**CLUSTER_SCENARIO_ENV)
+    notes: list[str] = []
+
+    async def fault(load: LoadGenerator) -> None:
+        await wait_for(lambda: len(load.accepted) >= 0.3 * n_messages, 300, "30% accepted")
+        controller = await cluster.active_controller()
+        notes.append(f"SIGKILL active controller {controller} at {len(load.accepted)} accepted")
+        cluster.kill(controller)
+        await asyncio.sleep(10.0)
+        notes.append(f"controller now {await cluster.active_controller()}")
+        await asyncio.to_thread(cluster.restart, controller)
+        notes.append(f"node {controller} restarted at {len(load.accepted)} accepted")
+
+    await run_scenario(
+        "cluster_active_controller_sigkill",
+        dep.base_url,
+        dep.sender,
+        farm,
+        dep.subscribed,
+        n_messages,
+        fault,
+        show,
+        watch=dep.processes,
+        notes=notes,
+    )
+
+
+@pytest.mark.kafka_cluster
+async def test_cluster_restart_with_data_kept(
+    start_separate: StartSeparate,
+    farm: ReceiverFarm,
+    n_messages: int,
+    show: Callable[[Report], None],
+    kafka: KafkaTarget,
+) -> None:
+    """The whole cluster is stopped mid-load (every broker, cleanly) and started again with
+    its data 10 s later: the gateway keeps accepting into the store meanwhile, the relay
+    publishes once the cluster is back, the routers reconnect, and everything arrives."""
+    assert kafka.cluster is not None
+    cluster = kafka.cluster
+    dep = await start_separate(**CLUSTER_SCENARIO_ENV)
+    notes: list[str] = []
+
+    async def fault(load: LoadGenerator) -> None:
+        await wait_for(lambda: len(load.accepted) >= 0.3 * n_messages, 300, "30% accepted")
+        notes.append(f"whole cluster stopped at {len(load.accepted)} accepted")
+        await asyncio.to_thread(cluster.stop_all)
+        during = len(load.accepted)
+        await asyncio.sleep(10.0)
+        notes.append(f"{len(load.accepted) - during} accepted while the cluster was down")
+        await asyncio.to_thread(cluster.start_all)
+        notes.append(f"whole cluster started again at {len(load.accepted)} accepted")
+
+    await run_scenario(
+        "cluster_restart_with_data_kept",
+        dep.base_url,
+        dep.sender,
+        farm,
+        dep.subscribed,
+        n_messages,
+        fault,
         show,
         watch=dep.processes,
         notes=notes,
