@@ -71,44 +71,55 @@ class TestCA:
             folder / f"{_slug(name)}.pem", self.cert.public_bytes(serialization.Encoding.PEM)
         )
 
-    def _issue(
-        self, common_name: str, sans: list[x509.GeneralName], usage: x509.ObjectIdentifier
+    def issue(
+        self,
+        subject: list[tuple[x509.ObjectIdentifier, str]],
+        hosts: list[str] = (),  # type: ignore[assignment]
+        usages: tuple[x509.ObjectIdentifier, ...] = (ExtendedKeyUsageOID.SERVER_AUTH,),
+        stem: str | None = None,
     ) -> Issued:
+        """A certificate for ``subject`` (attributes in order), valid for ``hosts`` (IP
+        addresses or DNS names) and the extended key ``usages``."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         builder = (
             x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+            .subject_name(x509.Name([x509.NameAttribute(oid, v) for oid, v in subject]))
             .issuer_name(self.cert.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + dt.timedelta(days=self.days))
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
         )
-        if sans:
-            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        if hosts:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([_general_name(h) for h in hosts]), critical=False
+            )
         cert = builder.sign(self.key, hashes.SHA256())
-        stem = self.folder / _slug(common_name)
+        path = self.folder / _slug(stem or subject[-1][1])
         return Issued(
-            _write(stem.with_suffix(".crt"), cert.public_bytes(serialization.Encoding.PEM)),
-            _write(stem.with_suffix(".key"), _pem_key(key), 0o600),
+            _write(path.with_suffix(".crt"), cert.public_bytes(serialization.Encoding.PEM)),
+            _write(path.with_suffix(".key"), _pem_key(key), 0o600),
         )
 
     def server(self, hosts: list[str], common_name: str | None = None) -> Issued:
         """A server certificate for ``hosts`` (IP addresses or DNS names)."""
-        sans: list[x509.GeneralName] = []
-        for host in hosts:
-            try:
-                sans.append(x509.IPAddress(ipaddress.ip_address(host)))
-            except ValueError:
-                sans.append(x509.DNSName(host))
-        return self._issue(common_name or hosts[0], sans, ExtendedKeyUsageOID.SERVER_AUTH)
+        return self.issue([(NameOID.COMMON_NAME, common_name or hosts[0])], hosts)
 
     def client(self, common_name: str) -> Issued:
         """A client certificate whose subject is ``CN=<common_name>``."""
-        return self._issue(common_name, [], ExtendedKeyUsageOID.CLIENT_AUTH)
+        return self.issue(
+            [(NameOID.COMMON_NAME, common_name)], usages=(ExtendedKeyUsageOID.CLIENT_AUTH,)
+        )
+
+
+def _general_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
 
 
 def _slug(name: str) -> str:

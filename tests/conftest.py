@@ -35,11 +35,15 @@ def missing(reason: str) -> None:
     pytest.skip(f"!!! SKIPPED: {reason}")
 
 
+#: variables of the test suite itself, not of the product: kept by _clean_env
+TEST_VARIABLES = ("ISA_BROKER_TEST_PG_DSN", "ISA_BROKER_KAFKA_CACHE")
+
+
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test starts without the project's variables, so settings come from the test."""
     for name in list(os.environ):
-        if name.startswith("ISA_BROKER_") and name != "ISA_BROKER_TEST_PG_DSN":
+        if name.startswith("ISA_BROKER_") and name not in TEST_VARIABLES:
             monkeypatch.delenv(name)
 
 

@@ -12,10 +12,16 @@ isa-broker). Run::
     python agency_decrypt.py register --gateway https://isa-broker.example \\
         --token "$TOKEN" --public keys/vawg-2026-12.public.jwk.json
 
-    # 3. consume and decrypt; give every private key you still hold (rotation)
-    python agency_decrypt.py consume --bootstrap kafka.example:9092 \\
+    # 3. consume and decrypt as your own Kafka principal (the kafka_credential shown once
+    #    when you made your first kafka subscription; its password in a 0600 file), over
+    #    SASL_SSL; give every private key you still hold (rotation)
+    python agency_decrypt.py consume --bootstrap kafka.example:9093 --ca-file kafka-ca.pem \\
+        --username agency-eastborough-vawg --password-file kafka-password \\
         --topic isa.agency.eastborough-vawg.v1 --party eastborough-vawg \\
         --key keys/vawg-2026-12.private.jwk.json
+
+The cluster lets your principal read your own topic, in consumer groups named
+``<party>.<anything>`` (here ``eastborough-vawg.decrypt``), and nothing else.
 
 A webhook body of a subscription made with ``"encrypt": true`` is the same compact JWE
 (content type ``application/jose``): verify the webhook signature over the body as received,
@@ -70,16 +76,25 @@ def register(gateway: str, token: str, public: Path) -> dict[str, Any]:
     return registered
 
 
-async def consume(bootstrap: str, topic: str, party: str, keys: list[dict[str, Any]]) -> None:
-    """Print each record's message id, type and the field names it carries."""
+async def consume(
+    bootstrap: str,
+    topic: str,
+    party: str,
+    keys: list[dict[str, Any]],
+    security: dict[str, Any] | None = None,
+) -> None:
+    """Print each record's message id, type and the field names it carries. ``security``:
+    aiokafka's SASL_SSL settings (:func:`sasl_ssl`); none for a cluster without security."""
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
-        group_id=f"{party}-reader",
+        # the cluster allows the agency's groups only under its own prefix
+        group_id=f"{party}.decrypt",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        **(security or {}),
     )
     await consumer.start()
     try:
@@ -102,6 +117,20 @@ async def consume(bootstrap: str, topic: str, party: str, keys: list[dict[str, A
         await consumer.stop()
 
 
+def sasl_ssl(ca_file: Path | None, username: str, password_file: Path) -> dict[str, Any]:
+    """SCRAM-SHA-512 over TLS, the broker's certificates checked (host names too) against
+    ``ca_file`` or the system's trust store."""
+    from aiokafka.helpers import create_ssl_context
+
+    return {
+        "security_protocol": "SASL_SSL",
+        "ssl_context": create_ssl_context(cafile=str(ca_file) if ca_file else None),
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": username,
+        "sasl_plain_password": password_file.read_text().strip(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -117,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--topic", required=True)
     p.add_argument("--party", required=True)
     p.add_argument("--key", type=Path, action="append", required=True)
+    p.add_argument("--ca-file", type=Path, help="PEM of the CAs of the brokers' certificates")
+    p.add_argument("--username", help="your Kafka principal, agency-<party>")
+    p.add_argument("--password-file", type=Path, help="file holding its password")
     args = parser.parse_args(argv)
     if args.command == "keygen":
         private_path, public_path = keygen(args.kid, args.out)
@@ -124,7 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "register":
         print(json.dumps(register(args.gateway, args.token, args.public), indent=2))
     else:
-        asyncio.run(consume(args.bootstrap, args.topic, args.party, load_keys(args.key)))
+        security = None
+        if args.username:
+            if args.password_file is None:
+                parser.error("--username needs --password-file")
+            security = sasl_ssl(args.ca_file, args.username, args.password_file)
+        keys = load_keys(args.key)
+        asyncio.run(consume(args.bootstrap, args.topic, args.party, keys, security))
     return 0
 
 

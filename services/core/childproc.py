@@ -4,9 +4,11 @@ parent's life so that a crashed or killed parent never leaves an orphan server b
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import signal
 import socket
+import subprocess
 import sys
 
 
@@ -24,3 +26,17 @@ def bind_to_parent() -> None:  # pragma: no cover - runs in the child before exe
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def stop(proc: subprocess.Popen[bytes] | None, timeout: float, sig: int = signal.SIGTERM) -> None:
+    """Send ``sig`` to a child still running and wait ``timeout`` seconds; SIGKILL it if it
+    has not exited by then."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout)

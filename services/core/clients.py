@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any
 
@@ -9,8 +10,10 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from .crypto.keys import hash_secret, new_client_secret
-from .errors import InvalidRequest
+from .errors import InvalidRequest, Unavailable
 from .runtime import ALL_SCOPES, Runtime
+
+log = logging.getLogger("isa_broker.clients")
 
 
 async def create_client(
@@ -94,5 +97,10 @@ async def set_client_disabled(
         return None
     row = await runtime.store.get_client(client_id)
     if row is not None:
-        await runtime.agency_access.sync(row["party"])
+        try:
+            await runtime.agency_access.sync(row["party"])
+        except Unavailable as e:
+            # the client is disabled (or enabled) already; the cluster catches up at the next
+            # start-up's reconciliation
+            log.error("Kafka access of %s not yet brought in line: %s", row["party"], e)
     return row

@@ -120,7 +120,7 @@ class Settings(BaseSettings):
         description="Manage a Kafka principal per agency with a kafka subscription (SCRAM "
         "credential issued once, ACLs to read its own topic and consumer groups only), "
         "removed when its last kafka subscription goes or the agency is disabled. Default: on "
-        "for an external cluster reached with SASL, off otherwise.",
+        "for an external cluster reached with SASL_SSL, off otherwise.",
     )
     kafka_encryption: bool = Field(
         default=True,
@@ -546,9 +546,9 @@ class Settings(BaseSettings):
         """Whether the broker manages the agencies' Kafka principals and ACLs."""
         if self.kafka_manage_agency_access is not None:
             return self.kafka_manage_agency_access and self.kafka_bootstrap_servers is not None
-        return self.kafka_bootstrap_servers is not None and self.kafka_security_protocol in (
-            "SASL_SSL",
-            "SASL_PLAINTEXT",
+        # credentials are issued over TLS only (services.core.kafka.acls)
+        return self.kafka_bootstrap_servers is not None and self.kafka_security_protocol == (
+            "SASL_SSL"
         )
 
     @property

@@ -932,7 +932,7 @@ async def test_the_cluster_lets_each_agency_read_only_its_own_topic(
     finally:
         await stranger.stop()
     # a consumer group outside its namespace: refused too
-    outside = AIOKafkaConsumer(credential["topic"], **as_vawg("isa-router"))
+    outside = AIOKafkaConsumer(credential["topic"], **as_vawg("isa-broker-router"))
     try:
         with pytest.raises(GroupAuthorizationFailedError):
             await outside.start()

@@ -117,9 +117,13 @@ def test_a_part_alone_needs_an_external_broker(env: dict[str, str]) -> None:
 
 
 def test_production_mode_refuses_unsafe_settings(env: dict[str, str]) -> None:
-    env = {**env, "ISA_BROKER_MODE": "production"}
+    env = {**env, "ISA_BROKER_MODE": "production", "ISA_BROKER_KAFKA_REPLICATION_FACTOR": "1"}
     out = subprocess.run([*CLI, "gateway"], env=env, capture_output=True, timeout=60)  # noqa: S603
     assert out.returncode != 0
     err = out.stderr.decode()
     assert "ISA_BROKER_PUBLIC_URL must be https://" in err
     assert "ISA_BROKER_DATABASE_URL must name PostgreSQL" in err
+    # plaintext Kafka and topics on one broker
+    assert "ISA_BROKER_KAFKA_SECURITY_PROTOCOL=PLAINTEXT is refused in production" in err
+    assert "ISA_BROKER_KAFKA_REPLICATION_FACTOR=1 is refused in production" in err
+    assert "Traceback" not in err

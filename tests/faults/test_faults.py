@@ -365,120 +365,82 @@ CLUSTER_SCENARIO_ENV = {
     "ISA_BROKER_RECONCILE_AFTER_SECONDS": "10",
 }
 
+#: how long a stopped broker (or the whole cluster) stays down before it is started again
+DOWN_SECONDS = 10.0
+
+
+async def kill_busiest_leader(kafka: KafkaTarget, topic: str, notes: list[str]) -> None:
+    """SIGKILL the broker leading the busiest partition of ``topic``; restart it later."""
+    assert kafka.cluster is not None
+    partition, records = await busiest_partition(kafka.client, topic)
+    leader = await kafka.cluster.leader_of(topic, partition)
+    notes.append(
+        f"SIGKILL broker {leader}, leader of {topic}/{partition} ({records} records, the busiest)"
+    )
+    kafka.cluster.kill(leader)
+    await asyncio.sleep(DOWN_SECONDS)
+    await asyncio.to_thread(kafka.cluster.restart, leader)
+    notes.append(f"broker {leader} restarted")
+
+
+async def kill_active_controller(kafka: KafkaTarget, topic: str, notes: list[str]) -> None:
+    """SIGKILL the KRaft quorum's leader (a broker too, in this combined-mode cluster)."""
+    assert kafka.cluster is not None
+    controller = await kafka.cluster.active_controller()
+    notes.append(f"SIGKILL active controller {controller}")
+    kafka.cluster.kill(controller)
+    await asyncio.sleep(DOWN_SECONDS)
+    notes.append(f"active controller now {await kafka.cluster.active_controller()}")
+    await asyncio.to_thread(kafka.cluster.restart, controller)
+    notes.append(f"node {controller} restarted")
+
+
+async def restart_whole_cluster(kafka: KafkaTarget, topic: str, notes: list[str]) -> None:
+    """Stop every broker cleanly, then start them all again with their data."""
+    assert kafka.cluster is not None
+    await asyncio.to_thread(kafka.cluster.stop_all)
+    notes.append("whole cluster stopped")
+    await asyncio.sleep(DOWN_SECONDS)
+    await asyncio.to_thread(kafka.cluster.start_all)
+    notes.append("whole cluster started again with its data")
+
+
+CLUSTER_FAULTS = {
+    "cluster_partition_leader_sigkill": kill_busiest_leader,
+    "cluster_active_controller_sigkill": kill_active_controller,
+    "cluster_restart_with_data_kept": restart_whole_cluster,
+}
+
 
 @pytest.mark.kafka_cluster
-async def test_cluster_partition_leader_sigkill(
+@pytest.mark.parametrize("scenario", list(CLUSTER_FAULTS))
+async def test_cluster_fault(
+    scenario: str,
     start_separate: StartSeparate,
     farm: ReceiverFarm,
     n_messages: int,
     show: Callable[[Report], None],
     kafka: KafkaTarget,
 ) -> None:
-    """The broker leading the busiest partition of the release-notice topic is SIGKILLed
-    mid-load and restarted 10 s later: with three replicas and min.insync.replicas 2 the
-    gateway's writes go on to the new leader, and nothing is lost or delivered twice to the
-    wrong party."""
-    assert kafka.cluster is not None
-    cluster = kafka.cluster
+    """A fault of the three-broker Apache Kafka cluster at 30% of the load, healed
+    DOWN_SECONDS later: the broker leading the busiest partition SIGKILLed (with three
+    replicas and min.insync.replicas 2 the writes go on to the new leader), the active
+    controller SIGKILLed (the quorum elects another), or the whole cluster stopped and started
+    again with its data (meanwhile the gateway keeps accepting into the store; the relay
+    publishes once the cluster is back). Nothing is lost, nobody gets what it may not, each
+    person's messages stay in order."""
     dep = await start_separate(**CLUSTER_SCENARIO_ENV)
     topic = f"{dep.env['ISA_BROKER_KAFKA_TOPIC_PREFIX']}.release-notice.v1"
     notes: list[str] = []
 
     async def fault(load: LoadGenerator) -> None:
         await wait_for(lambda: len(load.accepted) >= 0.3 * n_messages, 300, "30% accepted")
-        partition, records = await busiest_partition(kafka.client, topic)
-        leader = await cluster.leader_of(topic, partition)
-        notes.append(
-            f"SIGKILL broker {leader}, leader of {topic}/{partition} ({records} records, the "
-            f"busiest), at {len(load.accepted)} accepted"
-        )
-        cluster.kill(leader)
-        await asyncio.sleep(10.0)
-        await asyncio.to_thread(cluster.restart, leader)
-        notes.append(f"broker {leader} restarted at {len(load.accepted)} accepted")
+        notes.append(f"fault at {len(load.accepted)} accepted")
+        await CLUSTER_FAULTS[scenario](kafka, topic, notes)
+        notes.append(f"healed at {len(load.accepted)} accepted")
 
     await run_scenario(
-        "cluster_partition_leader_sigkill",
-        dep.base_url,
-        dep.sender,
-        farm,
-        dep.subscribed,
-        n_messages,
-        fault,
-        show,
-        watch=dep.processes,
-        notes=notes,
-    )
-
-
-@pytest.mark.kafka_cluster
-async def test_cluster_active_controller_sigkill(
-    start_separate: StartSeparate,
-    farm: ReceiverFarm,
-    n_messages: int,
-    show: Callable[[Report], None],
-    kafka: KafkaTarget,
-) -> None:
-    """The active KRaft controller (a broker too, in this combined-mode cluster) is
-    SIGKILLed mid-load and restarted 10 s later: the quorum elects another, and the load
-    goes on."""
-    assert kafka.cluster is not None
-    cluster = kafka.cluster
-    dep = await start_separate(**CLUSTER_SCENARIO_ENV)
-    notes: list[str] = []
-
-    async def fault(load: LoadGenerator) -> None:
-        await wait_for(lambda: len(load.accepted) >= 0.3 * n_messages, 300, "30% accepted")
-        controller = await cluster.active_controller()
-        notes.append(f"SIGKILL active controller {controller} at {len(load.accepted)} accepted")
-        cluster.kill(controller)
-        await asyncio.sleep(10.0)
-        notes.append(f"controller now {await cluster.active_controller()}")
-        await asyncio.to_thread(cluster.restart, controller)
-        notes.append(f"node {controller} restarted at {len(load.accepted)} accepted")
-
-    await run_scenario(
-        "cluster_active_controller_sigkill",
-        dep.base_url,
-        dep.sender,
-        farm,
-        dep.subscribed,
-        n_messages,
-        fault,
-        show,
-        watch=dep.processes,
-        notes=notes,
-    )
-
-
-@pytest.mark.kafka_cluster
-async def test_cluster_restart_with_data_kept(
-    start_separate: StartSeparate,
-    farm: ReceiverFarm,
-    n_messages: int,
-    show: Callable[[Report], None],
-    kafka: KafkaTarget,
-) -> None:
-    """The whole cluster is stopped mid-load (every broker, cleanly) and started again with
-    its data 10 s later: the gateway keeps accepting into the store meanwhile, the relay
-    publishes once the cluster is back, the routers reconnect, and everything arrives."""
-    assert kafka.cluster is not None
-    cluster = kafka.cluster
-    dep = await start_separate(**CLUSTER_SCENARIO_ENV)
-    notes: list[str] = []
-
-    async def fault(load: LoadGenerator) -> None:
-        await wait_for(lambda: len(load.accepted) >= 0.3 * n_messages, 300, "30% accepted")
-        notes.append(f"whole cluster stopped at {len(load.accepted)} accepted")
-        await asyncio.to_thread(cluster.stop_all)
-        during = len(load.accepted)
-        await asyncio.sleep(10.0)
-        notes.append(f"{len(load.accepted) - during} accepted while the cluster was down")
-        await asyncio.to_thread(cluster.start_all)
-        notes.append(f"whole cluster started again at {len(load.accepted)} accepted")
-
-    await run_scenario(
-        "cluster_restart_with_data_kept",
+        scenario,
         dep.base_url,
         dep.sender,
         farm,

@@ -13,7 +13,7 @@ Naming rules (one place, used by grant, revoke and the credential the agency is 
 - READ and DESCRIBE on the PREFIXED consumer-group name ``<party>.``: the agency names its
   groups ``<party>.<anything>`` (``eastborough-police-iom.case-system``). Party ids match
   ``^[a-z][a-z0-9-]{1,62}$`` (no dot), so one party's prefix never covers another party's
-  groups, nor the product's (``isa-router``).
+  groups, nor the product's (``isa-broker-router``, ``isa-broker-router-priority``).
 - Host ``*``; ALLOW only. Nothing on the cluster, no WRITE anywhere, no transactional ids.
 
 Protocol: aiokafka 0.14 has no admin calls for ACLs or SCRAM credentials, so the requests

@@ -93,30 +93,32 @@ class AgencyAccess:
         entitled (no new credential), revoke if not."""
         if not self.manage:
             return
-        if await self.entitled(party):
-            async with ClusterAccess.connect(self.profile) as access:
-                await grant_party(access, self.profile, party)
-            return
         async with ClusterAccess.connect(self.profile) as access:
-            removed = await revoke_party(access, party)
-        await self._audit("kafka_access_revoked", party, acls_removed=len(removed))
+            await self._sync(access, party)
+
+    async def _sync(self, access: ClusterAccess, party: str) -> None:
+        if await self.entitled(party):
+            await grant_party(access, self.profile, party)
+            return
+        removed = await revoke_party(access, party)
+        if removed:
+            await self._audit("kafka_access_revoked", party, acls_removed=len(removed))
 
     async def reconcile(self, parties: list[str]) -> None:
         """At start-up: every party of the register as :meth:`sync` would leave it, and the
-        principal of a party no longer in the register removed."""
+        principal of a party no longer in the register removed. One connection; the
+        disclosure log records only what changed."""
         if not self.manage:
             return
-        for party in parties:
-            await self.sync(party)
         async with ClusterAccess.connect(self.profile) as access:
-            users = await access.describe_scram_users()
-        known = {party_user(p) for p in parties}
-        for user in users:
-            if user.name.startswith(USER_PREFIX) and user.name not in known:
-                party = user.name[len(USER_PREFIX) :]
-                async with ClusterAccess.connect(self.profile) as access:
-                    await revoke_party(access, party)
-                await self._audit("kafka_access_revoked", party, acls_removed=-1)
+            for party in parties:
+                await self._sync(access, party)
+            known = {party_user(p) for p in parties}
+            for user in await access.describe_scram_users():
+                if user.name.startswith(USER_PREFIX) and user.name not in known:
+                    party = user.name[len(USER_PREFIX) :]
+                    removed = await revoke_party(access, party)
+                    await self._audit("kafka_access_revoked", party, acls_removed=len(removed))
 
     async def _audit(self, event: str, party: str, **detail: object) -> None:
         log.info("%s: %s (%s)", event, party, party_principal(party))

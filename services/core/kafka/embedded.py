@@ -5,7 +5,6 @@ or killed parent never leaves an orphan broker behind."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import subprocess
@@ -13,8 +12,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from ..childproc import bind_to_parent as _bind_to_parent
-from ..childproc import free_port
+from ..childproc import bind_to_parent, free_port
+from ..childproc import stop as stop_child
 from ..errors import Unavailable
 
 __all__ = ["EmbeddedBroker", "free_port", "tansu_binary"]
@@ -64,7 +63,7 @@ class EmbeddedBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_bind_to_parent,  # noqa: PLW1509
+            preexec_fn=bind_to_parent,  # noqa: PLW1509
             close_fds=True,
         )
         if not isinstance(out, int):
@@ -83,15 +82,7 @@ class EmbeddedBroker:
 
     def stop(self, timeout: float = 5.0) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout)
+        stop_child(proc, timeout)
 
     @property
     def pid(self) -> int | None:

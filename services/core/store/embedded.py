@@ -28,6 +28,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -39,6 +40,7 @@ from types import TracebackType
 from urllib.parse import quote
 
 from ..childproc import bind_to_parent, free_port
+from ..childproc import stop as stop_child
 from ..errors import Unavailable
 
 #: The account the server runs as when this process is root.
@@ -243,15 +245,7 @@ class EmbeddedPostgres:
     def stop(self, timeout: float = 15.0) -> None:
         """Fast shutdown (SIGINT): open transactions are rolled back, data kept."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(2)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout)
+        stop_child(proc, timeout, signal.SIGINT)
 
     def __enter__(self) -> EmbeddedPostgres:
         return self.start()

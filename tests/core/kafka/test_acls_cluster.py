@@ -10,8 +10,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -40,19 +39,15 @@ from services.core.kafka.acls import (
     revoke_party,
 )
 from services.core.kafka.config import KafkaProfile, KafkaSecurity
-from tests.conftest import missing
-from tests.kafka_cluster.cluster import PRODUCT_USER, KafkaCluster, kafka_prerequisites
+from tests.kafka_cluster.cluster import PRODUCT_USER, KafkaCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
-    reason = kafka_prerequisites()
-    if reason:
-        missing(reason)
-    with KafkaCluster(Path(tmp_path_factory.mktemp("kafka"))) as running:
-        yield running
+@pytest.fixture
+def cluster(apache_cluster: KafkaCluster) -> KafkaCluster:
+    """The session's three-broker cluster; every test uses parties and a prefix of its own."""
+    return apache_cluster
 
 
 @pytest.fixture
@@ -206,7 +201,7 @@ async def test_a_party_reads_its_own_topic_and_nothing_else(
     # refused by the cluster itself, not by this code
     with pytest.raises(TopicAuthorizationFailedError):
         await read_one(profile.agency_topic(b), f"{a}.case-system", party_a)
-    for group in (f"{b}.case-system", "isa-router", a):  # b's namespace, the product's, no dot
+    for group in (f"{b}.case-system", "isa-broker-router", a):  # b's namespace, the product's, no dot
         with pytest.raises(GroupAuthorizationFailedError):
             await read_one(own_topic, group, party_a)
     with pytest.raises(TopicAuthorizationFailedError):
