@@ -313,22 +313,32 @@ async def _from_own_topic(
             sasl_plain_username=credential["username"],
             sasl_plain_password=credential["password"],
         )
+    # a group of its own each run: the topic may hold an earlier run's records (a cluster
+    # outlives a demo), which the team skips by their message id
+    kw["group_id"] = f"{KAFKA_PARTY}.demo-{accepted.get('id')}"
     consumer = AIOKafkaConsumer(topic, **kw)
     await consumer.start()
+    nothing = problem = "nothing on its topic"
     try:
-        record = await asyncio.wait_for(consumer.getone(), 30)
+        async with asyncio.timeout(30):
+            while True:
+                record = await consumer.getone()
+                headers = dict(record.headers)
+                if headers.get("isa_message_id", b"").decode() != accepted.get("id"):
+                    continue
+                try:
+                    opened = recipient.open_record(
+                        record.value or b"", record.headers, [key], recipient=KAFKA_PARTY
+                    )
+                except recipient.DeliveryDecryptError as e:
+                    problem = str(e)
+                    break
+                return Row(KAFKA_PARTY, True, _leaves(opened.event["data"]), True)
     except TimeoutError:
-        return Row(KAFKA_PARTY, False, [], None, "nothing on its topic")
+        pass
     finally:
         await consumer.stop()
-    try:
-        opened = recipient.open_record(
-            record.value or b"", record.headers, [key], recipient=KAFKA_PARTY
-        )
-    except recipient.DeliveryDecryptError as e:
-        return Row(KAFKA_PARTY, True, [], False, str(e))
-    ok = opened.event.get("id") == accepted.get("id")
-    return Row(KAFKA_PARTY, True, _leaves(opened.event["data"]), ok)
+    return Row(KAFKA_PARTY, problem != nothing, [], False, problem)
 
 
 async def _wait_settled(system: System, message_id: str | None, timeout: float = 10) -> None:

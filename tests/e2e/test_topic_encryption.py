@@ -255,7 +255,11 @@ async def test_after_the_demo_no_topic_holds_personal_data_in_clear(
 
     lines: list[str] = []
     assert await scenario.run_demo(
-        tmp_path / "demo", out=lines.append, inspect=inspect, **kafka.settings
+        tmp_path / "demo",
+        out=lines.append,
+        inspect=inspect,
+        **kafka.settings,
+        kafka_topic_prefix=f"demo{uuid.uuid4().hex[:8]}",
     ), lines
     profile_topics = set(seen)
     written = {t for t in profile_topics if t.endswith(".release-notice.v1")}

@@ -42,6 +42,13 @@ def messages_per_scenario() -> int:
     return int(os.environ.get("ISA_FAULTS_MESSAGES", "2000"))
 
 
+def messages_per_cluster_scenario() -> int:
+    """``ISA_FAULTS_CLUSTER_MESSAGES`` (default 800): how many messages each scenario on the
+    Apache Kafka cluster sends. Fewer than on the embedded broker: these scenarios are about
+    the cluster's faults, and each costs about 100 s of CI per thousand messages."""
+    return int(os.environ.get("ISA_FAULTS_CLUSTER_MESSAGES", "800"))
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -80,7 +87,11 @@ def show(
 
 
 @pytest.fixture
-def n_messages() -> int:
+def n_messages(request: pytest.FixtureRequest) -> int:
+    if "kafka" in request.fixturenames:
+        kafka: KafkaTarget = request.getfixturevalue("kafka")
+        if kafka.name == "apache":
+            return messages_per_cluster_scenario()
     return messages_per_scenario()
 
 

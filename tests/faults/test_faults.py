@@ -3,7 +3,11 @@ broker and webhook receivers while a part is SIGKILLed, a receiver fails or is s
 scenario prints its counts and asserts that nothing accepted is lost, nobody receives what
 it is not entitled to, and every recipient sees each person's messages in order.
 
-``ISA_FAULTS_MESSAGES`` sets the number of messages per scenario (default 2000)."""
+Scenarios run on the embedded broker; the gateway and router kills and the cluster's own
+faults (a partition leader or the active controller SIGKILLed, the whole cluster restarted)
+run on the three-broker Apache Kafka cluster too. ``ISA_FAULTS_MESSAGES`` sets the number of
+messages per scenario (default 2000), ``ISA_FAULTS_CLUSTER_MESSAGES`` per scenario on the
+cluster (default 800)."""
 
 from __future__ import annotations
 

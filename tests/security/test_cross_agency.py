@@ -270,6 +270,8 @@ NOT_PER_AGENCY = {
     ("POST", "/v1/messages/dip-breach"),
     ("POST", "/v1/subscriptions"),
     ("POST", "/v1/encryption-keys"),
+    # the caller's own Kafka principal, named from its token's party: nothing to select
+    ("POST", "/v1/kafka-credential"),
     ("GET", "/v1/admin/clients"),
     ("POST", "/v1/admin/clients"),
     ("GET", "/v1/admin/signing-keys"),

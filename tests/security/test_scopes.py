@@ -64,6 +64,7 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/encryption-keys"): Operation(MANAGE, json={"jwk": {"kty": "EC"}}),
     ("GET", "/v1/encryption-keys"): Operation(MANAGE),
     ("DELETE", "/v1/encryption-keys/{kid}"): Operation(MANAGE),
+    ("POST", "/v1/kafka-credential"): Operation(MANAGE),
     ("GET", "/v1/deliveries/latency"): Operation("deliveries:read"),
     ("GET", "/v1/deliveries"): Operation("deliveries:read"),
     ("GET", "/v1/deliveries/{delivery_id}"): Operation("deliveries:read"),

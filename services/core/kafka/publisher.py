@@ -1,16 +1,49 @@
-"""The ``Publisher`` seam and its aiokafka implementation."""
+"""The ``Publisher`` seam and its aiokafka implementation.
+
+An idempotent producer (Apache Kafka) that loses its sequence (``OutOfOrderSequenceNumber``
+after a broker or controller failover, a fenced or unknown producer id) is dead for good in
+aiokafka: its sender task has ended and every later send fails the same way. Such a
+producer is retired at once and the next publish starts a new one, with a new producer id;
+the outbox relay publishes what failed again."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    UnknownProducerId,
+)
 
 from ..errors import Unavailable
 from .config import KafkaProfile
+
+log = logging.getLogger("isa_broker.kafka.publisher")
+
+#: errors after which an idempotent producer never sends again
+FATAL_TO_PRODUCER = (
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    InvalidProducerEpoch,
+    InvalidProducerIdMapping,
+    UnknownProducerId,
+)
+
+
+def _dead(producer: AIOKafkaProducer, error: KafkaError) -> bool:
+    if isinstance(error, FATAL_TO_PRODUCER):
+        return True
+    sender = getattr(producer, "_sender", None)
+    task = getattr(sender, "sender_task", None)
+    return task is not None and task.done()
 
 
 class Publisher(Protocol):
@@ -29,6 +62,7 @@ class KafkaPublisher:
         self._sending = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._retiring: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         async with self._lock:
@@ -46,10 +80,25 @@ class KafkaPublisher:
         async with self._lock:
             producer, self._producer = self._producer, None
         if producer is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), 20)
-            with contextlib.suppress(KafkaError):
-                await producer.stop()
+            await self._stop_when_idle(producer)
+        if self._retiring:
+            await asyncio.gather(*self._retiring, return_exceptions=True)
+
+    async def _stop_when_idle(self, producer: AIOKafkaProducer) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), 20)
+        with contextlib.suppress(KafkaError):
+            await producer.stop()
+
+    async def _retire(self, producer: AIOKafkaProducer) -> None:
+        """Stop using ``producer`` now; stop it once the sends still on it have ended."""
+        async with self._lock:
+            if self._producer is not producer:
+                return
+            self._producer = None
+        task = asyncio.create_task(self._stop_when_idle(producer), name="retire-producer")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
 
     async def reset(self) -> None:
         """Drop the producer and its cached metadata (the broker restarted); the next
@@ -70,6 +119,11 @@ class KafkaPublisher:
         try:
             await producer.send_and_wait(topic, value, key=key, headers=headers)
         except KafkaError as e:
+            if _dead(producer, e):
+                log.warning(
+                    "Kafka producer retired after %s; a new one takes over", type(e).__name__
+                )
+                await self._retire(producer)
             raise Unavailable(f"publishing to {topic} failed: {type(e).__name__}") from e
         finally:
             self._sending -= 1

@@ -1,0 +1,64 @@
+"""The publisher retires an idempotent producer that can never send again (unit test: the
+aiokafka producer is replaced by a stand-in; the fault suite shows the same on a real
+cluster, where a controller failover makes a producer lose its sequence)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiokafka.errors import KafkaTimeoutError, OutOfOrderSequenceNumber
+
+from services.core.errors import Unavailable
+from services.core.kafka import publisher as module
+from services.core.kafka.config import KafkaProfile
+from services.core.kafka.publisher import KafkaPublisher
+
+
+class StandInProducer:
+    made: list[StandInProducer] = []
+    fail_with: list[Exception] = []
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.stopped = False
+        self.sent: list[bytes] = []
+        StandInProducer.made.append(self)
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    async def send_and_wait(self, topic: str, value: bytes, **kwargs: Any) -> None:
+        if StandInProducer.fail_with:
+            raise StandInProducer.fail_with.pop(0)
+        self.sent.append(value)
+
+
+@pytest.fixture
+def publisher(monkeypatch: pytest.MonkeyPatch) -> KafkaPublisher:
+    StandInProducer.made, StandInProducer.fail_with = [], []
+    monkeypatch.setattr(module, "AIOKafkaProducer", StandInProducer)
+    return KafkaPublisher(KafkaProfile("kafka.example:9093", embedded=False))
+
+
+async def test_a_producer_that_lost_its_sequence_is_replaced(publisher: KafkaPublisher) -> None:
+    await publisher.publish("t", b"k", b"first", [])
+    StandInProducer.fail_with = [OutOfOrderSequenceNumber()]
+    with pytest.raises(Unavailable, match="OutOfOrderSequenceNumber"):
+        await publisher.publish("t", b"k", b"second", [])
+    await publisher.publish("t", b"k", b"second again", [])
+    first, second = StandInProducer.made
+    assert first.sent == [b"first"] and second.sent == [b"second again"]
+    await publisher.aclose()
+    assert first.stopped and second.stopped
+
+
+async def test_a_passing_error_keeps_the_producer(publisher: KafkaPublisher) -> None:
+    StandInProducer.fail_with = [KafkaTimeoutError()]
+    with pytest.raises(Unavailable):
+        await publisher.publish("t", b"k", b"v", [])
+    await publisher.publish("t", b"k", b"v", [])
+    assert len(StandInProducer.made) == 1
+    await publisher.aclose()
