@@ -201,7 +201,8 @@ async def test_a_party_reads_its_own_topic_and_nothing_else(
     # refused by the cluster itself, not by this code
     with pytest.raises(TopicAuthorizationFailedError):
         await read_one(profile.agency_topic(b), f"{a}.case-system", party_a)
-    for group in (f"{b}.case-system", "isa-broker-router", a):  # b's namespace, the product's, no dot
+    # b's namespace, the product's, and a's own name without the dot
+    for group in (f"{b}.case-system", "isa-broker-router", a):
         with pytest.raises(GroupAuthorizationFailedError):
             await read_one(own_topic, group, party_a)
     with pytest.raises(TopicAuthorizationFailedError):
