@@ -230,23 +230,24 @@ async def test_operators_read_no_personal_data_and_rotation_keeps_records_routab
 async def test_after_the_demo_no_topic_holds_personal_data_in_clear(
     tmp_path: Path, kafka: KafkaTarget
 ) -> None:
-    """The demo scenario (``isa-broker demo``) on its own embedded broker; then every topic
-    the broker holds, shared and per agency, read raw by a plain consumer: none of the
-    synthetic person's values is in any record's value, key or headers. The IOM team's own
-    topic holds the JWE the demo decrypted with the team's key."""
+    """The demo scenario (``isa-broker demo``) on the test's broker; then every topic of the
+    demo's prefix that the broker holds, shared and per agency, read raw by a plain consumer:
+    none of the synthetic person's values is in any record's value, key or headers. The IOM
+    team's own topic holds the JWE the demo decrypted with the team's key."""
     person = scenario.release_notice(dt.date.today())
     values = [v for k, v in person["person"].items() if k != "gender"]
     values += ["Example Park", "methadone"]  # an exclusion zone, a medication
     seen: dict[str, list[ConsumerRecord[bytes, bytes]]] = {}
+    prefix = f"demo{uuid.uuid4().hex[:8]}"  # the broker is the session's: the demo's topics
 
     async def inspect(system: System) -> None:
         assert system.runtime is not None
         profile = system.runtime.kafka
-        # the topics that exist on the broker, whatever created them
+        # the demo's topics that exist on the broker, whatever created them
         admin = AIOKafkaAdminClient(**profile.client_kwargs())
         await admin.start()
         try:
-            topics = [t for t in await admin.list_topics() if not t.startswith("__")]
+            topics = [t for t in await admin.list_topics() if t.startswith(f"{prefix}.")]
         finally:
             await admin.close()
         assert profile.agency_topic(scenario.KAFKA_PARTY) in topics
@@ -259,7 +260,7 @@ async def test_after_the_demo_no_topic_holds_personal_data_in_clear(
         out=lines.append,
         inspect=inspect,
         **kafka.settings,
-        kafka_topic_prefix=f"demo{uuid.uuid4().hex[:8]}",
+        kafka_topic_prefix=prefix,
     ), lines
     profile_topics = set(seen)
     written = {t for t in profile_topics if t.endswith(".release-notice.v1")}
