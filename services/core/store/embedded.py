@@ -127,12 +127,24 @@ def _install_for(install: Path, account: pwd.struct_passwd) -> Path:
         if libs.is_dir():
             shutil.copytree(libs, staging / libs.name)
         (staging / "complete").touch()
-        staging.chmod(0o755)
+        _open_to_others(staging)
         try:
             staging.rename(copy)
         except OSError:  # another process made the copy first
             shutil.rmtree(staging, ignore_errors=True)
     return copy / package.name / "pginstall"
+
+
+def _open_to_others(root: Path) -> None:
+    """Folders traversable and files readable by every account (executables executable),
+    whatever the umask was when they were copied: the copy holds only the wheel's binaries."""
+    for folder, _, files in os.walk(root):
+        os.chmod(folder, 0o755)  # noqa: S103 - binaries only, for the server's account
+        for name in files:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path):
+                mode = os.stat(path).st_mode
+                os.chmod(path, mode | 0o444 | (0o111 if mode & 0o100 else 0))
 
 
 class EmbeddedPostgres:
