@@ -126,13 +126,27 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @pytest.fixture
 def kafka(request: pytest.FixtureRequest) -> Iterator[KafkaTarget]:
+    if request.param == "apache" and request.node.get_closest_marker("own_cluster"):
+        # a scenario that kills brokers gets a cluster of its own: the session's stays whole
+        if problem := kafka_prerequisites():
+            missing(f"the Apache Kafka cluster cannot run here: {problem}")
+        folder = Path(tempfile.mkdtemp(prefix="isa-broker-test-kafka-own-"))
+        try:
+            with KafkaCluster(folder) as own:
+                env = {**own.client_env(), "ISA_BROKER_KAFKA_COMPAT": "apache"}
+                yield KafkaTarget(
+                    "apache", _settings_from_env(env), env, own.aiokafka_kwargs(), own
+                )
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return
     if request.param == "apache":
         cluster: KafkaCluster = request.getfixturevalue("apache_cluster")
         env = {**cluster.client_env(), "ISA_BROKER_KAFKA_COMPAT": "apache"}
         yield KafkaTarget(
             "apache", _settings_from_env(env), env, cluster.aiokafka_kwargs(), cluster
         )
-        # a fault scenario may have left brokers down: the next test gets the whole cluster
+        # a test may have left brokers down: the next test gets the whole cluster
         if not all(cluster.is_running(n) for n in cluster.node_ids):
             cluster.start_all()
             cluster.wait_ready()

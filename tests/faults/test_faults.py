@@ -417,6 +417,7 @@ CLUSTER_FAULTS = {
 
 
 @pytest.mark.kafka_cluster
+@pytest.mark.own_cluster
 @pytest.mark.parametrize("scenario", list(CLUSTER_FAULTS))
 async def test_cluster_fault(
     scenario: str,
