@@ -257,11 +257,12 @@ LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
 
 
 def settings_for_local(data_dir: Path, port: int | None = None, **overrides: Any) -> Settings:
-    """Settings for a one-machine system on a loopback port (0 or None: a free one). Its
-    webhook receivers are on this machine too, so loopback is allow-listed for webhooks unless
-    the caller says otherwise."""
+    """Settings for a one-machine system in dev mode on a loopback port (0 or None: a free
+    one). Its webhook receivers are on this machine too, so loopback is allow-listed for
+    webhooks unless the caller says otherwise."""
     port = port or free_port()
     overrides.setdefault("webhook_allowed_networks", LOOPBACK_NETWORKS)
+    overrides.setdefault("mode", "dev")  # one machine, demo agreements: never production
     return Settings(
         data_dir=data_dir,
         host="127.0.0.1",

@@ -45,6 +45,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("ISA_BROKER_") and name not in TEST_VARIABLES:
             monkeypatch.delenv(name)
+    # production is the default; the tests run on one machine with fictional agreements
+    monkeypatch.setenv("ISA_BROKER_MODE", "dev")
 
 
 EXTERNAL_KAFKA = bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS"))

@@ -119,3 +119,26 @@ def test_coverage_lists_agreements_expiring_soon(
     assert main(["isa", "coverage", "--at", "2027-07-01"]) == 0
     out = capsys.readouterr().out
     assert "Expiring within 90 days:" in out and "ISA-EB-020 on 2027-08-31 (61 days)" in out
+
+
+def test_the_file_tools_need_no_mode_but_the_store_commands_default_to_production(
+    policies: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """With ISA_BROKER_MODE unset, the tools that only read files run as usual, while a
+    command that opens the store applies the production rules and says how to ask for dev
+    mode, in one line without a traceback."""
+    monkeypatch.delenv("ISA_BROKER_MODE")
+    monkeypatch.setenv("ISA_BROKER_DATA_DIR", str(tmp_path / "data"))
+    assert main(["isa", "lint", "--at", "2026-11-25"]) == 0
+    assert "0 error(s)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["clients", "list"])
+    message = str(info.value.code)
+    assert message.startswith("isa-broker: invalid settings: ")
+    assert "ISA_BROKER_DATABASE_URL must name PostgreSQL in production" in message
+    assert "ISA_BROKER_MODE=dev" in message
+    assert "input_value" not in message  # pydantic's repetition of every value given
+    assert not (tmp_path / "data").exists()  # nothing was created

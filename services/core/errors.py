@@ -26,7 +26,8 @@ an HTTP ``status`` and a ``title``; the gateway renders them all as RFC 9457 pro
     │   └── MalformedJson           422  (not UTF-8 JSON, NaN, lone surrogate, U+0000)
     ├── ConfigurationError          (start-up; never sent to a client)
     │   ├── AgreementFileInvalid
-    │   └── PartyRegisterInvalid
+    │   ├── PartyRegisterInvalid
+    │   └── FictionalPolicies   (production refuses agreements marked fictional)
     └── Unavailable                 503
 """
 
@@ -251,6 +252,10 @@ class AgreementFileInvalid(ConfigurationError, ValueError):
 
 class PartyRegisterInvalid(ConfigurationError, ValueError):
     code = "party_register_invalid"
+
+
+class FictionalPolicies(ConfigurationError, ValueError):
+    code = "fictional_policies"
 
 
 class Unavailable(IsaBrokerError):

@@ -62,10 +62,32 @@ class Runtime:
 
     @classmethod
     async def create(cls, settings: Settings, bootstrap_servers: str, *, embedded: bool) -> Runtime:
+        # the agreement files first: a refused set opens nothing
+        engine = IsaEngine(
+            load_policies(
+                settings.policies_dir,
+                settings.schemas_dir,
+                refuse_fictional=settings.mode == "production",
+            )
+        )
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         store = Store(settings.resolved_database_url)
+        try:
+            return await cls._assemble(settings, store, engine, bootstrap_servers, embedded)
+        except BaseException:
+            await store.aclose()
+            raise
+
+    @classmethod
+    async def _assemble(
+        cls,
+        settings: Settings,
+        store: Store,
+        engine: IsaEngine,
+        bootstrap_servers: str,
+        embedded: bool,
+    ) -> Runtime:
         await store.init_schema()
-        engine = IsaEngine(load_policies(settings.policies_dir, settings.schemas_dir))
         profile = KafkaProfile(
             bootstrap_servers=bootstrap_servers,
             embedded=embedded,
@@ -75,7 +97,11 @@ class Runtime:
             min_insync_replicas=settings.kafka_min_insync,
             security=KafkaSecurity.from_settings(settings),
         )
-        keys = KeyStore(settings.data_dir, RotationPolicy.from_settings(settings))
+        keys = KeyStore(
+            settings.data_dir,
+            RotationPolicy.from_settings(settings),
+            delivery_rotation=RotationPolicy.for_delivery_signing(settings),
+        )
         envelope = Envelope(keys.kek)
         encryption = TopicEncryption(envelope, enabled=settings.kafka_encryption)
         runtime = cls(settings, store, engine, keys, profile, encryption)

@@ -20,6 +20,7 @@ def _no_broker_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(SETTINGS_ENV_PREFIXES):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("ISA_BROKER_MODE", "dev")  # as tests/conftest.py: production is the default
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +31,7 @@ def repo_settings() -> Settings:
         for name in list(os.environ):
             if name.startswith(SETTINGS_ENV_PREFIXES):
                 mp.delenv(name)
-        return Settings()
+        return Settings(mode="dev")
 
 
 FIXTURE_POLICIES = Path(__file__).resolve().parents[1] / "fixtures" / "isa_policies"

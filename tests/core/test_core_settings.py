@@ -14,6 +14,7 @@ from services.core.settings import REPO_ROOT, Settings
 
 SAFE = {
     "ISA_BROKER_MODE": "production",
+    "ISA_BROKER_DATA_DIR": "/var/lib/isa-broker",
     "ISA_BROKER_PUBLIC_URL": "https://isa-broker.example.org",
     "ISA_BROKER_WEBHOOK_ALLOW_HTTP": "false",
     "KAFKA_BOOTSTRAP_SERVERS": "kafka-1:9093,kafka-2:9093",
@@ -55,9 +56,41 @@ def _refused(monkeypatch: pytest.MonkeyPatch, **changes: str | None) -> str:
     return str(info.value)
 
 
-def test_defaults_are_dev() -> None:
+def test_production_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ISA_BROKER_MODE unset, the production rules apply, and the message says how to
+    ask for dev mode."""
+    monkeypatch.delenv("ISA_BROKER_MODE")
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    message = str(info.value)
+    assert "ISA_BROKER_DATABASE_URL must name PostgreSQL in production" in message
+    assert "ISA_BROKER_DATA_DIR" in message and "inside the code folder" in message
+    assert "ISA_BROKER_MODE is not set" in message and "ISA_BROKER_MODE=dev" in message
+    _env(monkeypatch, {k: v for k, v in SAFE.items() if k != "ISA_BROKER_MODE"})
+    assert Settings().mode == "production"
+
+
+def test_production_defaults_to_https_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    _env(monkeypatch, {**SAFE, "ISA_BROKER_WEBHOOK_ALLOW_HTTP": None})
+    assert Settings().webhook_allow_http is False
+    monkeypatch.setenv("ISA_BROKER_MODE", "dev")
+    assert Settings().webhook_allow_http is True
+
+
+def test_production_refuses_a_data_directory_inside_the_code(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for inside in (REPO_ROOT / ".data", REPO_ROOT / "services" / "x", REPO_ROOT):
+        message = _refused(monkeypatch, ISA_BROKER_DATA_DIR=str(inside))
+        assert "ISA_BROKER_DATA_DIR" in message and "inside the code folder" in message
+    # a sibling whose name starts like the code folder's is outside it
+    _env(monkeypatch, {**SAFE, "ISA_BROKER_DATA_DIR": str(REPO_ROOT) + "-data"})
+    assert Settings().data_dir == Path(str(REPO_ROOT) + "-data")
+
+
+def test_dev_defaults() -> None:
     s = Settings()
-    assert s.mode == "dev"
+    assert s.mode == "dev"  # the test suite asks for dev mode (tests/conftest.py)
     assert s.policies_dir == REPO_ROOT / "isa_policies"
     assert s.schemas_dir == REPO_ROOT / "schemas"
     assert (s.policies_dir / "parties.yaml").is_file()
@@ -98,12 +131,6 @@ def test_safe_production_settings_are_accepted(monkeypatch: pytest.MonkeyPatch) 
             "ISA_BROKER_WEBHOOK_ALLOW_HTTP",
             "must be false in production",
             id="webhook-http",
-        ),
-        pytest.param(
-            {"ISA_BROKER_WEBHOOK_ALLOW_HTTP": None},
-            "ISA_BROKER_WEBHOOK_ALLOW_HTTP",
-            "must be false in production",
-            id="webhook-http-by-default",
         ),
         pytest.param(
             {"KAFKA_BOOTSTRAP_SERVERS": None, **NO_SASL},
@@ -196,7 +223,7 @@ def test_production_refuses_one_unsafe_setting(
 
 
 def test_production_lists_every_problem_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    _env(monkeypatch, {"ISA_BROKER_MODE": "production"})
+    _env(monkeypatch, {"ISA_BROKER_MODE": "production", "ISA_BROKER_WEBHOOK_ALLOW_HTTP": "1"})
     with pytest.raises(ValidationError) as info:
         Settings()
     message = str(info.value)

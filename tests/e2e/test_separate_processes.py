@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -36,6 +37,7 @@ def env(tmp_path: Path, kafka_bootstrap: str) -> dict[str, str]:
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "ISA_BROKER_KAFKA_COMPAT": KAFKA_COMPAT,
         "ISA_BROKER_KAFKA_TOPIC_PREFIX": f"sep{uuid.uuid4().hex[:8]}",
+        "ISA_BROKER_MODE": "dev",
         "ISA_BROKER_DATA_DIR": str(tmp_path / "data"),
         "ISA_BROKER_PORT": str(port),
         "ISA_BROKER_PUBLIC_URL": f"http://127.0.0.1:{port}",
@@ -116,14 +118,49 @@ def test_a_part_alone_needs_an_external_broker(env: dict[str, str]) -> None:
     assert b"KAFKA_BOOTSTRAP_SERVERS" in out.stderr
 
 
-def test_production_mode_refuses_unsafe_settings(env: dict[str, str]) -> None:
-    env = {**env, "ISA_BROKER_MODE": "production", "ISA_BROKER_KAFKA_REPLICATION_FACTOR": "1"}
-    out = subprocess.run([*CLI, "gateway"], env=env, capture_output=True, timeout=60)  # noqa: S603
+@pytest.mark.parametrize("part", ["gateway", "router"])
+def test_with_no_mode_set_the_parts_refuse_unsafe_settings(env: dict[str, str], part: str) -> None:
+    """Production is the default: ``isa-broker gateway`` (or ``router``) started without
+    ISA_BROKER_MODE refuses plain-http webhooks, SQLite, plaintext Kafka and the rest, and
+    says how to ask for dev mode."""
+    env = {k: v for k, v in env.items() if k != "ISA_BROKER_MODE"}
+    env |= {"ISA_BROKER_KAFKA_REPLICATION_FACTOR": "1", "ISA_BROKER_WEBHOOK_ALLOW_HTTP": "true"}
+    env["ISA_BROKER_KAFKA_SASL_PASSWORD"] = "not-to-be-shown"  # noqa: S105 - a test value
+    out = subprocess.run([*CLI, part], env=env, capture_output=True, timeout=60)  # noqa: S603
     assert out.returncode != 0
     err = out.stderr.decode()
+    assert "ISA_BROKER_WEBHOOK_ALLOW_HTTP must be false in production" in err
     assert "ISA_BROKER_PUBLIC_URL must be https://" in err
-    assert "ISA_BROKER_DATABASE_URL must name PostgreSQL" in err
+    assert "ISA_BROKER_DATABASE_URL must name PostgreSQL" in err  # the SQLite default
     # plaintext Kafka and topics on one broker
     assert "ISA_BROKER_KAFKA_SECURITY_PROTOCOL=PLAINTEXT is refused in production" in err
     assert "ISA_BROKER_KAFKA_REPLICATION_FACTOR=1 is refused in production" in err
+    assert "ISA_BROKER_MODE is not set" in err
     assert "Traceback" not in err
+    assert "not-to-be-shown" not in err  # the settings' values are never repeated
+    # the same part in dev mode, asked for, starts (and says so loudly)
+    assert "DEVELOPMENT MODE" not in err
+
+
+def test_dev_mode_is_announced(
+    env: dict[str, str], processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """Asked for explicitly, dev mode starts, warns on stderr and on /healthz."""
+    gateway = subprocess.Popen(  # noqa: S603
+        [*CLI, "gateway"], env=env, stderr=subprocess.PIPE
+    )
+    processes.append(gateway)
+    base = env["ISA_BROKER_PUBLIC_URL"]
+    health = None
+    for _ in range(400):
+        try:
+            health = httpx.get(base + "/healthz", timeout=2)
+            break
+        except httpx.TransportError:
+            time.sleep(0.05)
+    assert health is not None and health.status_code == 200
+    assert health.json()["mode"] == "dev"
+    assert "DEVELOPMENT MODE" in health.json()["warning"]
+    gateway.terminate()
+    _, err = gateway.communicate(timeout=30)
+    assert b"!!! DEVELOPMENT MODE (ISA_BROKER_MODE=dev)" in err

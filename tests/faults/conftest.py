@@ -193,6 +193,7 @@ def start_separate(
             **_clean_environ(),
             **kafka.env,
             "ISA_BROKER_KAFKA_TOPIC_PREFIX": f"flt{uuid.uuid4().hex[:8]}",
+            "ISA_BROKER_MODE": "dev",
             "ISA_BROKER_DATA_DIR": str(tmp_path / "data"),
             # the scenario's webhook receivers listen on this machine
             "ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',

@@ -378,7 +378,7 @@ async def test_a_byte_changed_in_the_sqlite_file_is_named(tmp_path: Path) -> Non
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"ISA_BROKER_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    env = {"ISA_BROKER_MODE": "dev", "ISA_BROKER_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     return subprocess.run(  # noqa: S603
         [sys.executable, "-m", "services.cli", "audit", *args],
         env=env,

@@ -53,7 +53,7 @@ async def test_concurrent_start_ups_migrate_once(database_url: str) -> None:
 
 
 def test_db_upgrade_command(tmp_path: Path) -> None:
-    env = {"ISA_BROKER_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    env = {"ISA_BROKER_MODE": "dev", "ISA_BROKER_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
     out = subprocess.run(  # noqa: S603
         [sys.executable, "-m", "services.cli", "db", "upgrade"],
         env=env,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core.errors import SharingRefused
+from services.core.errors import FictionalPolicies, SharingRefused
 from services.core.isa.reload import PolicyWatcher
 from services.core.runtime import Runtime
 from services.core.settings import REPO_ROOT
@@ -89,3 +89,38 @@ async def test_the_watcher_notices_a_changed_file(runtime: Runtime) -> None:
         task.cancel()
     with pytest.raises(SharingRefused):
         runtime.engine.decide("eastborough-vawg", "release-notice", NOW, None, release_notice())
+
+
+def _unmark(policies: Path) -> None:
+    """The demo files made a partnership's own: the ``fictional`` marker taken out."""
+    for path in [policies / "parties.yaml", *(policies / "agreements").glob("*.yaml")]:
+        path.write_text(path.read_text().replace("\nfictional: true\n", "\n", 1))
+
+
+async def test_production_refuses_fictional_agreements_at_start_and_on_reload(
+    tmp_path: Path,
+) -> None:
+    policies = tmp_path / "isa_policies"
+    shutil.copytree(REPO_ROOT / "isa_policies", policies)
+    settings = make_settings(tmp_path, policies_dir=policies)
+    # the production rules about connections are tested with the settings; here only the
+    # agreements differ, so the mode is switched on a dev configuration
+    settings.mode = "production"
+    with pytest.raises(FictionalPolicies, match="marked fictional"):
+        await Runtime.create(settings, "", embedded=True)
+    _unmark(policies)
+    rt = await Runtime.create(settings, "", embedded=True)
+    try:
+        watcher = PolicyWatcher(rt)
+        before = rt.engine
+        shutil.copy(
+            REPO_ROOT / "isa_policies" / "agreements" / "ISA-EB-020.yaml",
+            rt.settings.agreements_dir,
+        )
+        assert await watcher.reload() is False
+        assert rt.engine is before
+        assert watcher.last_error is not None and "ISA-EB-020.yaml" in watcher.last_error
+        events = [e["event"] for e in await rt.store.audit_entries()]
+        assert events == ["policies_reload_refused"]
+    finally:
+        await rt.aclose()

@@ -18,7 +18,7 @@ import cel
 import jsonschema
 import yaml
 
-from ..errors import AgreementFileInvalid, PartyRegisterInvalid
+from ..errors import AgreementFileInvalid, FictionalPolicies, PartyRegisterInvalid
 from ..messages import MESSAGE_TYPES
 from .model import (
     Agreement,
@@ -284,9 +284,19 @@ def parse_agreement(
     )
 
 
-def load_policies(policies_dir: Path, schemas_dir: Path) -> PolicySet:
-    """Load ``parties.yaml`` and every ``agreements/*.yaml`` under ``policies_dir``."""
-    parties = load_parties(policies_dir / "parties.yaml", schemas_dir)
+def load_policies(
+    policies_dir: Path, schemas_dir: Path, *, refuse_fictional: bool = False
+) -> PolicySet:
+    """Load ``parties.yaml`` and every ``agreements/*.yaml`` under ``policies_dir``.
+
+    ``refuse_fictional`` (production): a folder in which any file says ``fictional: true``,
+    as the demo partnership shipped with the code does, is refused as a whole, so that real
+    people's data is never shared under invented agreements."""
+    parties_file = policies_dir / "parties.yaml"
+    parties = load_parties(parties_file, schemas_dir)
+    fictional = (
+        ["parties.yaml"] if _read_yaml(parties_file, PartyRegisterInvalid).get("fictional") else []
+    )
     validator = _validator(schemas_dir, "isa-agreement.schema.json")
     agreements: list[Agreement] = []
     for path in sorted((policies_dir / "agreements").glob("*.yaml")):
@@ -295,4 +305,12 @@ def load_policies(policies_dir: Path, schemas_dir: Path) -> PolicySet:
         if any(a.id == agreement.id for a in agreements):
             raise AgreementFileInvalid(f"{path.name}: agreement id {agreement.id} is used twice")
         agreements.append(agreement)
-    return PolicySet(parties=parties, agreements=tuple(agreements))
+        if doc.get("fictional"):
+            fictional.append(f"agreements/{path.name}")
+    if refuse_fictional and fictional:
+        raise FictionalPolicies(
+            f"the agreements in {policies_dir} are marked fictional ({', '.join(fictional)} "
+            "say fictional: true): refused in production. Set ISA_BROKER_POLICIES_DIR to the "
+            "partnership's own signed agreements"
+        )
+    return PolicySet(parties=parties, agreements=tuple(agreements), fictional=tuple(fictional))

@@ -155,6 +155,8 @@ class Agreement:
 class PolicySet:
     parties: dict[str, Party]
     agreements: tuple[Agreement, ...] = field(default_factory=tuple)
+    #: the files that say ``fictional: true`` (demo or test data; refused in production)
+    fictional: tuple[str, ...] = ()
 
     def agreement(self, agreement_id: str) -> Agreement | None:
         return next((a for a in self.agreements if a.id == agreement_id), None)

@@ -42,7 +42,12 @@ class PolicyWatcher:
         s = self.runtime.settings
         self._seen = fingerprint(s.policies_dir)
         try:
-            policies = await asyncio.to_thread(load_policies, s.policies_dir, s.schemas_dir)
+            policies = await asyncio.to_thread(
+                load_policies,
+                s.policies_dir,
+                s.schemas_dir,
+                refuse_fictional=s.mode == "production",
+            )
         except ConfigurationError as e:
             self.last_error = e.detail
             log.error("agreements not reloaded, the previous set stays in force: %s", e.detail)

@@ -12,7 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from services.core.errors import AgreementFileInvalid, ConfigurationError, PartyRegisterInvalid
+from services.core.errors import (
+    AgreementFileInvalid,
+    ConfigurationError,
+    FictionalPolicies,
+    PartyRegisterInvalid,
+)
 from services.core.isa.loader import load_parties, load_policies
 from services.core.isa.model import PolicySet
 
@@ -164,6 +169,42 @@ def test_a_copy_with_no_changes_loads_the_same(
     for path in (policies_copy / "agreements").glob("*.yaml"):
         _edit(policies_copy, f"agreements/{path.name}", lambda doc: None)
     assert load_policies(policies_copy, schemas_dir) == demo_policies
+
+
+# --- fictional agreements ---------------------------------------------------------------
+
+
+def test_the_shipped_demo_partnership_is_fictional_and_refused_in_production(
+    repo_policies_dir: Path, schemas_dir: Path
+) -> None:
+    demo = load_policies(repo_policies_dir, schemas_dir)
+    assert "parties.yaml" in demo.fictional
+    assert {f"agreements/{a.id}.yaml" for a in demo.agreements} <= set(demo.fictional)
+    with pytest.raises(FictionalPolicies) as info:
+        load_policies(repo_policies_dir, schemas_dir, refuse_fictional=True)
+    assert isinstance(info.value, ConfigurationError)
+    assert "marked fictional" in info.value.detail
+    assert "ISA_BROKER_POLICIES_DIR" in info.value.detail
+
+
+def test_one_fictional_file_refuses_the_set_in_production(
+    policies_copy: Path, schemas_dir: Path
+) -> None:
+    def real(doc: dict[str, Any]) -> None:
+        doc.pop("fictional", None)
+
+    _edit(policies_copy, "parties.yaml", real)
+    for path in (policies_copy / "agreements").glob("*.yaml"):
+        _edit(policies_copy, f"agreements/{path.name}", real)
+    loaded = load_policies(policies_copy, schemas_dir, refuse_fictional=True)
+    assert loaded.fictional == ()  # the control: a partnership's own files load
+    # an agreement copied from the demo into a real folder is still refused
+    _edit(policies_copy, EB2, lambda doc: doc.update(fictional=True))
+    with pytest.raises(FictionalPolicies, match=r"agreements/ISA-EB-002\.yaml"):
+        load_policies(policies_copy, schemas_dir, refuse_fictional=True)
+    # and a marker that is not a boolean is a schema error
+    _edit(policies_copy, EB2, lambda doc: doc.update(fictional="yes"))
+    assert "/fictional" in _refused(policies_copy, schemas_dir)
 
 
 # --- bad agreement files ----------------------------------------------------------------
