@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from .core.errors import IsaBrokerError
 from .core.messages import MESSAGE_TYPES as MESSAGE_TYPE_NAMES
-from .core.settings import Settings
+from .core.settings import DEV_MODE_WARNING, Settings
 
 if TYPE_CHECKING:
     from .core.crypto.keys import KeyStore
@@ -26,15 +26,42 @@ def _settings(**overrides: object) -> Settings:
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as e:
-        raise SystemExit(f"isa-broker: invalid settings: {e}") from e
+        raise SystemExit(f"isa-broker: invalid settings: {settings_problems(e)}") from e
     logging.getLogger().setLevel(settings.log_level)
     return settings
+
+
+def _offline_settings() -> Settings:
+    """Settings of a command that serves nothing and opens no store (the agreement tools,
+    the schema export): dev mode unless ISA_BROKER_MODE says otherwise, since production's
+    rules are about what a running broker connects to."""
+    mode_set = any(name.upper() == "ISA_BROKER_MODE" for name in os.environ)
+    return _settings() if mode_set else _settings(mode="dev")
+
+
+def settings_problems(error: ValidationError) -> str:
+    """Each problem as ``SETTING: what is wrong``, without the values given (pydantic's own
+    text repeats the whole input, passwords included)."""
+    out = []
+    for item in error.errors(include_url=False, include_input=False):
+        message = str(item["msg"]).removeprefix("Value error, ")
+        loc = [str(part) for part in item["loc"]]
+        out.append(f"ISA_BROKER_{'_'.join(loc).upper()}: {message}" if loc else message)
+    return "; ".join(out)
+
+
+def _warn_if_dev(settings: Settings) -> None:
+    """A gateway or router in dev mode says so, loudly, before anything else."""
+    if settings.mode == "dev":
+        bar = "!" * 78
+        print(f"{bar}\n!!! {DEV_MODE_WARNING}\n{bar}", file=sys.stderr, flush=True)
+        logging.getLogger("isa_broker").warning("%s", DEV_MODE_WARNING)
 
 
 async def _dev(args: argparse.Namespace) -> int:
     from .system import System, ensure_demo_clients, settings_for_local
 
-    base = _settings()
+    base = _settings(mode="dev")
     settings = settings_for_local(
         args.data_dir or base.data_dir,
         args.port,
@@ -58,6 +85,7 @@ async def _dev(args: argparse.Namespace) -> int:
         )
         print(f"store            {settings.resolved_database_url}")
         print(f"demo clients     {settings.data_dir / 'demo-clients.json'}")
+        print("mode             dev: unsafe settings accepted, synthetic data only")
         print("Ctrl-C stops.", flush=True)
         await system.wait()
     finally:
@@ -71,6 +99,7 @@ async def _serve(args: argparse.Namespace) -> int:
     from .system import System
 
     settings = _settings()
+    _warn_if_dev(settings)
     system = System(settings)
     await system.start(with_gateway=args.command == "gateway", with_router=args.command == "router")
     try:
@@ -160,8 +189,13 @@ def _keys(args: argparse.Namespace) -> int:
     from .core.crypto.signing_keys import RotationPolicy
 
     settings = _settings()
-    store = KeyStore(settings.data_dir, RotationPolicy.from_settings(settings))
-    keys = store.signing
+    store = KeyStore(
+        settings.data_dir,
+        RotationPolicy.from_settings(settings),
+        delivery_rotation=RotationPolicy.for_delivery_signing(settings),
+    )
+    delivery = getattr(args, "delivery", False)
+    keys = store.delivery_signing if delivery else store.signing
     now = dt.datetime.now(dt.UTC)
     if args.keys_command in ("rotate-kek", "retire-kek"):
         if args.keys_command == "rotate-kek":
@@ -181,14 +215,25 @@ def _keys(args: argparse.Namespace) -> int:
         ahead = settings.signing_key_publish_ahead_seconds
         if args.publish_ahead is not None:
             ahead = args.publish_ahead
+        if delivery:
+            store.delivery_signing_key(now)  # a key to retire, rather than none
         before = {k["kid"] for k in keys.describe(now)}
         keys.rotate(now, dt.timedelta(seconds=ahead))
         added = sorted({k["kid"] for k in keys.describe(now)} - before)
         if added:
             detail = {"kid": added[0], "publish_ahead_seconds": ahead}
-            asyncio.run(_log_key_event(settings, "signing_key_rotated", detail))
-    for k in keys.describe(now):
-        print(f"{k['kid']}\t{k['state']}\tsigns from {k['activates_at']:%Y-%m-%dT%H:%M:%SZ}")
+            event = "delivery_signing_key_rotated" if delivery else "signing_key_rotated"
+            asyncio.run(_log_key_event(settings, event, detail))
+    if not delivery:
+        for k in keys.describe(now):
+            print(f"{k['kid']}\t{k['state']}\tsigns from {k['activates_at']:%Y-%m-%dT%H:%M:%SZ}")
+    if delivery or args.keys_command == "list":
+        # thumbprints: what agencies pin (docs/integrators.md)
+        for k in store.delivery_signing.describe(now):
+            print(
+                f"{k['kid']}\tdelivery {k['state']}\tsigns from "
+                f"{k['activates_at']:%Y-%m-%dT%H:%M:%SZ}\t{k['thumbprint']}"
+            )
     if args.keys_command == "list":
         for kek in store.kek.describe():
             state = "current" if kek.current else "unwraps only"
@@ -227,7 +272,7 @@ async def _log_key_event(settings: Settings, event: str, detail: dict[str, Any])
 def _isa_lint(args: argparse.Namespace) -> int:
     from .core.isa.lint import lint
 
-    settings = _settings()
+    settings = _offline_settings()
     today = _date(args.at) if getattr(args, "at", None) else dt.datetime.now(dt.UTC).date()
     findings = lint(settings.policies_dir, settings.schemas_dir, today)
     for f in findings:
@@ -254,7 +299,7 @@ def _isa_explain(args: argparse.Namespace) -> int:
     from .core.messages import MESSAGE_TYPES, get_message_type
     from .core.messages.fields import leaf_paths
 
-    settings = _settings()
+    settings = _offline_settings()
     engine = IsaEngine(load_policies(settings.policies_dir, settings.schemas_dir))
     raw = Path(args.message).read_bytes()
     names = [args.type] if args.type else list(MESSAGE_TYPES)
@@ -319,7 +364,7 @@ def _isa_coverage(args: argparse.Namespace) -> int:
     from .core.isa import load_policies
     from .core.isa.coverage import coverage, load_needs
 
-    settings = _settings()
+    settings = _offline_settings()
     policies = load_policies(settings.policies_dir, settings.schemas_dir)
     today = _date(args.at) if args.at else dt.datetime.now(dt.UTC).date()
     needs = load_needs(settings.policies_dir / "needs.yaml", policies)
@@ -356,7 +401,7 @@ def _isa_export_odrl(args: argparse.Namespace) -> int:
     from .core.isa import load_policies
     from .core.isa.odrl import export_all
 
-    settings = _settings()
+    settings = _offline_settings()
     policies = load_policies(settings.policies_dir, settings.schemas_dir)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -568,7 +613,7 @@ def _when(text: str | None, option: str) -> dt.datetime | None:
 def _schemas_export(args: argparse.Namespace) -> int:
     from .core.messages import MESSAGE_TYPES
 
-    settings = _settings()
+    settings = _offline_settings()
     stale = []
     for mt in MESSAGE_TYPES.values():
         path = settings.schemas_dir / mt.schema_file
@@ -639,9 +684,13 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(run=_clients_set_disabled, is_async=True)
 
     keys = sub.add_parser(
-        "keys", help="token-signing keys and the Kafka topics' key-encryption keys"
+        "keys",
+        help="token-signing and delivery-signing keys, and the Kafka topics' key-encryption keys",
     ).add_subparsers(dest="keys_command", required=True)
-    p = keys.add_parser("list", help="signing keys and their state, then key-encryption keys")
+    p = keys.add_parser(
+        "list",
+        help="token-signing keys, delivery-signing keys (with thumbprints), key-encryption keys",
+    )
     p.set_defaults(run=_keys, is_async=False)
     p = keys.add_parser(
         "rotate-kek", help="make a new key-encryption key current (old ones keep unwrapping)"
@@ -660,6 +709,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="seconds before the new key signs (default ISA_BROKER_SIGNING_KEY_PUBLISH_AHEAD_"
         "SECONDS; 0 after a suspected compromise)",
+    )
+    p.add_argument(
+        "--delivery",
+        action="store_true",
+        help="rotate the delivery-signing keys (records and webhook bodies encrypted to "
+        "agencies) instead of the token-signing keys",
     )
     p.set_defaults(run=_keys, is_async=False)
 

@@ -160,6 +160,7 @@ def kafka(request: pytest.FixtureRequest) -> Iterator[KafkaTarget]:
 
 def make_settings(tmp_path: Path, **overrides: object) -> Settings:
     base: dict[str, object] = {
+        "mode": "dev",  # one machine, fictional agreements (module fixtures run before _clean_env)
         "data_dir": tmp_path / "data",
         "kafka_topic_prefix": f"t{uuid.uuid4().hex[:10]}",
         "kafka_partitions": 2,

@@ -1,5 +1,6 @@
 """An agency's side of per-recipient encryption, end to end: make a key pair, register the
-public key, consume your own Kafka topic and decrypt each record.
+public key, pin the broker's delivery-signing keys, consume your own Kafka topic, decrypt each
+record and check that the broker signed it.
 
 Needs Python 3.11+, ``pip install joserfc aiokafka httpx`` and the decrypt helper
 ``services/core/crypto/recipient.py`` (copy that one file beside this one, or install
@@ -12,23 +13,34 @@ isa-broker). Run::
     python agency_decrypt.py register --gateway https://isa-broker.example \\
         --token "$TOKEN" --public keys/vawg-2026-12.public.jwk.json
 
-    # 3. consume and decrypt as your own Kafka principal (the kafka_credential shown once
+    # 3. save the broker's delivery-signing keys and compare the thumbprints it prints with
+    #    those the broker's operators gave you out of band (isa-broker keys list)
+    python agency_decrypt.py broker-keys --gateway https://isa-broker.example \\
+        --out keys/broker-delivery-signing.jwks.json
+
+    # 4. consume and decrypt as your own Kafka principal (the kafka_credential shown once
     #    when you made your first kafka subscription; its password in a 0600 file), over
-    #    SASL_SSL; give every private key you still hold (rotation)
+    #    SASL_SSL; give every private key you still hold (rotation). A record signed by a
+    #    key not in the saved set makes it fetch the set again from --gateway (https), at
+    #    most every five minutes
     python agency_decrypt.py consume --bootstrap kafka.example:9093 --ca-file kafka-ca.pem \\
         --username agency-eastborough-vawg --password-file kafka-password \\
         --topic isa.agency.eastborough-vawg.v1 --party eastborough-vawg \\
-        --key keys/vawg-2026-12.private.jwk.json
+        --key keys/vawg-2026-12.private.jwk.json \\
+        --broker-keys keys/broker-delivery-signing.jwks.json --gateway https://isa-broker.example
 
 The cluster lets your principal read your own topic, in consumer groups named
 ``<party>.<anything>`` (here ``eastborough-vawg.decrypt``), and nothing else.
 
 A webhook body of a subscription made with ``"encrypt": true`` is the same compact JWE
 (content type ``application/jose``): verify the webhook signature over the body as received,
-then ``recipient.open_(body, keys, recipient=PARTY, delivery_id=headers["webhook-id"])``.
+then ``recipient.open_(body, keys, broker_keys=broker, recipient=PARTY,
+delivery_id=headers["webhook-id"])``.
 
 A record that does not open is not lost: it stays on the topic. Log its offset and the
-error (never its content), fix the key, and read from that offset again."""
+error (never its content), fix the key, and read from that offset again. A record refused as
+``NotSignedByBroker`` decrypted with your key but was not signed by the broker for this
+delivery: someone else wrote it; never act on it, and tell the broker's operators."""
 
 from __future__ import annotations
 
@@ -62,6 +74,26 @@ def load_keys(paths: list[Path]) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in paths]
 
 
+def save_broker_keys(gateway: str, out: Path, allow_http: bool = False) -> dict[str, str]:
+    """Fetch the broker's delivery-signing keys from its https endpoint, save them in ``out``
+    and return their thumbprints (by kid): compare those with the operators' out of band
+    before you trust the file."""
+    url = gateway.rstrip("/") + recipient.BROKER_KEYS_PATH
+    keys = recipient.BrokerKeys.from_url(url, allow_http=allow_http)
+    out.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    out.write_text(json.dumps(keys.jwks(), indent=2))
+    return keys.thumbprints()
+
+
+def load_broker_keys(
+    path: Path, gateway: str | None = None, allow_http: bool = False
+) -> recipient.BrokerKeys:
+    """The pinned keys saved by :func:`save_broker_keys`; with ``gateway``, refreshed from
+    its endpoint when a record names a key not in the file."""
+    url = gateway.rstrip("/") + recipient.BROKER_KEYS_PATH if gateway else None
+    return recipient.BrokerKeys.from_file(path, url=url, allow_http=allow_http)
+
+
 def register(gateway: str, token: str, public: Path) -> dict[str, Any]:
     import httpx
 
@@ -81,6 +113,7 @@ async def consume(
     topic: str,
     party: str,
     keys: list[dict[str, Any]],
+    broker_keys: recipient.BrokerKeys,
     security: dict[str, Any] | None = None,
 ) -> None:
     """Print each record's message id, type and the field names it carries. ``security``:
@@ -101,8 +134,17 @@ async def consume(
         async for record in consumer:
             try:
                 opened = recipient.open_record(
-                    record.value or b"", record.headers, keys, recipient=party
+                    record.value or b"",
+                    record.headers,
+                    keys,
+                    broker_keys=broker_keys,
+                    recipient=party,
                 )
+            except recipient.NotSignedByBroker as e:
+                # decrypted, but not the broker's: a forgery; never act on it
+                print(f"offset {record.offset}: FORGED, not the broker's: {e}", file=sys.stderr)
+                await consumer.commit()
+                continue
             except recipient.DeliveryDecryptError as e:
                 print(f"offset {record.offset}: not opened: {e}", file=sys.stderr)
                 continue
@@ -141,11 +183,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gateway", required=True)
     p.add_argument("--token", required=True)
     p.add_argument("--public", type=Path, required=True)
+    p = sub.add_parser("broker-keys")
+    p.add_argument("--gateway", required=True)
+    p.add_argument("--out", type=Path, default=Path("keys/broker-delivery-signing.jwks.json"))
+    p.add_argument("--allow-http", action="store_true", help="local development only")
     p = sub.add_parser("consume")
     p.add_argument("--bootstrap", required=True)
     p.add_argument("--topic", required=True)
     p.add_argument("--party", required=True)
     p.add_argument("--key", type=Path, action="append", required=True)
+    p.add_argument("--broker-keys", type=Path, required=True, help="saved by broker-keys")
+    p.add_argument("--gateway", help="refresh the broker keys from here (https)")
+    p.add_argument("--allow-http", action="store_true", help="local development only")
     p.add_argument("--ca-file", type=Path, help="PEM of the CAs of the brokers' certificates")
     p.add_argument("--username", help="your Kafka principal, agency-<party>")
     p.add_argument("--password-file", type=Path, help="file holding its password")
@@ -155,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"private key: {private_path} (keep secret)\npublic key:  {public_path}")
     elif args.command == "register":
         print(json.dumps(register(args.gateway, args.token, args.public), indent=2))
+    elif args.command == "broker-keys":
+        thumbprints = save_broker_keys(args.gateway, args.out, args.allow_http)
+        print(f"saved {args.out}; check these thumbprints with the broker's operators:")
+        for kid, value in sorted(thumbprints.items()):
+            print(f"  {kid}  {value}")
     else:
         security = None
         if args.username:
@@ -162,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--username needs --password-file")
             security = sasl_ssl(args.ca_file, args.username, args.password_file)
         keys = load_keys(args.key)
-        asyncio.run(consume(args.bootstrap, args.topic, args.party, keys, security))
+        broker = load_broker_keys(args.broker_keys, args.gateway, args.allow_http)
+        asyncio.run(consume(args.bootstrap, args.topic, args.party, keys, broker, security))
     return 0
 
 

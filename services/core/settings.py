@@ -25,6 +25,19 @@ NEVER_ALLOWLISTED_IN_PRODUCTION = (
 )
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or below it, once both are resolved."""
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+#: printed at start-up by a gateway or router in dev mode, and shown by its health endpoint
+DEV_MODE_WARNING = (
+    "DEVELOPMENT MODE (ISA_BROKER_MODE=dev): unsafe settings are accepted (plain-http "
+    "webhooks, SQLite, plaintext Kafka, fictional demo agreements). Never use it with real "
+    "people's data."
+)
+
+
 def _verified_tls(url: str) -> bool:
     from .errors import ConfigurationError
     from .store.connection import verified_tls
@@ -38,7 +51,12 @@ def _verified_tls(url: str) -> bool:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ISA_BROKER_", extra="ignore")
 
-    mode: Literal["dev", "production"] = "dev"
+    mode: Literal["dev", "production"] = Field(
+        default="production",
+        description="production (the default) refuses every unsafe setting (see "
+        "production_problems); dev, for one machine only, accepts them and says so at "
+        "start-up. isa-broker dev and demo always run in dev mode.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     data_dir: Path = Field(default=REPO_ROOT / ".data")
     database_url: str | None = Field(
@@ -159,6 +177,18 @@ class Settings(BaseSettings):
         description="How long a next signing key is published before first use, so that "
         "resource servers caching the JWKS see it first.",
     )
+    delivery_signing_key_grace_days: float = Field(
+        default=30,
+        ge=1,
+        le=365,
+        description="How long a retired delivery-signing key (it signs the records and "
+        "webhook bodies encrypted to agencies) stays published at "
+        "/.well-known/delivery-signing-keys.json, so that agencies can still verify what it "
+        "signed: at least the agency topics' retention (the brokers' log.retention, 7 days "
+        "in deploy/compose.yaml) plus the longest a delivery may be retried or replayed. "
+        "These keys rotate with signing_key_max_age_days and "
+        "signing_key_publish_ahead_seconds, like the token-signing keys.",
+    )
     oidc_issuer: str | None = Field(
         default=None,
         description="Also accept access tokens from this external OpenID Connect provider "
@@ -238,7 +268,9 @@ class Settings(BaseSettings):
         "longer Retry-After from the receiver wins.",
     )
     webhook_allow_http: bool = Field(
-        default=True, description="Allow plain http:// webhook URLs (dev only)."
+        default=True,
+        description="Allow plain http:// webhook URLs. Default: true in dev mode, false in "
+        "production (where true is refused).",
     )
     webhook_allowed_networks: tuple[str, ...] = Field(
         default=(),
@@ -476,70 +508,89 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_is_strict(self) -> Settings:
         if self.mode == "production":
-            problems = []
-            for item in self.webhook_allowed_networks:
-                net = ipaddress.ip_network(item)
-                if any(net.overlaps(bad) for bad in NEVER_ALLOWLISTED_IN_PRODUCTION):
-                    problems.append(
-                        f"ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS: {item} reaches loopback, "
-                        "link-local (cloud metadata) or unspecified addresses"
-                    )
-            if self.token_leeway_seconds > 60:
-                problems.append("ISA_BROKER_TOKEN_LEEWAY_SECONDS must be at most 60 in production")
-            if self.rate_limit_per_minute == 0 or self.token_rate_limit_per_minute == 0:
-                problems.append("rate limits cannot be disabled (0) in production")
-            if self.oidc_jwks_url is not None and not self.oidc_jwks_url.startswith("https://"):
-                problems.append("ISA_BROKER_OIDC_JWKS_URL must be https:// in production")
-            if (
-                self.oidc_issuer is not None
-                and self.oidc_jwks_url is None
-                and not self.oidc_issuer.startswith("https://")
-            ):
-                problems.append(
-                    "ISA_BROKER_OIDC_ISSUER must be https:// in production: its discovery "
-                    "document names the keys tokens are checked with"
-                )
-            if self.webhook_allow_http:
-                problems.append("ISA_BROKER_WEBHOOK_ALLOW_HTTP must be false in production")
-            if not self.public_url.startswith("https://"):
-                problems.append("ISA_BROKER_PUBLIC_URL must be https:// in production")
-            if self.kafka_bootstrap_servers is None:
-                problems.append("KAFKA_BOOTSTRAP_SERVERS is required in production")
-            if not self.kafka_encryption:
-                problems.append("ISA_BROKER_KAFKA_ENCRYPTION must be true in production")
-            if self.database_url is None or not self.database_url.startswith("postgresql"):
-                problems.append("ISA_BROKER_DATABASE_URL must name PostgreSQL in production")
-            elif not _verified_tls(self.database_url):
-                problems.append(
-                    "ISA_BROKER_DATABASE_URL must ask for verified TLS in production "
-                    "(sslmode=verify-full, with sslrootcert=CA file unless the system trusts "
-                    "the server's CA), or connect through a local socket (?host=/run/postgresql)"
-                )
-            if self.kafka_security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
-                problems.append(
-                    f"ISA_BROKER_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} is "
-                    "refused in production: use SASL_SSL (or SSL with a client certificate)"
-                )
-            elif self.kafka_security_protocol == "SSL" and self.kafka_ssl_cert_file is None:
-                problems.append(
-                    "ISA_BROKER_KAFKA_SECURITY_PROTOCOL=SSL needs a client certificate in "
-                    "production (ISA_BROKER_KAFKA_SSL_CERT_FILE and _KEY_FILE), or the broker "
-                    "cannot tell who is connecting"
-                )
-            if self.kafka_replication < 2:
-                problems.append(
-                    "ISA_BROKER_KAFKA_REPLICATION_FACTOR=1 is refused in production: a topic "
-                    "on one broker is lost with it (use 3)"
-                )
-            elif not 2 <= self.kafka_min_insync < self.kafka_replication:
-                problems.append(
-                    f"ISA_BROKER_KAFKA_MIN_INSYNC_REPLICAS must be at least 2 and below the "
-                    f"replication factor ({self.kafka_replication}) in production, so that one "
-                    "broker can be lost without losing or refusing writes"
-                )
+            if "webhook_allow_http" not in self.model_fields_set:
+                self.webhook_allow_http = False  # the default follows the mode
+            problems = self.production_problems()
             if problems:
+                if "mode" not in self.model_fields_set:
+                    problems.append(
+                        "(production rules apply because ISA_BROKER_MODE is not set; a "
+                        "development system on one machine sets ISA_BROKER_MODE=dev)"
+                    )
                 raise ValueError("; ".join(problems))
         return self
+
+    def production_problems(self) -> list[str]:
+        """Every setting that production mode refuses, each named with what is wrong.
+        (The agreement files are checked when they are loaded: production refuses a set
+        marked ``fictional``, such as the demo partnership shipped in ``isa_policies/``.)"""
+        problems = []
+        if _inside(self.data_dir, REPO_ROOT):
+            problems.append(
+                f"ISA_BROKER_DATA_DIR ({self.data_dir}) is inside the code folder "
+                f"({REPO_ROOT}): keys and the store belong in a protected folder of their own"
+            )
+        for item in self.webhook_allowed_networks:
+            net = ipaddress.ip_network(item)
+            if any(net.overlaps(bad) for bad in NEVER_ALLOWLISTED_IN_PRODUCTION):
+                problems.append(
+                    f"ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS: {item} reaches loopback, "
+                    "link-local (cloud metadata) or unspecified addresses"
+                )
+        if self.token_leeway_seconds > 60:
+            problems.append("ISA_BROKER_TOKEN_LEEWAY_SECONDS must be at most 60 in production")
+        if self.rate_limit_per_minute == 0 or self.token_rate_limit_per_minute == 0:
+            problems.append("rate limits cannot be disabled (0) in production")
+        if self.oidc_jwks_url is not None and not self.oidc_jwks_url.startswith("https://"):
+            problems.append("ISA_BROKER_OIDC_JWKS_URL must be https:// in production")
+        if (
+            self.oidc_issuer is not None
+            and self.oidc_jwks_url is None
+            and not self.oidc_issuer.startswith("https://")
+        ):
+            problems.append(
+                "ISA_BROKER_OIDC_ISSUER must be https:// in production: its discovery "
+                "document names the keys tokens are checked with"
+            )
+        if self.webhook_allow_http:
+            problems.append("ISA_BROKER_WEBHOOK_ALLOW_HTTP must be false in production")
+        if not self.public_url.startswith("https://"):
+            problems.append("ISA_BROKER_PUBLIC_URL must be https:// in production")
+        if self.kafka_bootstrap_servers is None:
+            problems.append("KAFKA_BOOTSTRAP_SERVERS is required in production")
+        if not self.kafka_encryption:
+            problems.append("ISA_BROKER_KAFKA_ENCRYPTION must be true in production")
+        if self.database_url is None or not self.database_url.startswith("postgresql"):
+            problems.append("ISA_BROKER_DATABASE_URL must name PostgreSQL in production")
+        elif not _verified_tls(self.database_url):
+            problems.append(
+                "ISA_BROKER_DATABASE_URL must ask for verified TLS in production "
+                "(sslmode=verify-full, with sslrootcert=CA file unless the system trusts "
+                "the server's CA), or connect through a local socket (?host=/run/postgresql)"
+            )
+        if self.kafka_security_protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+            problems.append(
+                f"ISA_BROKER_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} is "
+                "refused in production: use SASL_SSL (or SSL with a client certificate)"
+            )
+        elif self.kafka_security_protocol == "SSL" and self.kafka_ssl_cert_file is None:
+            problems.append(
+                "ISA_BROKER_KAFKA_SECURITY_PROTOCOL=SSL needs a client certificate in "
+                "production (ISA_BROKER_KAFKA_SSL_CERT_FILE and _KEY_FILE), or the broker "
+                "cannot tell who is connecting"
+            )
+        if self.kafka_replication < 2:
+            problems.append(
+                "ISA_BROKER_KAFKA_REPLICATION_FACTOR=1 is refused in production: a topic "
+                "on one broker is lost with it (use 3)"
+            )
+        elif not 2 <= self.kafka_min_insync < self.kafka_replication:
+            problems.append(
+                f"ISA_BROKER_KAFKA_MIN_INSYNC_REPLICAS must be at least 2 and below the "
+                f"replication factor ({self.kafka_replication}) in production, so that one "
+                "broker can be lost without losing or refusing writes"
+            )
+        return problems
 
     @property
     def manages_agency_access(self) -> bool:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaConsumer
 
 from services.core.clients import create_client
@@ -212,7 +213,8 @@ async def run_demo(
 
             out(
                 "\n2. What each partner received (projections; webhook signatures checked, "
-                f"{KAFKA_PARTY}'s Kafka record decrypted with its own key):"
+                f"{KAFKA_PARTY}'s Kafka record decrypted with its own key, the broker's "
+                "signature on it checked):"
             )
             width = max(len(r.party) for r in rows)
             out(f"   {'recipient'.ljust(width)}  check      fields received")
@@ -303,9 +305,14 @@ async def _from_own_topic(
     accepted: dict[str, Any],
     credential: dict[str, Any] | None = None,
 ) -> Row:
-    """What the IOM team reads from its own topic: a compact JWE it opens with its key. With
+    """What the IOM team reads from its own topic: a compact JWE it opens with its key,
+    holding an event it checks the broker signed (with the keys the gateway publishes). With
     ``credential`` (its own Kafka principal) the cluster lets it read that topic only."""
     assert system.runtime is not None  # noqa: S101
+    async with httpx.AsyncClient(timeout=10) as http:
+        r = await http.get(system.gateway_url + recipient.BROKER_KEYS_PATH)
+        r.raise_for_status()
+    broker_keys = recipient.BrokerKeys(r.json())
     kw = system.runtime.kafka.consumer_kwargs(f"{KAFKA_PARTY}.demo")
     if credential is not None:
         kw.update(
@@ -328,7 +335,11 @@ async def _from_own_topic(
                     continue
                 try:
                     opened = recipient.open_record(
-                        record.value or b"", record.headers, [key], recipient=KAFKA_PARTY
+                        record.value or b"",
+                        record.headers,
+                        [key],
+                        broker_keys=broker_keys,
+                        recipient=KAFKA_PARTY,
                     )
                 except recipient.DeliveryDecryptError as e:
                     problem = str(e)

@@ -1,6 +1,6 @@
 """Operator endpoints (``/v1/admin``, scope ``admin``, never granted by default): register,
-list, disable and enable OAuth clients; see and rotate the token-signing keys. Each change is
-in the disclosure log with the operator's client id."""
+list, disable and enable OAuth clients; see and rotate the token-signing keys and the
+delivery-signing keys. Each change is in the disclosure log with the operator's client id."""
 
 from __future__ import annotations
 
@@ -63,12 +63,16 @@ class ClientCreated(BaseModel):
 
 class SigningKeyPublic(BaseModel):
     kid: str
+    thumbprint: str = Field(
+        description="RFC 7638 SHA-256 thumbprint of the public key, to compare out of band"
+    )
     state: Literal["next", "active", "retired"]
     created_at: dt.datetime
     activates_at: dt.datetime
     retires_at: dt.datetime | None
     withdrawn_at: dt.datetime | None = Field(
-        description="When the key leaves the JWKS: tokens it signed have all expired"
+        description="When the key leaves its JWKS: the tokens it signed have all expired, or "
+        "(delivery-signing keys) the delivery grace is over"
     )
 
 
@@ -195,3 +199,46 @@ async def rotate_signing_key(
         detail={"by_client": agency.client_id, "kid": key.kid},
     )
     return _keys(runtime)
+
+
+def _delivery_keys(runtime: RuntimeDep) -> list[SigningKeyPublic]:
+    return [SigningKeyPublic(**k) for k in runtime.keys.delivery_signing.describe(runtime.clock())]
+
+
+@router.get(
+    "/v1/admin/delivery-signing-keys",
+    response_model=list[SigningKeyPublic],
+    dependencies=[needs_scope(ADMIN_SCOPE)],
+)
+async def list_delivery_signing_keys(
+    runtime: RuntimeDep, agency: CurrentAgency
+) -> list[SigningKeyPublic]:
+    """The keys published at ``/.well-known/delivery-signing-keys.json``, with their
+    thumbprints (give these to agencies out of band, for them to pin)."""
+    return _delivery_keys(runtime)
+
+
+@router.post(
+    "/v1/admin/delivery-signing-keys/rotate",
+    response_model=list[SigningKeyPublic],
+    dependencies=[needs_scope(ADMIN_SCOPE)],
+)
+async def rotate_delivery_signing_key(
+    runtime: RuntimeDep, agency: CurrentAgency, body: RotateSigningKey | None = None
+) -> list[SigningKeyPublic]:
+    """Publish a next delivery-signing key now; the router signs with it from
+    ``publish_ahead_seconds`` on, and the current key stays published for the delivery grace
+    (``ISA_BROKER_DELIVERY_SIGNING_KEY_GRACE_DAYS``) after it retires, so that records it
+    signed can still be verified. A rotation already waiting is returned unchanged."""
+    ahead = body.publish_ahead_seconds if body else None
+    now = runtime.clock()
+    runtime.keys.delivery_signing_key(now)  # a key to retire, rather than none
+    key = runtime.keys.delivery_signing.rotate(
+        now, dt.timedelta(seconds=ahead) if ahead is not None else None
+    )
+    await runtime.store.audit(
+        "delivery_signing_key_rotated",
+        actor=agency.party,
+        detail={"by_client": agency.client_id, "kid": key.kid},
+    )
+    return _delivery_keys(runtime)

@@ -29,6 +29,7 @@ from pydantic_core import from_json
 from services.core.errors import InvalidClient, InvalidRequest, RateLimited
 from services.core.outbox import OutboxRelay
 from services.core.runtime import ALL_SCOPES, Runtime
+from services.core.settings import DEV_MODE_WARNING
 
 from . import (
     admin,
@@ -169,6 +170,19 @@ def create_app(
         return runtime.keys.jwks(runtime.clock())
 
     @app.get(
+        "/.well-known/delivery-signing-keys.json",
+        tags=["oauth"],
+        summary="Delivery-signing public keys",
+        description="The keys (a JWK Set, ES256) that sign every Kafka record and webhook body "
+        "encrypted to an agency: the active one, a next one published before it signs, and "
+        "retired ones while records they signed may still be read "
+        "(`ISA_BROKER_DELIVERY_SIGNING_KEY_GRACE_DAYS`). Agencies verify each record against "
+        "them after decrypting it.",
+    )
+    async def delivery_signing_keys() -> dict[str, Any]:
+        return runtime.keys.delivery_jwks(runtime.clock())
+
+    @app.get(
         "/.well-known/oauth-authorization-server",
         tags=["oauth"],
         summary="Authorization server metadata (RFC 8414)",
@@ -179,6 +193,8 @@ def create_app(
             "issuer": s.issuer,
             "token_endpoint": s.token_endpoint,
             "jwks_uri": s.issuer + "/.well-known/jwks.json",
+            # not RFC 8414: where agencies find the keys that sign their deliveries
+            "isa_delivery_signing_jwks_uri": s.issuer + "/.well-known/delivery-signing-keys.json",
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": ["private_key_jwt", "client_secret_basic"],
             "token_endpoint_auth_signing_alg_values_supported": [
@@ -193,7 +209,11 @@ def create_app(
 
     @app.get("/healthz", tags=["operations"], summary="Liveness")
     async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+        """``status: ok``; in dev mode also ``mode: dev`` and a ``warning`` that unsafe
+        settings are accepted, so that a monitor can tell."""
+        if runtime.settings.mode == "dev":
+            return {"status": "ok", "mode": "dev", "warning": DEV_MODE_WARNING}
+        return {"status": "ok", "mode": "production"}
 
     def openapi() -> dict[str, Any]:
         if not app.openapi_schema:

@@ -28,6 +28,7 @@ import logging
 import random
 import socket
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ from services.core.kafka.publisher import Publisher
 from services.core.notices import notice_event
 from services.core.retention import periods_for
 from services.core.runtime import Runtime
+from services.core.store.timeliness import AwaitedDuty
+from services.core.timeliness.duty_attributes import awaited_duties, duty_extensions
 from services.core.timeliness.events import event_body, is_system_event
 from services.core.timeliness.lifecycle import event_extensions, recheck_shares, seen_by
 from services.core.webhooks import signing
@@ -217,7 +220,9 @@ class Dispatcher:
         row["retention_periods"] = periods_for(
             self.runtime.engine.policies, row["recipient"], row["grants"]
         )
-        body = self.body(row, permitted)
+        # read now, not at routing: an amendment's deadline, an acknowledgement since
+        duties = await awaited_duties(store, self.runtime.engine.policies, row, permitted)
+        body = self.body(row, permitted, duties)
         await self.send(row, body, now)
 
     async def send(self, row: dict[str, Any], body: bytes, now: dt.datetime) -> None:
@@ -262,8 +267,10 @@ class Dispatcher:
         await self.settle(row, result, now)
 
     async def seal_for_recipient(self, row: dict[str, Any], body: bytes) -> bytes | None:
-        """``body`` as a compact JWE to the recipient's current key, bound to the message,
-        the delivery, the recipient and the agreements; None when it has no key."""
+        """``body`` signed with the broker's active delivery-signing key, then encrypted as a
+        compact JWE to the recipient's current key, both bound to the message, the delivery,
+        the recipient and the agreements (:mod:`services.core.crypto.recipient`); None when
+        the recipient has no key."""
         key = await self.runtime.store.current_party_key(row["recipient"])
         if key is None:
             return None
@@ -273,11 +280,18 @@ class Dispatcher:
             recipient=row["recipient"],
             agreements=row.get("agreements", ""),
         )
-        return recipient.seal(body, key, binding)
+        signing_key = self.runtime.keys.delivery_signing_key(self.runtime.clock())
+        return recipient.seal(body, key, binding, signing_key=signing_key)
 
-    def body(self, row: dict[str, Any], permitted: RecipientDecision) -> bytes:
-        """The structured CloudEvent a recipient receives: only its permitted fields, and the
-        agreements (id@version) that permitted them."""
+    def body(
+        self,
+        row: dict[str, Any],
+        permitted: RecipientDecision,
+        duties: Sequence[AwaitedDuty] = (),
+    ) -> bytes:
+        """The structured CloudEvent a recipient receives: only its permitted fields, the
+        agreements (id@version) that permitted them, and the ``duties`` on the message that
+        await its acknowledgement (:mod:`services.core.timeliness.duty_attributes`)."""
         event = event_of(
             {
                 "id": row["message_id"],
@@ -296,6 +310,7 @@ class Dispatcher:
                 "isaagreements": agreement_refs(permitted),
                 "isadeliveryid": row["id"],
                 **event_extensions(row),
+                **duty_extensions(duties),
             },
         )
 

@@ -119,7 +119,12 @@ async def test_killed_broker_is_restarted_and_nothing_is_lost(dev: tuple[str, Pa
         assert len(for_housing) == len(expected)
         bootstrap = re.search(r"kafka bootstrap\s+(\S+)", (data.parent / "dev.log").read_text())
         assert bootstrap is not None
-        on_topic = await _consume_ids(bootstrap.group(1), agency_topic, for_housing, housing_key)
+        async with httpx.AsyncClient() as http:  # as an agency: the broker's published keys
+            jwks = (await http.get(base + recipient.BROKER_KEYS_PATH)).json()
+        broker = recipient.BrokerKeys(jwks)
+        on_topic = await _consume_ids(
+            bootstrap.group(1), agency_topic, for_housing, housing_key, broker
+        )
         assert on_topic >= for_housing, f"missing {len(for_housing - on_topic)} on {agency_topic}"
         dev_log = (data.parent / "dev.log").read_text()
         assert "embedded broker exited; restarting it" in dev_log
@@ -135,9 +140,16 @@ async def test_killed_broker_is_restarted_and_nothing_is_lost(dev: tuple[str, Pa
         await receivers.stop()
 
 
-async def _consume_ids(bootstrap: str, topic: str, want: set[str], key: dict[str, Any]) -> set[str]:
-    """Message ids of the CloudEvents on ``topic`` (each decrypted with the agency's ``key``),
-    read until ``want`` are all seen or 60 s."""
+async def _consume_ids(
+    bootstrap: str,
+    topic: str,
+    want: set[str],
+    key: dict[str, Any],
+    broker_keys: recipient.BrokerKeys,
+) -> set[str]:
+    """Message ids of the CloudEvents on ``topic`` (each decrypted with the agency's ``key``
+    and its signature checked with ``broker_keys``), read until ``want`` are all seen or
+    60 s."""
     profile = KafkaProfile(bootstrap_servers=bootstrap, embedded=True)
     consumer = AIOKafkaConsumer(topic, **profile.consumer_kwargs(f"check-{uuid.uuid4().hex}"))
     seen: set[str] = set()
@@ -150,7 +162,11 @@ async def _consume_ids(bootstrap: str, topic: str, want: set[str], key: dict[str
             for records in batches.values():
                 seen |= {
                     recipient.open_record(
-                        rec.value or b"", rec.headers, [key], recipient="eastborough-housing"
+                        rec.value or b"",
+                        rec.headers,
+                        [key],
+                        broker_keys=broker_keys,
+                        recipient="eastborough-housing",
                     ).event["id"]
                     for rec in records
                 }

@@ -677,6 +677,18 @@ async def _records(runtime: Runtime, topic: str, n: int) -> list[Any]:
         await consumer.stop()
 
 
+async def _broker_keys(env: Env) -> recipient.BrokerKeys:
+    """The broker's delivery-signing keys as an agency gets them: from the URL the gateway's
+    metadata names, without a token (plain http: the test's gateway is on loopback)."""
+    async with httpx.AsyncClient(base_url=env.system.gateway_url) as http:
+        metadata = (await http.get("/.well-known/oauth-authorization-server")).json()
+        path = httpx.URL(metadata["isa_delivery_signing_jwks_uri"]).path
+        assert path == recipient.BROKER_KEYS_PATH
+        r = await http.get(path)
+    assert r.status_code == 200, r.text
+    return recipient.BrokerKeys(r.json())
+
+
 async def _register_key(client: AgencyClient, kid: str) -> dict[str, Any]:
     """A fresh key pair: the public half registered, the private half returned."""
     private, public = recipient.generate_key(kid)
@@ -725,7 +737,11 @@ async def test_kafka_channel_carries_only_permitted_fields_encrypted_to_the_reci
     refs = {f"{a['id']}@{a['version']}" for a in _recipient(accepted, VAWG)["agreements"]}
     assert set(header["isa_agreements"].split(",")) == refs
 
-    opened = recipient.open_record(record.value, record.headers, [vawg_key], recipient=VAWG)
+    broker = await _broker_keys(env)
+    opened = recipient.open_record(
+        record.value, record.headers, [vawg_key], broker_keys=broker, recipient=VAWG
+    )
+    assert opened.signed_by == env.runtime.keys.delivery_signing_key().kid
     event = opened.event
     assert event["specversion"] == "1.0" and event["id"] == accepted["id"]
     assert event["type"] == "org.isa-broker.release-notice.v1"
@@ -737,35 +753,57 @@ async def test_kafka_channel_carries_only_permitted_fields_encrypted_to_the_reci
 
     # copied to another agency, it is unreadable there and detectably out of place
     with pytest.raises(recipient.Misrouted):
-        recipient.open_record(record.value, record.headers, [housing_key], recipient=HOUSING)
+        recipient.open_record(
+            record.value, record.headers, [housing_key], broker_keys=broker, recipient=HOUSING
+        )
     with pytest.raises(recipient.UnknownKey):
-        recipient.open_(record.value, [housing_key], recipient=VAWG)
+        recipient.open_(record.value, [housing_key], broker_keys=broker, recipient=VAWG)
     same_kid = {**housing_key, "kid": "vawg-2026-1"}  # another key under the same name
     with pytest.raises(recipient.DeliveryDecryptError, match="does not decrypt"):
-        recipient.open_(record.value, [same_kid], recipient=VAWG)
+        recipient.open_(record.value, [same_kid], broker_keys=broker, recipient=VAWG)
     relabelled = [(k, b"msg_other" if k == "isa_delivery_id" else v) for k, v in record.headers]
     with pytest.raises(recipient.Misrouted, match="bound to delivery"):
-        recipient.open_record(record.value, relabelled, [vawg_key], recipient=VAWG)
+        recipient.open_record(
+            record.value, relabelled, [vawg_key], broker_keys=broker, recipient=VAWG
+        )
+    # the token-signing keys are not the delivery-signing keys: a record does not verify
+    # with them
+    with pytest.raises(recipient.NotSignedByBroker, match="not among"):
+        recipient.open_record(
+            record.value,
+            record.headers,
+            [vawg_key],
+            broker_keys=env.runtime.keys.jwks(),
+            recipient=VAWG,
+        )
 
     delivery = await _ok(vawg.request("GET", f"/v1/deliveries/{row['id']}"))
     assert delivery["channel"] == "kafka" and delivery["status"] == "delivered"
     assert delivery["attempts"] == 1 and delivery["fields"] == permitted
 
-    # rotation: a new key takes over at once; the old records still open with the old key
+    # rotation: a new agency key takes over at once, and the broker rotates its
+    # delivery-signing key too; the old records still open with the old agency key and
+    # verify with the retired broker key, which stays published
     new_key = await _register_key(vawg, "vawg-2026-2")
+    old_signer = opened.signed_by
+    env.runtime.keys.delivery_signing.rotate(env.runtime.clock(), dt.timedelta(0))
+    await asyncio.sleep(1.1)  # the router looks at the key folder once a second
     second = await _publish(env.clients[PRISON], release_notice(days_ahead=4))
     row2 = await _delivery(env.store, second["id"], sub["id"])
     await _status(env.store, row2["id"], "delivered")
     first, later = await _records(env.runtime, topic, 2)
     assert recipient.protected_header(later.value)["kid"] == "vawg-2026-2"
     keys = [vawg_key, new_key]
-    assert recipient.open_record(first.value, first.headers, keys, recipient=VAWG).kid == (
-        "vawg-2026-1"
+    broker = await _broker_keys(env)
+    assert set(broker.thumbprints()) == {old_signer, env.runtime.keys.delivery_signing_key().kid}
+    was = recipient.open_record(
+        first.value, first.headers, keys, broker_keys=broker, recipient=VAWG
     )
-    assert (
-        recipient.open_record(later.value, later.headers, keys, recipient=VAWG).event["id"]
-        == (second["id"])
+    assert (was.kid, was.signed_by) == ("vawg-2026-1", old_signer)
+    now = recipient.open_record(
+        later.value, later.headers, keys, broker_keys=broker, recipient=VAWG
     )
+    assert now.event["id"] == second["id"] and now.signed_by not in (old_signer, None)
     listed = await _ok(vawg.request("GET", "/v1/encryption-keys"))
     assert [(k["kid"], k["current"]) for k in listed] == [
         ("vawg-2026-2", True),
@@ -809,7 +847,13 @@ async def test_an_encrypted_webhook_body_is_a_signed_jwe_for_the_recipient(
         int(got.headers["webhook-timestamp"]),
     )
     assert b"24/123456X" not in got.body
-    opened = recipient.open_(got.body, [key], recipient=VAWG, delivery_id=got.headers["webhook-id"])
+    opened = recipient.open_(
+        got.body,
+        [key],
+        broker_keys=await _broker_keys(env),
+        recipient=VAWG,
+        delivery_id=got.headers["webhook-id"],
+    )
     assert opened.event["id"] == accepted["id"]
     assert sorted(_leaves(opened.event["data"])) == _fields_for(accepted, VAWG)
 
@@ -920,7 +964,13 @@ async def test_the_cluster_lets_each_agency_read_only_its_own_topic(
     finally:
         await own.stop()
     assert record.value is not None
-    opened = recipient.open_record(record.value, record.headers, [vawg_key], recipient=VAWG)
+    opened = recipient.open_record(
+        record.value,
+        record.headers,
+        [vawg_key],
+        broker_keys=await _broker_keys(env),
+        recipient=VAWG,
+    )
     assert opened.event["id"] == accepted["id"]
 
     # another agency's topic: refused by the cluster's authorizer

@@ -233,7 +233,8 @@ async def test_after_the_demo_no_topic_holds_personal_data_in_clear(
     """The demo scenario (``isa-broker demo``) on the test's broker; then every topic of the
     demo's prefix that the broker holds, shared and per agency, read raw by a plain consumer:
     none of the synthetic person's values is in any record's value, key or headers. The IOM
-    team's own topic holds the JWE the demo decrypted with the team's key."""
+    team's own topic holds the JWE the demo decrypted with the team's key, and verified with
+    the broker's published delivery-signing keys."""
     person = scenario.release_notice(dt.date.today())
     values = [v for k, v in person["person"].items() if k != "gender"]
     values += ["Example Park", "methadone"]  # an exclusion zone, a medication
@@ -277,4 +278,5 @@ async def test_after_the_demo_no_topic_holds_personal_data_in_clear(
     [iom_record] = seen[iom_topic]
     header = recipient.protected_header(iom_record.value or b"")
     assert header["isa_recipient"] == scenario.KAFKA_PARTY
+    assert header["cty"] == recipient.SIGNED_TYP  # inside, the event the broker signed
     assert dict(iom_record.headers)["content-type"] == b"application/jose"

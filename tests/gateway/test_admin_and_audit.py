@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import httpx
 
+from services.core.crypto import recipient
 from services.core.runtime import Runtime
 from tests.gateway.conftest import TokenFor, basic, bearer, problem_of
 
@@ -58,6 +61,8 @@ async def test_admin_endpoints_need_the_admin_scope(
         ("POST", "/v1/admin/clients/x/disable"),
         ("GET", "/v1/admin/signing-keys"),
         ("POST", "/v1/admin/signing-keys/rotate"),
+        ("GET", "/v1/admin/delivery-signing-keys"),
+        ("POST", "/v1/admin/delivery-signing-keys/rotate"),
     ]:
         r = await http.request(method, path, headers=agency)
         assert r.status_code == 403, (method, path)
@@ -81,6 +86,49 @@ async def test_admin_rotates_the_signing_key(
     jwks = (await http.get("/.well-known/jwks.json")).json()
     assert {k["kid"] for k in jwks["keys"]} == set(states)
     assert any(e["event"] == "signing_key_rotated" for e in await runtime.store.audit_entries())
+
+
+async def test_delivery_signing_keys_are_published_apart_and_rotated_by_the_admin(
+    http: httpx.AsyncClient, runtime: Runtime, token_for: TokenFor
+) -> None:
+    """The keys that sign agencies' records: published without authentication at their own
+    well-known URL (named in the metadata), never mixed with the token-signing keys, and
+    rotated through their own admin endpoint with the old key still published."""
+    metadata = (await http.get("/.well-known/oauth-authorization-server")).json()
+    url = metadata["isa_delivery_signing_jwks_uri"]
+    assert url == runtime.settings.issuer + "/.well-known/delivery-signing-keys.json"
+    r = await http.get("/.well-known/delivery-signing-keys.json")  # no token
+    assert r.status_code == 200, r.text
+    [published] = r.json()["keys"]
+    assert published["kid"] == runtime.keys.delivery_signing_key().kid
+    assert (published["alg"], published["crv"]) == ("ES256", "P-256") and "d" not in published
+    tokens = {k["kid"] for k in (await http.get("/.well-known/jwks.json")).json()["keys"]}
+    assert published["kid"] not in tokens
+
+    admin = bearer(await token_for(PRISON, ["admin"]))
+    [listed] = (await http.get("/v1/admin/delivery-signing-keys", headers=admin)).json()
+    assert listed["kid"] == published["kid"] and listed["state"] == "active"
+    assert listed["thumbprint"] == recipient.BrokerKeys(r.json()).thumbprints()[listed["kid"]]
+    r = await http.post(
+        "/v1/admin/delivery-signing-keys/rotate", json={"publish_ahead_seconds": 0}, headers=admin
+    )
+    assert r.status_code == 200, r.text
+    states = {k["kid"]: k["state"] for k in r.json()}
+    assert states[published["kid"]] == "retired" and sorted(states.values()) == [
+        "active",
+        "retired",
+    ]
+    retired = next(k for k in r.json() if k["state"] == "retired")
+    kept = dt.datetime.fromisoformat(retired["withdrawn_at"]) - dt.datetime.fromisoformat(
+        retired["retires_at"]
+    )
+    assert kept == dt.timedelta(days=runtime.settings.delivery_signing_key_grace_days)
+    after = (await http.get("/.well-known/delivery-signing-keys.json")).json()
+    assert {k["kid"] for k in after["keys"]} == set(states)
+    # the token-signing keys did not move
+    assert {k["kid"] for k in (await http.get("/.well-known/jwks.json")).json()["keys"]} == tokens
+    events = [e["event"] for e in await runtime.store.audit_entries()]
+    assert "delivery_signing_key_rotated" in events and "signing_key_rotated" not in events
 
 
 async def test_audit_log_own_entries_only_and_all_for_ig(

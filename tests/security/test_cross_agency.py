@@ -276,6 +276,8 @@ NOT_PER_AGENCY = {
     ("POST", "/v1/admin/clients"),
     ("GET", "/v1/admin/signing-keys"),
     ("POST", "/v1/admin/signing-keys/rotate"),
+    ("GET", "/v1/admin/delivery-signing-keys"),
+    ("POST", "/v1/admin/delivery-signing-keys/rotate"),
 }
 
 

@@ -110,6 +110,10 @@ OPERATIONS: dict[tuple[str, str], Operation] = {
     ("POST", "/v1/admin/signing-keys/rotate"): Operation(
         ADMIN_SCOPE, json={"publish_ahead_seconds": 600}
     ),
+    ("GET", "/v1/admin/delivery-signing-keys"): Operation(ADMIN_SCOPE),
+    ("POST", "/v1/admin/delivery-signing-keys/rotate"): Operation(
+        ADMIN_SCOPE, json={"publish_ahead_seconds": 600}
+    ),
 }
 
 

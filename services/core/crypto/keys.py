@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +17,31 @@ from joserfc.jwk import ECKey, KeySet
 from .kek import FileKeyEncryptionKeys, KeyEncryptionKeys
 from .signing_keys import RotationPolicy, SigningKeys, write_private_file
 
+#: a retired delivery-signing key stays published this long unless the settings say otherwise
+DELIVERY_SIGNING_GRACE = dt.timedelta(days=30)
+
 
 class KeyStore:
-    """The gateway's token-signing keys (ES256, rotated: see :mod:`.signing_keys`), the
-    pseudonymisation key, and the key-encryption keys of the Kafka topics' envelope
-    encryption (:mod:`.kek`; files under ``keys/kek/`` unless a KMS-backed ``kek`` is given)."""
+    """The gateway's token-signing keys and the router's delivery-signing keys (ES256, each
+    rotated under its own policy: see :mod:`.signing_keys`), the pseudonymisation key, and the
+    key-encryption keys of the Kafka topics' envelope encryption (:mod:`.kek`; files under
+    ``keys/kek/`` unless a KMS-backed ``kek`` is given).
+
+    The gateway publishes the delivery-signing keys that the router signs with, so both read
+    the same ``keys/delivery-signing/`` folder (as they share ``keys/kek/``)."""
 
     def __init__(
         self,
         data_dir: Path,
         rotation: RotationPolicy | None = None,
         kek: KeyEncryptionKeys | None = None,
+        delivery_rotation: RotationPolicy | None = None,
     ) -> None:
         self.root = data_dir / "keys"
         self.signing = SigningKeys(self.root / "token-signing", rotation)
+        if delivery_rotation is None:
+            delivery_rotation = replace(rotation or RotationPolicy(), grace=DELIVERY_SIGNING_GRACE)
+        self.delivery_signing = SigningKeys(self.root / "delivery-signing", delivery_rotation)
         self.kek: KeyEncryptionKeys = kek or FileKeyEncryptionKeys(self.root / "kek")
         self._pseudonym_key: bytes | None = None
 
@@ -50,6 +62,20 @@ class KeyStore:
 
     def jwks(self, now: dt.datetime | None = None) -> dict[str, Any]:
         return dict(self.public_keys(now).as_dict(private=False))
+
+    # -- delivery signing ----------------------------------------------------------------------
+
+    def delivery_signing_key(self, now: dt.datetime | None = None) -> ECKey:
+        """The key that signs the records and webhook bodies encrypted to agencies now."""
+        self._ensure_root()
+        return self.delivery_signing.active(now or dt.datetime.now(dt.UTC)).key
+
+    def delivery_jwks(self, now: dt.datetime | None = None) -> dict[str, Any]:
+        """Every key a record still on a topic may be signed with: active, next and retired
+        within the delivery grace. Published at ``/.well-known/delivery-signing-keys.json``."""
+        self._ensure_root()
+        keys = self.delivery_signing.key_set(now or dt.datetime.now(dt.UTC))
+        return dict(keys.as_dict(private=False))
 
     # -- pseudonyms ----------------------------------------------------------------------------
 

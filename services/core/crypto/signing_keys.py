@@ -1,17 +1,24 @@
-"""The gateway's access-token signing keys (ES256) and their rotation.
+"""The broker's signing keys (ES256) and their rotation: the gateway's access-token signing
+keys (``keys/token-signing/``), and the delivery-signing keys with which the router signs
+every record and webhook body it encrypts to an agency (``keys/delivery-signing/``,
+:mod:`.recipient`). Each set is published as a JWKS of its own and has its own
+:class:`RotationPolicy`: the same life, with a longer grace for delivery keys.
 
 A key's life, each step a timestamp in its ``<kid>.meta.json`` beside the private JWK:
 
-    created ──► published in the JWKS ──► activates_at: signs new tokens
+    created ──► published in the JWKS ──► activates_at: signs new tokens (or deliveries)
             ──► retires_at (the next key activates): signs nothing more, still published
-            ──► retires_at + token lifetime + leeway: withdrawn from the JWKS, file deleted
+            ──► retires_at + grace: withdrawn from the JWKS, file deleted
 
 A next key is published ``publish_ahead`` before it signs anything, so resource servers that
 cache the JWKS (RFC 7517) know it before they meet a token signed with it, and the old key stays
-published until every token it signed has expired. Rotation happens when the active key is
-``max_age`` old (checked whenever a key is needed), or on demand (``isa-broker keys rotate``,
-``POST /v1/admin/signing-keys/rotate``). Several processes sharing a data directory rotate once:
-rotation takes an exclusive lock file and looks again before writing."""
+published for the grace: until every token it signed has expired (token lifetime plus leeway),
+or, for a delivery-signing key, for as long as an agency may still read a record it signed
+(``delivery_signing_key_grace_days``). Rotation happens when the active key is
+``max_age`` old (checked whenever a key is needed), or on demand (``isa-broker keys rotate
+[--delivery]``, ``POST /v1/admin/signing-keys/rotate``,
+``POST /v1/admin/delivery-signing-keys/rotate``). Several processes sharing a data directory
+rotate once: rotation takes an exclusive lock file and looks again before writing."""
 
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +93,8 @@ class SigningKey:
 class RotationPolicy:
     max_age: dt.timedelta = dt.timedelta(days=30)
     publish_ahead: dt.timedelta = dt.timedelta(hours=1)
-    #: how long a retired key stays published: the longest token lifetime plus clock skew
+    #: how long a retired key stays published: for token keys the longest token lifetime
+    #: plus clock skew; for delivery keys, how long a record may wait to be read
     grace: dt.timedelta = dt.timedelta(seconds=330)
 
     @classmethod
@@ -97,6 +105,16 @@ class RotationPolicy:
             grace=dt.timedelta(
                 seconds=settings.access_token_ttl_seconds + settings.token_leeway_seconds
             ),
+        )
+
+    @classmethod
+    def for_delivery_signing(cls, settings: Settings) -> RotationPolicy:
+        """The delivery-signing keys': rotated like the token keys, but a retired key stays
+        published ``delivery_signing_key_grace_days``, because an agency may read a record
+        from its topic long after it was signed (the topic's retention)."""
+        return replace(
+            cls.from_settings(settings),
+            grace=dt.timedelta(days=settings.delivery_signing_key_grace_days),
         )
 
 
@@ -150,7 +168,7 @@ class SigningKeys:
         return [k for k in self._load() if k.state(now, grace) != "expired"]
 
     def active(self, now: dt.datetime) -> SigningKey:
-        """The key that signs tokens now (created on first use)."""
+        """The key that signs now (created on first use)."""
         self._rotate_if_due(now)
         current = self._current(self._load(), now)
         if current is None:
@@ -171,6 +189,7 @@ class SigningKeys:
         return [
             {
                 "kid": k.kid,
+                "thumbprint": k.key.thumbprint(),
                 "state": k.state(now, grace),
                 "created_at": k.created_at,
                 "activates_at": max(k.activates_at, k.created_at),

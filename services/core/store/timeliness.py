@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import tables as t
-from .rows import row_dict
+from .rows import row_dict, to_utc
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -27,6 +28,16 @@ HandlerResult = dict[str, Any] | dt.datetime | None
 TimerHandler = Callable[[AsyncConnection, dict[str, Any], dt.datetime], Awaitable[HandlerResult]]
 
 DUTY_STATUSES = ("open", "acknowledged", "escalated", "cleared")
+#: a duty still to be acknowledged: before its due time (open) or after it (escalated)
+AWAITING_ACKNOWLEDGEMENT = ("open", "escalated")
+
+
+@dataclass(frozen=True)
+class AwaitedDuty:
+    """A duty that awaits its recipient's acknowledgement: its id and when it is due."""
+
+    id: str
+    due_at: dt.datetime
 
 
 class TimelinessStore:
@@ -153,6 +164,23 @@ class TimelinessStore:
         async with self._tx() as c:
             r = (await c.execute(sa.select(t.duties).where(t.duties.c.id == duty_id))).first()
             return row_dict(r) if r is not None else None
+
+    async def duties_awaiting(self, recipient: str, message_id: str) -> list[AwaitedDuty]:
+        """``recipient``'s duties on the original ``message_id`` still to be acknowledged
+        (open or escalated), earliest due first. One indexed read (``uq_duty``)."""
+        d = t.duties
+        q = (
+            sa.select(d.c.id, d.c.due_at)
+            .where(
+                d.c.message_id == message_id,
+                d.c.recipient == recipient,
+                d.c.status.in_(AWAITING_ACKNOWLEDGEMENT),
+            )
+            .order_by(d.c.due_at, d.c.id)
+        )
+        async with self._tx() as c:
+            rows = (await c.execute(q)).all()
+        return [AwaitedDuty(r.id, to_utc(r.due_at)) for r in rows]
 
     async def list_duties(
         self,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hmac
 import json
 import os
 import re
+import sqlite3
 import stat
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError
 from joserfc.jwk import ECKey
 
-from services.core.crypto import keys
+from services.core.crypto import keys, recipient
 from services.core.crypto.keys import (
     KeyStore,
     hash_secret,
@@ -24,6 +26,8 @@ from services.core.crypto.keys import (
     secret_matches,
     write_private_file,
 )
+from services.core.crypto.signing_keys import RotationPolicy
+from services.core.settings import Settings
 
 
 def _mode(path: Path) -> int:
@@ -139,6 +143,99 @@ def test_tokens_signed_with_the_key_verify_with_the_public_keys(tmp_path: Path) 
     other = KeyStore(tmp_path / "other").signing_key().as_dict(private=False)
     with pytest.raises(BadSignatureError):
         jwt.decode(token, ECKey.import_key(other))
+
+
+# --- delivery-signing keys ----------------------------------------------------------------
+
+
+def test_delivery_signing_keys_are_their_own_set_in_their_own_folder(tmp_path: Path) -> None:
+    store = KeyStore(tmp_path)
+    delivery, token = store.delivery_signing_key(), store.signing_key()
+    assert delivery.kid != token.kid
+    assert (tmp_path / "keys" / "delivery-signing" / f"{delivery.kid}.jwk.json").exists()
+    assert _mode(tmp_path / "keys" / "delivery-signing" / f"{delivery.kid}.jwk.json") == 0o600
+    assert [k["kid"] for k in store.delivery_jwks()["keys"]] == [delivery.kid]
+    assert [k["kid"] for k in store.jwks()["keys"]] == [token.kid]
+    assert all("d" not in k for k in store.delivery_jwks()["keys"])
+    # a second process on the same data directory (the router beside the gateway) signs
+    # with the key the first publishes
+    assert KeyStore(tmp_path).delivery_signing_key().kid == delivery.kid
+
+
+def test_the_delivery_grace_comes_from_the_settings() -> None:
+    settings = Settings(mode="dev", delivery_signing_key_grace_days=45)
+    policy = RotationPolicy.for_delivery_signing(settings)
+    tokens = RotationPolicy.from_settings(settings)
+    assert policy.grace == dt.timedelta(days=45)
+    assert (policy.max_age, policy.publish_ahead) == (tokens.max_age, tokens.publish_ahead)
+    assert Settings(mode="dev").delivery_signing_key_grace_days == 30
+    with pytest.raises(ValueError, match="delivery_signing_key_grace_days"):
+        Settings(mode="dev", delivery_signing_key_grace_days=0)
+
+
+def test_rotation_keeps_old_records_verifiable_while_the_retired_key_is_published(
+    tmp_path: Path,
+) -> None:
+    """A record signed before a rotation still opens, with the keys published then, until
+    the delivery grace is over; then its key is withdrawn and the record no longer opens."""
+    grace = dt.timedelta(days=30)
+    store = KeyStore(tmp_path, delivery_rotation=RotationPolicy(grace=grace))
+    private, public = recipient.generate_key("vawg-1")
+    t0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+
+    def record(at: dt.datetime, message_id: str) -> bytes:
+        event = json.dumps({"id": message_id, "isarecipient": "eastborough-vawg"}).encode()
+        binding = recipient.Binding(message_id, f"msg_{message_id}", "eastborough-vawg", "A@1")
+        signing_key = store.delivery_signing_key(at)
+        return recipient.seal(event, public, binding, signing_key=signing_key)
+
+    def opens(token: bytes, at: dt.datetime) -> str:
+        jwks = KeyStore(tmp_path, delivery_rotation=RotationPolicy(grace=grace)).delivery_jwks(at)
+        opened = recipient.open_(token, [private], broker_keys=jwks, recipient="eastborough-vawg")
+        return opened.signed_by
+
+    old = record(t0, "m-1")
+    first = store.delivery_signing_key(t0).kid
+    store.delivery_signing.rotate(t0 + dt.timedelta(minutes=1), dt.timedelta(0))
+    switched = t0 + dt.timedelta(minutes=2)
+    new = record(switched, "m-2")
+    second = store.delivery_signing_key(switched).kid
+    assert second != first
+    assert opens(old, switched) == first and opens(new, switched) == second
+    # days after the rotation (a record read late from the topic): still verifiable
+    late = switched + dt.timedelta(days=29)
+    assert opens(old, late) == first
+    # once the grace is over the retired key is withdrawn, and what it signed is refused
+    over = t0 + dt.timedelta(minutes=1) + grace + dt.timedelta(seconds=1)
+    assert opens(new, over) == second
+    with pytest.raises(recipient.NotSignedByBroker, match=f"{first!r}, which is not among"):
+        opens(old, over)
+
+
+def test_cli_rotates_the_delivery_signing_keys_apart_and_lists_their_thumbprints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.cli import main
+
+    monkeypatch.setenv("ISA_BROKER_DATA_DIR", str(tmp_path))
+    store = KeyStore(tmp_path)
+    token, first = store.signing_key().kid, store.delivery_signing_key().kid
+    assert main(["keys", "rotate", "--delivery", "--publish-ahead", "0"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    states = {line.split("\t")[0]: line.split("\t")[1] for line in lines}
+    [second] = set(states) - {first}
+    assert states == {first: "delivery retired", second: "delivery active"}
+    thumbprints = {line.split("\t")[0]: line.split("\t")[3] for line in lines}
+    published = recipient.BrokerKeys(KeyStore(tmp_path).delivery_jwks()).thumbprints()
+    assert thumbprints == published
+    assert main(["keys", "list"]) == 0
+    out = capsys.readouterr().out
+    assert f"{token}\tactive\t" in out  # the token-signing key did not rotate
+    assert f"{second}\tdelivery active\t" in out and f"{first}\tdelivery retired\t" in out
+    with sqlite3.connect(tmp_path / "isa-broker.db") as db:
+        rows = db.execute("SELECT event, detail FROM audit WHERE event LIKE '%key_rotated'")
+        [(event, detail)] = rows.fetchall()
+    assert event == "delivery_signing_key_rotated" and json.loads(detail)["kid"] == second
 
 
 # --- client secrets -----------------------------------------------------------------------
