@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.core.clients import auth_method, create_client, set_client_disabled
+from services.core.crypto.signing_keys import SigningKeys
 from services.core.errors import NotFound
 from services.core.runtime import ADMIN_SCOPE, ALL_SCOPES
 
@@ -189,16 +190,25 @@ async def rotate_signing_key(
     """Publish a next token-signing key now; it signs from ``publish_ahead_seconds`` on, and
     the current key stays published until every token it signed has expired. A rotation
     already waiting is returned unchanged."""
-    ahead = body.publish_ahead_seconds if body else None
-    key = runtime.keys.signing.rotate(
-        runtime.clock(), dt.timedelta(seconds=ahead) if ahead is not None else None
-    )
-    await runtime.store.audit(
-        "signing_key_rotated",
-        actor=agency.party,
-        detail={"by_client": agency.client_id, "kid": key.kid},
-    )
+    await _rotate(runtime, agency, runtime.keys.signing, body, "signing_key_rotated")
     return _keys(runtime)
+
+
+async def _rotate(
+    runtime: RuntimeDep,
+    agency: CurrentAgency,
+    keys: SigningKeys,
+    body: RotateSigningKey | None,
+    event: str,
+) -> None:
+    """Rotate ``keys`` (a waiting rotation is kept) and log it as ``event``."""
+    ahead = body.publish_ahead_seconds if body else None
+    now = runtime.clock()
+    keys.active(now)  # a key to retire, rather than none
+    key = keys.rotate(now, dt.timedelta(seconds=ahead) if ahead is not None else None)
+    await runtime.store.audit(
+        event, actor=agency.party, detail={"by_client": agency.client_id, "kid": key.kid}
+    )
 
 
 def _delivery_keys(runtime: RuntimeDep) -> list[SigningKeyPublic]:
@@ -230,15 +240,7 @@ async def rotate_delivery_signing_key(
     ``publish_ahead_seconds`` on, and the current key stays published for the delivery grace
     (``ISA_BROKER_DELIVERY_SIGNING_KEY_GRACE_DAYS``) after it retires, so that records it
     signed can still be verified. A rotation already waiting is returned unchanged."""
-    ahead = body.publish_ahead_seconds if body else None
-    now = runtime.clock()
-    runtime.keys.delivery_signing_key(now)  # a key to retire, rather than none
-    key = runtime.keys.delivery_signing.rotate(
-        now, dt.timedelta(seconds=ahead) if ahead is not None else None
-    )
-    await runtime.store.audit(
-        "delivery_signing_key_rotated",
-        actor=agency.party,
-        detail={"by_client": agency.client_id, "kid": key.kid},
+    await _rotate(
+        runtime, agency, runtime.keys.delivery_signing, body, "delivery_signing_key_rotated"
     )
     return _delivery_keys(runtime)

@@ -30,7 +30,7 @@ from ..clock import utc_z
 from ..isa.engine import RecipientDecision
 from ..isa.model import PolicySet
 from ..store.timeliness import AwaitedDuty
-from .duties import flow_of
+from .duties import entitled
 from .lifecycle import CANCEL
 
 DUTY_ID = "isadutyid"
@@ -48,11 +48,7 @@ def may_hold_duty(
     cancellation, and some flow of its share declares one."""
     if delivery.get("lifecycle") == CANCEL.lifecycle:
         return False
-    for grant in permitted.grants:
-        flow = flow_of(policies, grant.agreement_id, grant.flow_id)
-        if flow is not None and flow.duty is not None:
-            return True
-    return False
+    return bool(entitled(policies, {permitted.party: permitted}))
 
 
 async def awaited_duties(
