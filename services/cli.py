@@ -547,9 +547,9 @@ async def _audit_query(args: argparse.Namespace) -> int:
     from .core.crypto.keys import KeyStore
     from .core.crypto.signing_keys import RotationPolicy
     from .core.isa import load_policies
+    from .core.messages.models import PersonIdentifiers
     from .core.store import Store
     from .core.store.subject_access import DisclosureQuery
-    from .core.timeliness.filters import CohortMember
 
     settings = _settings()
     policies = load_policies(settings.policies_dir, settings.schemas_dir)
@@ -558,7 +558,7 @@ async def _audit_query(args: argparse.Namespace) -> int:
     person = None
     if args.audit_command == "subject-access":
         try:
-            person = CohortMember(
+            person = PersonIdentifiers(
                 pnc_id=args.pnc_id, crn=args.crn, prison_number=args.prison_number
             )
         except ValidationError as e:

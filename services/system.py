@@ -21,10 +21,10 @@ from .core.clients import create_client
 from .core.clock import Clock
 from .core.crypto.signing_keys import write_private_file
 from .core.errors import ConfigurationError, Unavailable
-from .core.isa.reload import PolicyWatcher
 from .core.kafka.embedded import EmbeddedBroker, free_port
 from .core.kafka.publisher import KafkaPublisher
 from .core.outbox import OutboxRelay
+from .core.policy_watcher import PolicyWatcher
 from .core.retention import notify_periodically
 from .core.runtime import Runtime
 from .core.settings import Settings

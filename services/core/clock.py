@@ -18,6 +18,14 @@ def utc_z(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
+def log_timestamp(at: dt.datetime) -> str:
+    """An instant as the disclosure log writes it (entries' ``at``, checkpoints'
+    ``signed_at``): UTC, always six fractional digits, ``Z``; a naive value is taken as UTC
+    (SQLite returns them so)."""
+    at = at.astimezone(dt.UTC) if at.tzinfo else at.replace(tzinfo=dt.UTC)
+    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

@@ -12,6 +12,9 @@ from typing import Any
 
 from .clock import utc_z
 
+#: the sender of the broker's own events (escalations, DIP reminders and expiries)
+SYSTEM_SENDER = "isa-broker"
+
 
 def notice_event(
     kind: str,

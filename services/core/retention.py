@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import Clock, utc_z
 from .errors import Unavailable
-from .isa.model import PolicySet, parse_duration
+from .isa.model import PolicySet, agreement_ref, parse_duration
 from .notices import notice_event
 
 if TYPE_CHECKING:
@@ -76,9 +76,9 @@ def add_period(start: dt.datetime, period: str) -> dt.datetime:
     return end
 
 
-def agreement_ref(grant: Mapping[str, Any]) -> str:
+def _granted_by(grant: Mapping[str, Any]) -> str:
     """``id@version`` of the agreement a grant (its stored dict) comes from."""
-    return f"{grant['agreement']}@{grant['version']}"
+    return agreement_ref(grant["agreement"], grant["version"])
 
 
 def periods_for(
@@ -96,7 +96,7 @@ def periods_for(
             ),
             None,
         )
-        out[agreement_ref(grant)] = (
+        out[_granted_by(grant)] = (
             agreement.retention.get(recipient) if agreement is not None else None
         )
     return out
@@ -130,7 +130,7 @@ def deletion_notice(
                 "delivery_id": d["id"],
                 "message_id": d["message_id"],
                 "message_type": d["message_type"],
-                "agreements": sorted({agreement_ref(g) for g in d["grants"]}),
+                "agreements": sorted({_granted_by(g) for g in d["grants"]}),
                 "delivered_at": utc_z(d["delivered_at"]),
                 "retain_until": utc_z(d["retain_until"]),
             }
@@ -194,7 +194,7 @@ def disclosure_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "recipient": row["recipient"],
         "message_id": row["message_id"],
         "message_type": row["message_type"],
-        "agreements": sorted({agreement_ref(g) for g in row["grants"] or []}),
+        "agreements": sorted({_granted_by(g) for g in row["grants"] or []}),
         "delivered_at": iso(row["delivered_at"]),
         "retention": row["retention"],
         "retain_until": iso(row["retain_until"]),

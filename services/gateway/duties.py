@@ -22,6 +22,7 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from services.core.errors import ActionNotAllowed, DutyCleared, NotFound
+from services.core.isa.model import agreement_ref
 from services.core.timeliness import dip
 from services.core.timeliness.duties import flow_of
 
@@ -106,7 +107,7 @@ def _public(runtime: Any, row: dict[str, Any], now: dt.datetime) -> DutyPublic:
             for k in DutyPublic.model_fields
             if k not in ("agreement", "overdue", "allowed_actions")
         },
-        agreement=f"{row['agreement']}@{row['agreement_version']}",
+        agreement=agreement_ref(row["agreement"], row["agreement_version"]),
         overdue=row["status"] in ("open", "escalated") and row["due_at"] <= now,
         allowed_actions=_allowed(runtime, row),
     )
@@ -200,7 +201,7 @@ async def acknowledge(
         raise NotFound(f"no duty {duty_id!r}")
     allowed = _allowed(runtime, row)
     if action is not None and action not in allowed and row["status"] != "acknowledged":
-        where = f"{row['agreement']}@{row['agreement_version']} flow {row['flow']}"
+        where = f"{agreement_ref(row['agreement'], row['agreement_version'])} flow {row['flow']}"
         raise ActionNotAllowed(
             f"action {action!r} is not allowed by {where}; allowed: {allowed or 'none'}",
             allowed_actions=allowed,

@@ -23,6 +23,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from services.core.errors import ConcurrentUpdate, NotFound, ValidationFailed
 from services.core.messages import get_message_type
 from services.core.messages.models import BreachOutcome
+from services.core.messages.person import IDENTIFIERS
 from services.core.runtime import Runtime
 from services.core.timeliness.lifecycle import (
     AMEND,
@@ -391,14 +392,10 @@ def _payload(
 def _same_person(before: dict[str, Any], after: dict[str, Any]) -> None:
     """An amendment changes the notice, not whom it is about: every identifier given in both
     must be equal, and at least one must be given in both."""
-    shared = [
-        n
-        for n in ("pnc_id", "crn", "prison_number")
-        if before["person"].get(n) and after["person"].get(n)
-    ]
+    shared = [n for n in IDENTIFIERS if before["person"].get(n) and after["person"].get(n)]
     differing = [n for n in shared if before["person"][n] != after["person"][n]]
     if differing or not shared:
-        names = differing or ["pnc_id", "crn", "prison_number"]
+        names = differing or list(IDENTIFIERS)
         raise ValidationFailed(
             "an amendment must be about the same person as the notice it amends",
             [

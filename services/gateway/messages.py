@@ -27,8 +27,8 @@ from services.core.errors import (
 )
 from services.core.isa.engine import Decision
 from services.core.messages import MESSAGE_TYPES, MessageType, get_message_type
+from services.core.messages.person import identifier_keys, person_key
 from services.core.runtime import Runtime
-from services.core.timeliness.filters import identifier_keys
 from services.core.timeliness.lifecycle import ORIGINAL, Transition, initial_state, own_version
 from services.core.timeliness.notice import timeliness_of
 from services.core.timeliness.priority import priority_of
@@ -99,11 +99,10 @@ class MessageAccepted(BaseModel):
 def person_identifier(payload: dict[str, Any]) -> str:
     """The identifier events about one person are keyed by: PNC id, else probation CRN, else
     prison number. Only its keyed pseudonym ever leaves the store."""
-    person = payload["person"]
-    for name in ("pnc_id", "crn", "prison_number"):
-        if person.get(name):
-            return f"{name}:{person[name]}"
-    raise InvalidRequest("person has no identifier")  # the schema already requires one
+    key = person_key(payload["person"])
+    if key is None:
+        raise InvalidRequest("person has no identifier")  # the schema already requires one
+    return key
 
 
 def accepted_body(message: dict[str, Any]) -> MessageAccepted:

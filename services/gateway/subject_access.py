@@ -22,9 +22,9 @@ from services.core.audit.subject_access import (
     to_csv,
 )
 from services.core.errors import ValidationFailed
+from services.core.messages.models import PersonIdentifiers
 from services.core.runtime import IG_AUDIT_SCOPE
 from services.core.store.subject_access import DisclosureQuery
-from services.core.timeliness.filters import CohortMember
 
 from .deps import CurrentAgency, RuntimeDep, needs_scope
 
@@ -47,7 +47,7 @@ _CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-class SubjectAccessRequest(CohortMember):
+class SubjectAccessRequest(PersonIdentifiers):
     """The person, by one or more of their identifiers (give every one known: a message is
     found if it carried any of them)."""
 

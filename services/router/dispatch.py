@@ -36,6 +36,7 @@ from services.core.crypto import recipient
 from services.core.crypto.envelope import EnvelopeError
 from services.core.errors import Unavailable
 from services.core.isa.engine import RecipientDecision
+from services.core.isa.model import agreement_ref
 from services.core.kafka.cloudevents import event_of, structured
 from services.core.kafka.publisher import Publisher
 from services.core.notices import notice_event
@@ -59,7 +60,9 @@ NOTICE_SOURCE = "urn:isa-broker:router"
 
 def agreement_refs(permitted: RecipientDecision) -> str:
     """The agreements (``id@version``, comma separated) that permitted a recipient's fields."""
-    return ",".join(sorted({f"{g.agreement_id}@{g.agreement_version}" for g in permitted.grants}))
+    return ",".join(
+        sorted({agreement_ref(g.agreement_id, g.agreement_version) for g in permitted.grants})
+    )
 
 
 def router_identity(data_dir: Path) -> str:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -23,6 +23,7 @@ from services.core.kafka.cloudevents import from_record
 from services.core.kafka.publisher import Publisher
 from services.core.messages import MESSAGE_TYPES
 from services.core.runtime import Runtime
+from services.core.store.rows import new_delivery
 from services.core.timeliness.duties import on_routed
 from services.core.timeliness.filters import Narrowing
 from services.core.timeliness.lifecycle import recheck_shares
@@ -42,12 +43,6 @@ def _ce_id(headers: list[tuple[str, bytes]]) -> str:
             text = raw.decode("ascii", "replace")[:64]
             return "".join(c if c.isprintable() else "?" for c in text)
     return "-"
-
-
-def delivery_id(message_id: str, recipient: str, subscription_id: str | None) -> str:
-    """Stable across redeliveries: receivers de-duplicate on it (``webhook-id``)."""
-    digest = hashlib.sha256(f"{message_id}|{recipient}|{subscription_id}".encode()).hexdigest()
-    return "msg_" + digest[:32]
 
 
 class Router:
@@ -159,36 +154,28 @@ class Router:
         )
         for party, permitted in sorted(current.items()):
             subs = by_party.get(party, [])
-            common = {
-                "message_id": message["id"],
-                "recipient": party,
-                "person": message["person"],
-                "accepted_at": message["accepted_at"],
-                "message_type": message["message_type"],
-                "attempts": 0,
-                "retry_index": 0,
-                "created_at": now,
-                "updated_at": now,
-                "next_attempt_at": now,
-                "priority": message.get("priority") or 0,
-            }
+            new_row = partial(
+                new_delivery,
+                message_id=message["id"],
+                recipient=party,
+                person=message["person"],
+                accepted_at=message["accepted_at"],
+                message_type=message["message_type"],
+                now=now,
+                priority=message.get("priority") or 0,
+            )
             if isinstance(permitted, str) or not subs:
                 reason = permitted if isinstance(permitted, str) else "no active subscription"
                 status = "withheld" if isinstance(permitted, str) else "no_channel"
                 targets: list[dict[str, Any] | None] = list(subs) or [None]
                 for sub in targets:
-                    sub_id = sub["id"] if sub else None
                     rows.append(
-                        {
-                            **common,
-                            "id": delivery_id(message["id"], party, sub_id),
-                            "subscription_id": sub_id,
-                            "channel": sub["channel"] if sub else "none",
-                            "status": status,
-                            "fields": [],
-                            "grants": [],
-                            "last_error": reason,
-                        }
+                        new_row(
+                            subscription_id=sub["id"] if sub else None,
+                            channel=sub["channel"] if sub else "none",
+                            status=status,
+                            last_error=reason,
+                        )
                     )
                 continue
             payload = bases.get(party, message)["payload"]
@@ -197,15 +184,13 @@ class Router:
             # only narrows: a subset of this permitted party's subscriptions; a subscription
             # filtered out gets no row (it is not a disclosure, nor a refusal)
             for sub in narrowing.keep(subs, permitted, payload):
-                row = {
-                    **common,
-                    "id": delivery_id(message["id"], party, sub["id"]),
-                    "subscription_id": sub["id"],
-                    "channel": sub["channel"],
-                    "status": "pending",
-                    "fields": fields,
-                    "grants": grants,
-                }
+                row = new_row(
+                    subscription_id=sub["id"],
+                    channel=sub["channel"],
+                    status="pending",
+                    fields=fields,
+                    grants=grants,
+                )
                 if sub["status"] == "disabled":
                     # kept as a dead letter, so that it can be replayed once re-enabled
                     row["status"] = "dead_lettered"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core.isa.reload import PolicyWatcher
+from services.core.policy_watcher import PolicyWatcher
 from services.core.settings import REPO_ROOT
 from services.demo.agency import AgencyClient
 from services.demo.receivers import Receivers

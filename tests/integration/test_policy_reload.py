@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.core.errors import FictionalPolicies, SharingRefused
-from services.core.isa.reload import PolicyWatcher
+from services.core.policy_watcher import PolicyWatcher
 from services.core.runtime import Runtime
 from services.core.settings import REPO_ROOT
 from tests.conftest import make_settings

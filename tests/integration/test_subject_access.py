@@ -13,9 +13,10 @@ import pytest
 
 from services.core.audit.subject_access import disclosures, subject_access, to_csv
 from services.core.isa.model import PolicySet
+from services.core.messages.models import PersonIdentifiers
+from services.core.messages.person import identifier_keys
 from services.core.store import Store
 from services.core.store.subject_access import DisclosureQuery
-from services.core.timeliness.filters import CohortMember, identifier_keys
 from tests.factories import message_row
 
 pytestmark = pytest.mark.integration
@@ -94,7 +95,7 @@ async def _send(
 
 async def _search(store: Store, **identifiers: str) -> list[Any]:
     return await subject_access(
-        store, psn, NO_POLICIES, CohortMember(**identifiers), actor="ig", client_id="ig-1"
+        store, psn, NO_POLICIES, PersonIdentifiers(**identifiers), actor="ig", client_id="ig-1"
     )
 
 

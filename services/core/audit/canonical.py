@@ -15,19 +15,14 @@ holds field names and keyed pseudonyms only."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Mapping
 from typing import Any
 
+from ..clock import log_timestamp
 from .merkle import leaf_hash
 
 FIELDS = ("event", "message_id", "message_type", "actor", "recipient", "person")
-
-
-def timestamp(at: dt.datetime) -> str:
-    at = at.astimezone(dt.UTC) if at.tzinfo else at.replace(tzinfo=dt.UTC)
-    return at.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def canonical_json(doc: Any) -> bytes:
@@ -40,7 +35,7 @@ def entry_bytes(entry: Mapping[str, Any], detail: Any) -> bytes:
     """Canonical bytes of an entry (a row of ``audit``) with its parsed ``detail``."""
     doc = {name: entry[name] for name in FIELDS}
     doc["seq"] = int(entry["seq"])
-    doc["at"] = timestamp(entry["at"])
+    doc["at"] = log_timestamp(entry["at"])
     doc["detail"] = detail
     return canonical_json(doc)
 

@@ -22,10 +22,11 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 
+from ..clock import log_timestamp
 from ..errors import Unavailable
 from ..store import Store
 from ..store.audit_log import PAGE
-from .canonical import entry_leaf, timestamp
+from .canonical import entry_leaf
 from .keys import LogSigningKeys
 from .merkle import CompactRange
 
@@ -106,7 +107,7 @@ class Sealer:
                 "tree_size": self._tree.size,
                 "root_hash": self._tree.root().hex(),
                 "chain_hash": self._chain.hex(),
-                "signed_at": timestamp(now),
+                "signed_at": log_timestamp(now),
             }
         )
         await self.store.add_audit_checkpoint(cp)

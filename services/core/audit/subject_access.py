@@ -20,9 +20,9 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from ..isa.model import PolicySet
+from ..isa.model import PolicySet, agreement_ref, parse_agreement_ref
+from ..messages.models import PersonIdentifiers
 from ..store.subject_access import DisclosureQuery
-from ..timeliness.filters import CohortMember
 
 SUBJECT_ACCESS_EVENT = "subject_access"
 IG_QUERY_EVENT = "ig_query"
@@ -77,7 +77,7 @@ async def subject_access(
     store: DisclosureSource,
     pseudonymise: Callable[[str], str],
     policies: PolicySet,
-    person: CohortMember,
+    person: PersonIdentifiers,
     *,
     actor: str,
     client_id: str,
@@ -132,7 +132,7 @@ def disclosure(entry: Mapping[str, Any], policies: PolicySet) -> Disclosure:
     grants = _grants(detail, entry.get("decision"), recipient)
     refs = sorted({(g["agreement"], g["version"]) for g in grants})
     if not refs and isinstance(detail.get("agreement"), str) and "@" in detail["agreement"]:
-        agreement_id, _, version = detail["agreement"].partition("@")  # duty entries
+        agreement_id, version = parse_agreement_ref(detail["agreement"])  # duty entries
         refs = [(agreement_id, version)]
         grants = [{"agreement": agreement_id, "version": version, "flow": detail.get("flow")}]
     fields = sorted(str(f) for f in detail.get("fields") or [])
@@ -150,9 +150,13 @@ def disclosure(entry: Mapping[str, Any], policies: PolicySet) -> Disclosure:
         recipient=recipient,
         actor=entry.get("actor"),
         person=entry.get("person"),
-        agreements=[f"{a}@{v}" for a, v in refs],
+        agreements=[agreement_ref(a, v) for a, v in refs],
         flows=sorted(
-            {f"{g['agreement']}@{g['version']}#{g['flow']}" for g in grants if g.get("flow")}
+            {
+                f"{agreement_ref(g['agreement'], g['version'])}#{g['flow']}"
+                for g in grants
+                if g.get("flow")
+            }
         ),
         purposes=sorted({str(g["purpose"]) for g in grants if g.get("purpose")}),
         lawful_basis=_lawful_basis(refs, policies),

@@ -108,6 +108,19 @@ class HardBlock:
         )
 
 
+def agreement_ref(agreement_id: str, version: str) -> str:
+    """How an agreement version is referred to everywhere (logs, duties, events, exports):
+    ``id@version``."""
+    return f"{agreement_id}@{version}"
+
+
+def parse_agreement_ref(ref: str) -> tuple[str, str]:
+    """The id and version of an ``id@version`` reference (:func:`agreement_ref`); the
+    version is empty when ``ref`` names no version."""
+    agreement_id, _, version = ref.partition("@")
+    return agreement_id, version
+
+
 @dataclass(frozen=True)
 class Agreement:
     id: str
@@ -148,7 +161,7 @@ class Agreement:
 
     @property
     def ref(self) -> str:
-        return f"{self.id}@{self.version}"
+        return agreement_ref(self.id, self.version)
 
 
 @dataclass(frozen=True)

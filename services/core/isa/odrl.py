@@ -52,7 +52,7 @@ import re
 from typing import Any
 
 from ..messages import MESSAGE_TYPES
-from .model import Agreement, Flow, HardBlock, Party, PolicySet
+from .model import Agreement, Flow, HardBlock, Party, PolicySet, parse_agreement_ref
 
 Node = dict[str, Any]
 
@@ -341,7 +341,7 @@ def to_odrl(agreement: Agreement, parties: dict[str, Party]) -> dict[str, Any]:
         "isa:purpose": [_purpose(agreement, p) for p in sorted(agreement.purposes)],
     }
     if agreement.supersedes:
-        sid, _, sversion = agreement.supersedes.partition("@")
+        sid, sversion = parse_agreement_ref(agreement.supersedes)
         doc["isa:supersedes"] = {"@id": agreement_uid(sid, sversion or None)}
     if agreement.review_date is not None:
         doc["isa:reviewDate"] = _date(agreement.review_date)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -19,6 +19,8 @@ from pydantic import (
     StringConstraints,
     model_validator,
 )
+
+from .person import IDENTIFIERS, identifier_keys
 
 _LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 _TEXT_BREAKING = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
@@ -59,20 +61,37 @@ class Gender(StrEnum):
     not_stated = "not_stated"
 
 
-_IDENTIFIERS = ("prison_number", "pnc_id", "crn")
+class PersonIdentifiers(_Strict):
+    """One person, by one or more of their identifiers (a lookup matches any of them)."""
+
+    pnc_id: PncId | None = None
+    crn: Crn | None = None
+    prison_number: PrisonNumber | None = None
+
+    @model_validator(mode="after")
+    def _has_identifier(self) -> PersonIdentifiers:
+        if not any(getattr(self, n) for n in IDENTIFIERS):
+            raise ValueError("at least one of pnc_id, crn or prison_number is required")
+        return self
+
+    def identifiers(self) -> list[str]:
+        """The identifier strings (``pnc_id:24/123456X``), in keying order."""
+        return identifier_keys(self.model_dump())
+
+
+def _one_identifier_required(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """JSON Schema: at least one identifier, listed in the order the model declares them."""
+    schema["anyOf"] = [
+        {"required": [name], "properties": {name: {"type": "string"}}}
+        for name in model.model_fields
+        if name in IDENTIFIERS
+    ]
 
 
 class Person(_Strict):
     """Who the message is about. At least one identifier is required."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "anyOf": [
-                {"required": [name], "properties": {name: {"type": "string"}}}
-                for name in _IDENTIFIERS
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra=_one_identifier_required)
 
     prison_number: PrisonNumber | None = Field(None, description="NOMIS prison number")
     pnc_id: PncId | None = Field(None, description="Police National Computer id")
@@ -84,7 +103,7 @@ class Person(_Strict):
 
     @model_validator(mode="after")
     def _has_identifier(self) -> Person:
-        if not any(getattr(self, name) for name in _IDENTIFIERS):
+        if not any(getattr(self, name) for name in IDENTIFIERS):
             raise ValueError("at least one of prison_number, pnc_id or crn is required")
         return self
 

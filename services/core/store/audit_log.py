@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..audit.canonical import timestamp
+from ..clock import log_timestamp
 from . import tables as t
 
 #: pg_advisory_xact_lock key of the sealer ("isa-seal" as an integer)
@@ -253,6 +253,6 @@ class AuditLogStore:
             for row in r.all():
                 cp = dict(row._mapping)
                 cp["tree_size"] = int(cp["tree_size"])
-                cp["signed_at"] = timestamp(cp["signed_at"])
+                cp["signed_at"] = log_timestamp(cp["signed_at"])
                 out.append(cp)
             return out

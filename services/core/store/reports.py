@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..timeliness import SYSTEM_SENDER
+from ..notices import SYSTEM_SENDER
 from . import tables as t
 from .filters import lane_latency, nearest_rank
 from .rows import utc

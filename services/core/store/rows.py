@@ -1,9 +1,13 @@
 """Rows as the domain code sees them: plain dicts with every time in UTC. SQLite hands back
-naive datetimes (it stores what it was given, in UTC here); PostgreSQL aware ones."""
+naive datetimes (it stores what it was given, in UTC here); PostgreSQL aware ones.
+
+A new delivery's row (:func:`new_delivery`, its id :func:`delivery_id`) is built here once,
+for the router (a message's deliveries) and the broker's own events alike."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 
@@ -23,3 +27,57 @@ def to_utc(value: dt.datetime) -> dt.datetime:
 def row_dict(row: Any) -> dict[str, Any]:
     """A result row as a dict, its times in UTC."""
     return {k: utc(v) for k, v in row._mapping.items()}
+
+
+def delivery_id(message_id: str, recipient: str, subscription_id: str | None) -> str:
+    """A delivery's id, derived from the message, the recipient and the subscription: stable
+    across redeliveries (receivers de-duplicate on it: ``webhook-id``), so that recording
+    the same delivery twice records it once."""
+    digest = hashlib.sha256(f"{message_id}|{recipient}|{subscription_id}".encode()).hexdigest()
+    return "msg_" + digest[:32]
+
+
+def new_delivery(
+    *,
+    message_id: str,
+    recipient: str,
+    subscription_id: str | None,
+    channel: str,
+    status: str,
+    person: str,
+    accepted_at: dt.datetime,
+    message_type: str,
+    now: dt.datetime,
+    fields: list[str] | None = None,
+    grants: list[dict[str, Any]] | None = None,
+    priority: int = 0,
+    last_error: str | None = None,
+) -> dict[str, Any]:
+    """The columns of a ``deliveries`` row as first recorded: not yet attempted and due at
+    once, with its :func:`delivery_id`, and the message's person, acceptance time, type and
+    priority copied so that the dispatcher keeps per-person order and lanes cheaply.
+    ``fields`` and ``grants``: what the agreements disclose to the recipient, and under
+    which grants (none for a withheld delivery or a broker event); ``last_error``: why a
+    delivery recorded already terminal has none."""
+    row: dict[str, Any] = {
+        "id": delivery_id(message_id, recipient, subscription_id),
+        "message_id": message_id,
+        "recipient": recipient,
+        "subscription_id": subscription_id,
+        "channel": channel,
+        "status": status,
+        "fields": fields if fields is not None else [],
+        "grants": grants if grants is not None else [],
+        "attempts": 0,
+        "retry_index": 0,
+        "created_at": now,
+        "updated_at": now,
+        "next_attempt_at": now,
+        "person": person,
+        "accepted_at": accepted_at,
+        "message_type": message_type,
+        "priority": priority,
+    }
+    if last_error is not None:
+        row["last_error"] = last_error
+    return row

@@ -28,6 +28,7 @@ from .party_keys import PartyKeyStore
 from .reports import ReportStore
 from .retention import RetentionStore
 from .rows import row_dict, to_utc, utc
+from .sql import append_audit, append_inbox, insert_ignore
 from .subject_access import SubjectAccessStore
 from .timeliness import TimelinessStore
 
@@ -165,7 +166,7 @@ class Store(
                 t.client_assertions.delete().where(t.client_assertions.c.expires_at <= now)
             )
             inserted = await c.execute(
-                _insert_ignore(c, t.client_assertions, {"key": key, "expires_at": expires_at})
+                insert_ignore(c, t.client_assertions, {"key": key, "expires_at": expires_at})
             )
             return bool(inserted.rowcount)
 
@@ -356,7 +357,7 @@ class Store(
                 return created
             m = message._mapping
             for row in rows:
-                r = await c.execute(_insert_ignore(c, t.deliveries, row))
+                r = await c.execute(insert_ignore(c, t.deliveries, row))
                 if not r.rowcount:
                     continue
                 created.append(row["id"])
@@ -948,23 +949,7 @@ class Store(
         async with self._tx() as c:
             await self._append_inbox(c, party, "notice", body, None)
 
-    @staticmethod
-    async def _append_inbox(
-        c: AsyncConnection, party: str, kind: str, body: str, delivery_id: str | None
-    ) -> None:
-        if c.dialect.name == "postgresql":
-            # sequence numbers must become visible in order, or a reader could move its
-            # cursor past an entry committed later with a smaller number
-            await c.execute(sa.text("LOCK TABLE inbox IN SHARE ROW EXCLUSIVE MODE"))
-        await c.execute(
-            t.inbox.insert().values(
-                party=party,
-                kind=kind,
-                delivery_id=delivery_id,
-                body=body,
-                created_at=dt.datetime.now(dt.UTC),
-            )
-        )
+    _append_inbox = staticmethod(append_inbox)
 
     async def inbox_after(
         self, party: str, after: int, limit: int, kinds: tuple[str, ...] = ("message", "notice")
@@ -1063,14 +1048,7 @@ class Store(
         async with self._tx() as c:
             return [x for x in (_row(row) for row in (await c.execute(q)).all()) if x is not None]
 
-    @staticmethod
-    async def _audit(c: AsyncConnection, event_name: str, **fields: Any) -> None:
-        detail = fields.pop("detail", {})
-        await c.execute(
-            t.audit.insert().values(
-                at=dt.datetime.now(dt.UTC), event=event_name, detail=detail, **fields
-            )
-        )
+    _audit = staticmethod(append_audit)
 
 
 def _disclosure(delivery: dict[str, Any], reason: str | None) -> dict[str, Any]:
@@ -1106,17 +1084,6 @@ def _delivery_filters(
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-def _insert_ignore(c: AsyncConnection, table: sa.Table, row: dict[str, Any]) -> Any:
-    """INSERT that does nothing when a row with the same key exists (both dialects)."""
-    if c.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table).values(**row).on_conflict_do_nothing()
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table).values(**row).on_conflict_do_nothing()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..isa.model import agreement_ref
 from . import tables as t
 from .rows import row_dict, to_utc
+from .sql import append_audit
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -261,9 +263,7 @@ class TimelinessStore:
                 .where(tm.c.kind == "duty-due", tm.c.subject == duty_id, tm.c.status == "pending")
                 .values(status="cancelled")
             )
-            from .store import Store
-
-            await Store._audit(
+            await append_audit(
                 c,
                 "duty_acknowledged",
                 message_id=duty["message_id"],
@@ -276,7 +276,7 @@ class TimelinessStore:
                     "client_id": client_id,
                     "action": action,
                     "late": late,
-                    "agreement": f"{duty['agreement']}@{duty['agreement_version']}",
+                    "agreement": agreement_ref(duty["agreement"], duty["agreement_version"]),
                     "flow": duty["flow"],
                 },
             )

@@ -1,6 +1,3 @@
 """Timeliness: the release-notice lifecycle, the notice period, acknowledgement duties,
 escalations, DIP breach deadlines, subscription filters, the priority lane and the durable
 scheduler."""
-
-#: the sender of the broker's own events (escalations, DIP reminders and expiries)
-SYSTEM_SENDER = "isa-broker"

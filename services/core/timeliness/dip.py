@@ -27,11 +27,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..notices import SYSTEM_SENDER
 from ..settings import Settings
 from ..store import tables as t
 from ..store.rows import row_dict
+from ..store.sql import append_audit, insert_ignore
 from ..store.timeliness import HandlerResult
-from . import SYSTEM_SENDER
 from .events import emit
 
 log = logging.getLogger("isa_broker.timeliness")
@@ -77,8 +78,6 @@ async def schedule(
 ) -> None:
     """The timers of an original breach being routed, unless it is closed already (an
     outcome arrived with it, or an outcome update overtook it)."""
-    from ..store.store import _insert_ignore
-
     if root.get("state") not in OPEN_STATES or root["payload"].get("breach", {}).get("outcome"):
         return
     expiry = stl_expiry(root["payload"])
@@ -86,7 +85,7 @@ async def schedule(
         return
     for kind, due in plan(expiry, tuple(settings.dip_reminder_days), now).items():
         await c.execute(
-            _insert_ignore(
+            insert_ignore(
                 c,
                 t.timers,
                 {
@@ -153,8 +152,6 @@ async def _later_point_due(c: AsyncConnection, timer: dict[str, Any], now: dt.da
 
 async def remind(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) -> HandlerResult:
     """The ``dip-reminder:<n>`` handler."""
-    from ..store.store import Store
-
     root = await _root(c, timer["subject"])
     if root is None:
         return {"outcome": "no such breach"}
@@ -184,7 +181,7 @@ async def remind(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) ->
             "responsible": targets,
         },
     )
-    await Store._audit(
+    await append_audit(
         c,
         "dip_reminder_sent",
         message_id=root["id"],
@@ -198,8 +195,6 @@ async def remind(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) ->
 
 async def expire(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) -> HandlerResult:
     """The ``dip-expiry`` handler: an open breach at its STL becomes ``expired``."""
-    from ..store.store import Store
-
     m = t.messages
     root = await _root(c, timer["subject"])
     if root is None:
@@ -227,7 +222,7 @@ async def expire(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) ->
             "responsible": targets,
         },
     )
-    await Store._audit(
+    await append_audit(
         c,
         "dip_expired",
         message_id=root["id"],

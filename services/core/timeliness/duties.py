@@ -34,11 +34,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..clock import utc_z
 from ..isa.engine import RecipientDecision
-from ..isa.model import Duty, Flow, PolicySet
+from ..isa.model import Duty, Flow, PolicySet, agreement_ref
+from ..notices import SYSTEM_SENDER
 from ..store import tables as t
 from ..store.rows import row_dict
+from ..store.sql import append_audit, insert_ignore
 from ..store.timeliness import HandlerResult
-from . import SYSTEM_SENDER, dip
+from . import dip
 from .events import emit
 
 log = logging.getLogger("isa_broker.timeliness")
@@ -189,8 +191,6 @@ async def reconcile(
     """Make the root's duties what ``message`` (the original, or its latest amendment)
     entitles: new duties for parties entitled now, open ones due again, and those of
     parties no longer entitled cleared."""
-    from ..store.store import Store, _insert_ignore
-
     d = t.duties
     wanted = entitled(policies, permitted)
     existing = {
@@ -215,7 +215,7 @@ async def reconcile(
         if have is None:
             did = duty_id(root["id"], recipient, agreement, flow)
             await c.execute(
-                _insert_ignore(
+                insert_ignore(
                     c,
                     d,
                     {
@@ -238,7 +238,7 @@ async def reconcile(
                 )
             )
             await _set_timer(c, did, due, root["id"])
-            await Store._audit(
+            await append_audit(
                 c,
                 "duty_created",
                 message_id=root["id"],
@@ -247,7 +247,7 @@ async def reconcile(
                 person=root["person"],
                 detail={
                     "duty_id": did,
-                    "agreement": f"{agreement}@{version}",
+                    "agreement": agreement_ref(agreement, version),
                     "flow": flow,
                     "due_at": due.isoformat(),
                 },
@@ -269,8 +269,6 @@ async def reconcile(
 
 async def _set_timer(c: AsyncConnection, did: str, due: dt.datetime, root_id: str) -> None:
     """The duty's timer pending at ``due`` (created, moved, or revived after a clearing)."""
-    from ..store.store import _insert_ignore
-
     tm = t.timers
     r = await c.execute(
         tm.update()
@@ -279,7 +277,7 @@ async def _set_timer(c: AsyncConnection, did: str, due: dt.datetime, root_id: st
     )
     if not r.rowcount:
         await c.execute(
-            _insert_ignore(
+            insert_ignore(
                 c,
                 tm,
                 {
@@ -312,8 +310,6 @@ async def clear(c: AsyncConnection, root: dict[str, Any], now: dt.datetime, reas
 async def _clear_ids(
     c: AsyncConnection, root: dict[str, Any], ids: list[str], now: dt.datetime, reason: str
 ) -> None:
-    from ..store.store import Store
-
     d, tm = t.duties, t.timers
     await c.execute(
         d.update()
@@ -325,7 +321,7 @@ async def _clear_ids(
         .where(tm.c.kind == DUTY_TIMER, tm.c.subject.in_(ids), tm.c.status == "pending")
         .values(status="cancelled")
     )
-    await Store._audit(
+    await append_audit(
         c,
         "duties_cleared",
         message_id=root["id"],
@@ -340,8 +336,6 @@ async def _clear_ids(
 
 async def escalate(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) -> HandlerResult:
     """The ``duty-due`` handler: a duty still open at its due time escalates, once."""
-    from ..store.store import Store
-
     d = t.duties
     found = (await c.execute(sa.select(d).where(d.c.id == timer["subject"]))).first()
     if found is None:
@@ -374,14 +368,14 @@ async def escalate(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) 
             "message_type": duty["message_type"],
             "recipient": duty["recipient"],
             "sender": duty["sender"],
-            "agreement": f"{duty['agreement']}@{duty['agreement_version']}",
+            "agreement": agreement_ref(duty["agreement"], duty["agreement_version"]),
             "flow": duty["flow"],
             "rule": duty["rule"],
             "due_at": utc_z(duty["due_at"]),
             "escalated_to": targets,
         },
     )
-    await Store._audit(
+    await append_audit(
         c,
         "duty_escalated",
         message_id=duty["message_id"],

@@ -15,7 +15,6 @@ delivered after that message to a recipient that has both (per-person order); th
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import uuid
 from typing import Any
@@ -24,8 +23,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..clock import utc_z
+from ..notices import SYSTEM_SENDER
 from ..store import tables as t
-from . import SYSTEM_SENDER
+from ..store.rows import new_delivery
+from ..store.sql import append_inbox, insert_ignore
 
 SOURCE = "urn:isa-broker:scheduler"
 #: message_type (the row's) -> CloudEvents type
@@ -51,13 +52,6 @@ def event_body(row: dict[str, Any]) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
 
 
-def _delivery_id(message_id: str, recipient: str, subscription_id: str | None) -> str:
-    """As :func:`services.router.router.delivery_id` (not imported: the router imports
-    this package)."""
-    digest = hashlib.sha256(f"{message_id}|{recipient}|{subscription_id}".encode()).hexdigest()
-    return "msg_" + digest[:32]
-
-
 async def emit(
     c: AsyncConnection,
     *,
@@ -72,8 +66,6 @@ async def emit(
     ``targets``, in the caller's transaction. ``key`` names the occurrence (the timer or
     duty it comes from): recording the same occurrence twice records nothing the second
     time. Returns the event's id, or None when it was recorded before."""
-    from ..store.store import Store, _insert_ignore
-
     event_id = str(uuid.uuid5(_NAMESPACE, f"{kind}|{key}"))
     event = {
         "specversion": "1.0",
@@ -87,7 +79,7 @@ async def emit(
     }
     parties = sorted(set(targets))
     inserted = await c.execute(
-        _insert_ignore(
+        insert_ignore(
             c,
             t.messages,
             {
@@ -123,34 +115,25 @@ async def emit(
             body = dict(event)
             body.pop("data")
             body.update({"isarecipient": party, "data": data})
-            await Store._append_inbox(
-                c, party, "notice", json.dumps(body, separators=(",", ":")), None
-            )
+            await append_inbox(c, party, "notice", json.dumps(body, separators=(",", ":")), None)
             continue
         for sub in by_party[party]:
             delivered = True
             await c.execute(
-                _insert_ignore(
+                insert_ignore(
                     c,
                     t.deliveries,
-                    {
-                        "id": _delivery_id(event_id, party, sub.id),
-                        "message_id": event_id,
-                        "recipient": party,
-                        "subscription_id": sub.id,
-                        "channel": sub.channel,
-                        "status": "pending",
-                        "fields": [],
-                        "grants": [],
-                        "attempts": 0,
-                        "retry_index": 0,
-                        "created_at": now,
-                        "updated_at": now,
-                        "next_attempt_at": now,
-                        "person": about["person"],
-                        "accepted_at": now,
-                        "message_type": kind,
-                    },
+                    new_delivery(
+                        message_id=event_id,
+                        recipient=party,
+                        subscription_id=sub.id,
+                        channel=sub.channel,
+                        status="pending",
+                        person=about["person"],
+                        accepted_at=now,
+                        message_type=kind,
+                        now=now,
+                    ),
                 )
             )
     if not delivered:

@@ -46,15 +46,14 @@ from pydantic import (
 from ..errors import InvalidRequest
 from ..isa.model import PolicySet
 from ..messages import MESSAGE_TYPES
-from ..messages.models import Crn, PncId, PrisonNumber, RoshLevel, Str
+from ..messages.models import PersonIdentifiers, RoshLevel, Str
+from ..messages.person import IDENTIFIERS, identifier_keys
 
 if TYPE_CHECKING:
     from ..isa.engine import RecipientDecision
 
 log = logging.getLogger("isa_broker.filters")
 
-#: the identifiers a person may be listed by, in the order messages are keyed by them
-IDENTIFIERS = ("pnc_id", "crn", "prison_number")
 MAX_LIST = 100
 MAX_COHORT_CHANGE = 1000
 #: identifiers one subscription's cohort may hold
@@ -252,14 +251,14 @@ def receivable(policies: PolicySet, party: str, message_type: str, day: dt.date)
                 continue
             if not flow.senders - {party}:
                 continue
-            flows.append(f"{agreement.id}@{agreement.version}#{flow.id}")
+            flows.append(f"{agreement.ref}#{flow.id}")
             for leaf in leaves_of:
                 if any(leaf == p or leaf.startswith(p + ".") for p in flow.fields) and not any(
                     leaf == p or leaf.startswith(p + ".") for p in flow.prohibited
                 ):
                     leaves.add(leaf)
     blocks = tuple(
-        (f"{a.id}@{a.version}#{b.id}", b.fields)
+        (f"{a.ref}#{b.id}", b.fields)
         for a in policies.agreements
         if a.status != "draft"
         for b in a.hard_blocks
@@ -315,12 +314,6 @@ def _value(projection: Mapping[str, Any], path: str) -> Any:
             return None
         node = node[part]
     return node
-
-
-def identifier_keys(person: Mapping[str, Any]) -> list[str]:
-    """The identifier strings (``pnc_id:24/123456X``) of a message's person, as messages are
-    keyed by them; pseudonymised before any lookup, never stored in clear."""
-    return [f"{n}:{person[n]}" for n in IDENTIFIERS if isinstance(person.get(n), str)]
 
 
 def matches(
@@ -450,22 +443,9 @@ class Narrowing:
 # -- cohort watch-list entries ----------------------------------------------------------------
 
 
-class CohortMember(_Strict):
-    """One person, by one or more of their identifiers (give every one you know: a message
-    matches if it carries any of them)."""
-
-    pnc_id: PncId | None = None
-    crn: Crn | None = None
-    prison_number: PrisonNumber | None = None
-
-    @model_validator(mode="after")
-    def _has_identifier(self) -> CohortMember:
-        if not any(getattr(self, n) for n in IDENTIFIERS):
-            raise ValueError("at least one of pnc_id, crn or prison_number is required")
-        return self
-
-    def identifiers(self) -> list[str]:
-        return [f"{n}:{getattr(self, n)}" for n in IDENTIFIERS if getattr(self, n)]
+class CohortMember(PersonIdentifiers):
+    """One person on a cohort watch-list, by one or more of their identifiers (give every one
+    you know: a message matches if it carries any of them)."""
 
 
 class CohortChange(_Strict):

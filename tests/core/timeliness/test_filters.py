@@ -10,13 +10,13 @@ import pytest
 from pydantic import ValidationError
 
 from services.core.isa import IsaEngine
+from services.core.messages.person import identifier_keys
 from services.core.timeliness.filters import (
     CohortChange,
     FilterNeverMatches,
     Narrowing,
     SubscriptionFilters,
     check_filters,
-    identifier_keys,
     matches,
     receivable,
 )

@@ -1,7 +1,10 @@
 """Reload agreements without a restart. A watcher notices changed files under the policies
 folder, loads the whole set, and swaps the engine only if every file is valid; a bad file is
 refused with a precise error and the previous set stays in force. Messages already accepted
-are re-checked against whatever set is in force when they are delivered."""
+are re-checked against whatever set is in force when they are delivered.
+
+It lives beside the runtime it changes, not in the ``isa`` package, which knows nothing of
+the store or the runtime."""
 
 from __future__ import annotations
 
@@ -9,10 +12,10 @@ import asyncio
 import logging
 from pathlib import Path
 
-from ..errors import ConfigurationError
-from ..runtime import Runtime
-from .engine import IsaEngine
-from .loader import load_policies
+from .errors import ConfigurationError
+from .isa.engine import IsaEngine
+from .isa.loader import load_policies
+from .runtime import Runtime
 
 log = logging.getLogger("isa_broker.policies")
 

@@ -1,0 +1,55 @@
+"""Statements shared by the store's repositories and the handlers that write in their
+transactions: an insert that ignores a duplicate key, an entry appended to the disclosure
+log, an entry appended to a party's inbox. Each takes the transaction's connection, so what
+it writes commits or rolls back with the rest."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from . import tables as t
+
+
+def insert_ignore(c: AsyncConnection, table: sa.Table, row: dict[str, Any]) -> Any:
+    """INSERT that does nothing when a row with the same key exists (both dialects)."""
+    if c.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).values(**row).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table).values(**row).on_conflict_do_nothing()
+
+
+async def append_audit(c: AsyncConnection, event_name: str, **fields: Any) -> None:
+    """An entry of the disclosure log (ids, pseudonyms and field names only; ``detail`` a
+    JSON object), sealed later by the sealer."""
+    detail = fields.pop("detail", {})
+    await c.execute(
+        t.audit.insert().values(
+            at=dt.datetime.now(dt.UTC), event=event_name, detail=detail, **fields
+        )
+    )
+
+
+async def append_inbox(
+    c: AsyncConnection, party: str, kind: str, body: str, delivery_id: str | None
+) -> None:
+    """An entry on ``party``'s inbox feed (``kind`` message or notice)."""
+    if c.dialect.name == "postgresql":
+        # sequence numbers must become visible in order, or a reader could move its
+        # cursor past an entry committed later with a smaller number
+        await c.execute(sa.text("LOCK TABLE inbox IN SHARE ROW EXCLUSIVE MODE"))
+    await c.execute(
+        t.inbox.insert().values(
+            party=party,
+            kind=kind,
+            delivery_id=delivery_id,
+            body=body,
+            created_at=dt.datetime.now(dt.UTC),
+        )
+    )
