@@ -1,5 +1,3 @@
-# aiokafka ships no type information, so its protocol classes are ``Any`` to mypy.
-# mypy: disallow-subclassing-any=False
 """Kafka access control for agencies that consume their projections from Kafka: one SCRAM
 principal per party with a ``kafka`` subscription, allowed to read its own topic and its own
 consumer groups and nothing else.
@@ -17,7 +15,7 @@ Naming rules (one place, used by grant, revoke and the credential the agency is 
 - Host ``*``; ALLOW only. Nothing on the cluster, no WRITE anywhere, no transactional ids.
 
 Protocol: aiokafka 0.14 has no admin calls for ACLs or SCRAM credentials, so the requests
-are defined here on its protocol framework, at the flexible versions Apache Kafka 4.x
+are defined in :mod:`.acl_wire` on its protocol framework, at the flexible versions Apache Kafka 4.x
 accepts (Kafka's ``common/message/*.json``; KIP-896 removed version 0 of the ACL calls in
 4.0): DescribeAcls (29), CreateAcls (30) and DeleteAcls (31) at v2-v3, the highest both
 sides support chosen per connection from ApiVersions; DescribeUserScramCredentials (50)
@@ -42,30 +40,34 @@ Errors (aiokafka's exceptions never leave this module):
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import re
 import secrets
-from collections.abc import Iterable, Sequence
-from dataclasses import astuple, dataclass, field
-from enum import IntEnum, StrEnum
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import IncompatibleBrokerVersion, KafkaError, for_code
-from aiokafka.protocol.api import Request, RequestStruct, Response
-from aiokafka.protocol.types import (
-    CompactArray,
-    CompactBytes,
-    CompactString,
-    Int8,
-    Int16,
-    Int32,
-    Schema,
-    TaggedFields,
-)
 
 from ..errors import ConfigurationError, InvalidRequest, Unavailable
+from .acl_wire import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AlterUserScramCredentialsRequest,
+    CreateAclsRequest,
+    DeleteAclsRequest,
+    DescribeAclsRequest,
+    DescribeUserScramCredentialsRequest,
+    PatternType,
+    ResourceType,
+    ScramCredentialInfo,
+    ScramMechanism,
+    ScramUser,
+    salted_password,
+)
 from .config import KafkaProfile
 
 PARTY_ID = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
@@ -75,6 +77,8 @@ MIN_ITERATIONS, MAX_ITERATIONS = 4096, 16384  # Kafka's ScramMechanism / ScramCo
 SALT_BYTES = 32
 RESOURCE_NOT_FOUND = 91
 _TLS = {"SSL", "SASL_SSL"}
+#: a filter matching every binding
+ANY_ACL = AclBindingFilter()
 
 
 class AccessControlFailed(Unavailable):
@@ -93,132 +97,6 @@ class AccessControlFailed(Unavailable):
         self.kafka_message = kafka_message
 
 
-# -- values -----------------------------------------------------------------------------------
-
-
-class _Coded(IntEnum):
-    """Kafka's int8 codes; a code this module does not know reads as UNKNOWN (0)."""
-
-    @classmethod
-    def _missing_(cls, value: object) -> Any:
-        return cls(0)
-
-
-class ResourceType(_Coded):
-    UNKNOWN = 0
-    ANY = 1
-    TOPIC = 2
-    GROUP = 3
-    CLUSTER = 4
-    TRANSACTIONAL_ID = 5
-    DELEGATION_TOKEN = 6
-    USER = 7
-
-
-class PatternType(_Coded):
-    UNKNOWN = 0
-    ANY = 1
-    MATCH = 2
-    LITERAL = 3
-    PREFIXED = 4
-
-
-class AclOperation(_Coded):
-    UNKNOWN = 0
-    ANY = 1
-    ALL = 2
-    READ = 3
-    WRITE = 4
-    CREATE = 5
-    DELETE = 6
-    ALTER = 7
-    DESCRIBE = 8
-    CLUSTER_ACTION = 9
-    DESCRIBE_CONFIGS = 10
-    ALTER_CONFIGS = 11
-    IDEMPOTENT_WRITE = 12
-    CREATE_TOKENS = 13
-    DESCRIBE_TOKENS = 14
-
-
-class AclPermissionType(_Coded):
-    UNKNOWN = 0
-    ANY = 1
-    DENY = 2
-    ALLOW = 3
-
-
-class ScramMechanism(StrEnum):
-    SCRAM_SHA_256 = "SCRAM-SHA-256"
-    SCRAM_SHA_512 = "SCRAM-SHA-512"
-
-    @property
-    def wire_code(self) -> int:
-        return 1 if self is ScramMechanism.SCRAM_SHA_256 else 2
-
-    @property
-    def hash_name(self) -> str:
-        return "sha256" if self is ScramMechanism.SCRAM_SHA_256 else "sha512"
-
-    @classmethod
-    def of_code(cls, code: int) -> ScramMechanism | None:
-        return {1: cls.SCRAM_SHA_256, 2: cls.SCRAM_SHA_512}.get(code)
-
-
-@dataclass(frozen=True)
-class AclBinding:
-    resource_type: ResourceType
-    name: str
-    pattern_type: PatternType
-    principal: str
-    host: str
-    operation: AclOperation
-    permission: AclPermissionType
-
-    def __str__(self) -> str:
-        return (
-            f"{self.permission.name} {self.principal} {self.operation.name} on "
-            f"{self.resource_type.name} {self.pattern_type.name} {self.name!r}"
-        )
-
-
-@dataclass(frozen=True)
-class AclBindingFilter:
-    """Matches bindings; ``None`` and the ANY codes match everything."""
-
-    resource_type: ResourceType = ResourceType.ANY
-    name: str | None = None
-    pattern_type: PatternType = PatternType.ANY
-    principal: str | None = None
-    host: str | None = None
-    operation: AclOperation = AclOperation.ANY
-    permission: AclPermissionType = AclPermissionType.ANY
-
-    @classmethod
-    def exactly(cls, b: AclBinding) -> AclBindingFilter:
-        return cls(
-            b.resource_type, b.name, b.pattern_type, b.principal, b.host, b.operation, b.permission
-        )
-
-    def __str__(self) -> str:
-        return (
-            f"principal {self.principal or '*'} on {self.resource_type.name} "
-            f"{self.pattern_type.name} {self.name or '*'}"
-        )
-
-
-@dataclass(frozen=True)
-class ScramCredentialInfo:
-    mechanism: ScramMechanism
-    iterations: int
-
-
-@dataclass(frozen=True)
-class ScramUser:
-    name: str
-    credentials: tuple[ScramCredentialInfo, ...]
-
-
 @dataclass(frozen=True)
 class PartyCredential:
     """What the agency is given once; the password is not kept by the product."""
@@ -227,215 +105,6 @@ class PartyCredential:
     username: str
     mechanism: ScramMechanism
     password: str = field(repr=False)
-
-
-# -- RFC 5802 ---------------------------------------------------------------------------------
-
-
-def salted_password(
-    password: str, salt: bytes, iterations: int, mechanism: ScramMechanism
-) -> bytes:
-    """RFC 5802 s3: ``SaltedPassword := Hi(Normalize(password), salt, i)``, where Hi is
-    PBKDF2 with HMAC over the mechanism's hash and one output block. Kafka normalizes a
-    password to its UTF-8 bytes (``ScramFormatter.normalize``), without SASLprep."""
-    return hashlib.pbkdf2_hmac(mechanism.hash_name, password.encode("utf-8"), salt, iterations)
-
-
-# -- wire structs -----------------------------------------------------------------------------
-# Field names follow Kafka's JSON definitions in snake case. Every struct of a flexible
-# version ends in tagged fields: ``_schema`` and ``_array`` add them. Requests send none
-# (aiokafka 0.14's TaggedFields.encode leaves out each field's length); responses may
-# carry any, and they decode.
-
-
-class _SecretBytes(CompactBytes):
-    """COMPACT_BYTES whose value never appears in a ``repr`` (aiokafka logs requests)."""
-
-    @classmethod
-    def repr(cls, value: bytes | None) -> str:
-        return "<redacted>"
-
-
-_STR = CompactString("utf-8")
-_TAGS = ("tags", TaggedFields)
-_THROTTLE = ("throttle_time_ms", Int32)
-_ERROR = (("error_code", Int16), ("error_message", _STR))
-_RESOURCE = (("resource_type", Int8), ("resource_name", _STR), ("pattern_type", Int8))
-_ACE = (("principal", _STR), ("host", _STR), ("operation", Int8), ("permission_type", Int8))
-_FILTER = (
-    *(("resource_type_filter", Int8), ("resource_name_filter", _STR)),
-    *(("pattern_type_filter", Int8), ("principal_filter", _STR), ("host_filter", _STR)),
-    *(("operation", Int8), ("permission_type", Int8)),
-)
-
-
-_SCRAM_INFO = CompactArray(("mechanism", Int8), ("iterations", Int32), _TAGS)
-_SCRAM_USER = (("name", _STR), ("mechanism", Int8))
-_SCRAM_SALTED = (("iterations", Int32), ("salt", CompactBytes), ("salted_password", _SecretBytes))
-
-
-def _schema(*fields: Any) -> Any:
-    return Schema(*fields, _TAGS)
-
-
-def _array(*fields: Any) -> Any:
-    return CompactArray(*fields, _TAGS)
-
-
-class DescribeAclsResponse_v2(Response):
-    API_KEY, API_VERSION = 29, 2
-    SCHEMA = _schema(_THROTTLE, *_ERROR, ("resources", _array(*_RESOURCE, ("acls", _array(*_ACE)))))
-
-
-class DescribeAclsResponse_v3(DescribeAclsResponse_v2):
-    API_VERSION = 3  # v3 admits the USER resource type; the layout is v2's
-
-
-class DescribeAclsRequest_v2(RequestStruct):
-    FLEXIBLE_VERSION, API_KEY, API_VERSION = True, 29, 2
-    RESPONSE_TYPE = DescribeAclsResponse_v2
-    SCHEMA = _schema(*_FILTER)
-
-
-class DescribeAclsRequest_v3(DescribeAclsRequest_v2):
-    API_VERSION, RESPONSE_TYPE = 3, DescribeAclsResponse_v3
-
-
-class CreateAclsResponse_v2(Response):
-    API_KEY, API_VERSION = 30, 2
-    SCHEMA = _schema(_THROTTLE, ("results", _array(*_ERROR)))
-
-
-class CreateAclsResponse_v3(CreateAclsResponse_v2):
-    API_VERSION = 3
-
-
-class CreateAclsRequest_v2(RequestStruct):
-    FLEXIBLE_VERSION, API_KEY, API_VERSION = True, 30, 2
-    RESPONSE_TYPE = CreateAclsResponse_v2
-    SCHEMA = _schema(("creations", _array(*_RESOURCE, *_ACE)))  # Kafka: ResourcePatternType
-
-
-class CreateAclsRequest_v3(CreateAclsRequest_v2):
-    API_VERSION, RESPONSE_TYPE = 3, CreateAclsResponse_v3
-
-
-class DeleteAclsResponse_v2(Response):
-    API_KEY, API_VERSION = 31, 2
-    SCHEMA = _schema(
-        _THROTTLE,
-        ("filter_results", _array(*_ERROR, ("matching_acls", _array(*_ERROR, *_RESOURCE, *_ACE)))),
-    )
-
-
-class DeleteAclsResponse_v3(DeleteAclsResponse_v2):
-    API_VERSION = 3
-
-
-class DeleteAclsRequest_v2(RequestStruct):
-    FLEXIBLE_VERSION, API_KEY, API_VERSION = True, 31, 2
-    RESPONSE_TYPE = DeleteAclsResponse_v2
-    SCHEMA = _schema(("filters", _array(*_FILTER)))
-
-
-class DeleteAclsRequest_v3(DeleteAclsRequest_v2):
-    API_VERSION, RESPONSE_TYPE = 3, DeleteAclsResponse_v3
-
-
-class DescribeUserScramCredentialsResponse_v0(Response):
-    API_KEY, API_VERSION = 50, 0
-    SCHEMA = _schema(
-        _THROTTLE,
-        *_ERROR,
-        ("results", _array(("user", _STR), *_ERROR, ("credential_infos", _SCRAM_INFO))),
-    )
-
-
-class DescribeUserScramCredentialsRequest_v0(RequestStruct):
-    FLEXIBLE_VERSION, API_KEY, API_VERSION = True, 50, 0
-    RESPONSE_TYPE = DescribeUserScramCredentialsResponse_v0
-    SCHEMA = _schema(("users", _array(("name", _STR))))  # null: every user
-
-
-class AlterUserScramCredentialsResponse_v0(Response):
-    API_KEY, API_VERSION = 51, 0
-    SCHEMA = _schema(_THROTTLE, ("results", _array(("user", _STR), *_ERROR)))
-
-
-class AlterUserScramCredentialsRequest_v0(RequestStruct):
-    FLEXIBLE_VERSION, API_KEY, API_VERSION = True, 51, 0
-    RESPONSE_TYPE = AlterUserScramCredentialsResponse_v0
-    SCHEMA = _schema(
-        ("deletions", _array(*_SCRAM_USER)), ("upsertions", _array(*_SCRAM_USER, *_SCRAM_SALTED))
-    )
-
-
-def _row(b: AclBinding | AclBindingFilter) -> tuple[Any, ...]:
-    """A creation or a filter: both lay out the same seven fields, then tagged fields."""
-    return (*astuple(b), {})
-
-
-class DescribeAclsRequest(Request[DescribeAclsRequest_v2 | DescribeAclsRequest_v3]):
-    API_KEY = 29
-
-    def __init__(self, acl_filter: AclBindingFilter) -> None:
-        self.acl_filter = acl_filter
-
-    def build(self, request_struct_class: type[Any]) -> Any:
-        return request_struct_class(*_row(self.acl_filter))
-
-
-class CreateAclsRequest(Request[CreateAclsRequest_v2 | CreateAclsRequest_v3]):
-    API_KEY = 30
-
-    def __init__(self, bindings: Sequence[AclBinding]) -> None:
-        self.bindings = list(bindings)
-
-    def build(self, request_struct_class: type[Any]) -> Any:
-        return request_struct_class([_row(b) for b in self.bindings], {})
-
-
-class DeleteAclsRequest(Request[DeleteAclsRequest_v2 | DeleteAclsRequest_v3]):
-    API_KEY = 31
-
-    def __init__(self, acl_filters: Sequence[AclBindingFilter]) -> None:
-        self.acl_filters = list(acl_filters)
-
-    def build(self, request_struct_class: type[Any]) -> Any:
-        return request_struct_class([_row(f) for f in self.acl_filters], {})
-
-
-class DescribeUserScramCredentialsRequest(Request[DescribeUserScramCredentialsRequest_v0]):
-    API_KEY = 50
-
-    def __init__(self, names: Sequence[str] | None) -> None:
-        self.names = None if names is None else list(names)
-
-    def build(self, request_struct_class: type[Any]) -> Any:
-        users: list[tuple[Any, ...]] | None = None
-        if self.names is not None:
-            users = [(n, {}) for n in self.names]
-        return request_struct_class(users, {})
-
-
-class AlterUserScramCredentialsRequest(Request[AlterUserScramCredentialsRequest_v0]):
-    API_KEY = 51
-
-    def __init__(
-        self,
-        deletions: Sequence[tuple[str, ScramMechanism]] = (),
-        upsertions: Sequence[tuple[str, ScramMechanism, int, bytes, bytes]] = (),
-    ) -> None:
-        self.deletions: list[tuple[Any, ...]] = [(n, m.wire_code, {}) for n, m in deletions]
-        self.upsertions: list[tuple[Any, ...]] = [
-            (n, m.wire_code, i, salt, salted, {}) for n, m, i, salt, salted in upsertions
-        ]
-
-    def build(self, request_struct_class: type[Any]) -> Any:
-        return request_struct_class(self.deletions, self.upsertions, {})
-
-    def __repr__(self) -> str:
-        return f"AlterUserScramCredentialsRequest({len(self.upsertions)} upsertions, ...)"
 
 
 # -- the cluster ------------------------------------------------------------------------------
@@ -539,9 +208,7 @@ class ClusterAccess:
                 deleted.append(binding)
         return deleted
 
-    async def describe_acls(
-        self, acl_filter: AclBindingFilter = AclBindingFilter()
-    ) -> list[AclBinding]:
+    async def describe_acls(self, acl_filter: AclBindingFilter = ANY_ACL) -> list[AclBinding]:
         response = await self._send(DescribeAclsRequest(acl_filter), "describing ACLs")
         _raise_for(response.error_code, response.error_message, f"describing ACLs of {acl_filter}")
         return [

@@ -20,15 +20,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.core.errors import InvalidRequest, Unavailable
-from services.core.kafka.acls import (
-    AccessControlFailed,
+from services.core.kafka.acl_wire import (
     AclBinding,
     AclBindingFilter,
     AclOperation,
     AclPermissionType,
     AlterUserScramCredentialsRequest,
     AlterUserScramCredentialsResponse_v0,
-    ClusterAccess,
     CreateAclsRequest,
     CreateAclsResponse_v2,
     DeleteAclsRequest,
@@ -40,6 +38,11 @@ from services.core.kafka.acls import (
     PatternType,
     ResourceType,
     ScramMechanism,
+    salted_password,
+)
+from services.core.kafka.acls import (
+    AccessControlFailed,
+    ClusterAccess,
     grant_party,
     issue_party_credential,
     party_bindings,
@@ -47,7 +50,6 @@ from services.core.kafka.acls import (
     party_principal,
     party_user,
     revoke_party,
-    salted_password,
 )
 from services.core.kafka.config import KafkaProfile
 

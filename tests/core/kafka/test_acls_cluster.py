@@ -24,14 +24,16 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
-from services.core.kafka.acls import (
-    AccessControlFailed,
+from services.core.kafka.acl_wire import (
     AclBindingFilter,
-    ClusterAccess,
-    PartyCredential,
     ScramCredentialInfo,
     ScramMechanism,
     ScramUser,
+)
+from services.core.kafka.acls import (
+    AccessControlFailed,
+    ClusterAccess,
+    PartyCredential,
     grant_party,
     issue_party_credential,
     party_bindings,
