@@ -1,0 +1,52 @@
+"""Settings for the commands: read once, checked, and their problems listed without the
+values given."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from ..core.settings import DEV_MODE_WARNING, Settings
+
+if TYPE_CHECKING:
+    pass
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as e:
+        raise SystemExit(f"isa-broker: invalid settings: {settings_problems(e)}") from e
+    logging.getLogger().setLevel(settings.log_level)
+    return settings
+
+
+def offline_settings() -> Settings:
+    """Settings of a command that serves nothing and opens no store (the agreement tools,
+    the schema export): dev mode unless ISA_BROKER_MODE says otherwise, since production's
+    rules are about what a running broker connects to."""
+    mode_set = any(name.upper() == "ISA_BROKER_MODE" for name in os.environ)
+    return load_settings() if mode_set else load_settings(mode="dev")
+
+
+def settings_problems(error: ValidationError) -> str:
+    """Each problem as ``SETTING: what is wrong``, without the values given (pydantic's own
+    text repeats the whole input, passwords included)."""
+    out = []
+    for item in error.errors(include_url=False, include_input=False):
+        message = str(item["msg"]).removeprefix("Value error, ")
+        loc = [str(part) for part in item["loc"]]
+        out.append(f"ISA_BROKER_{'_'.join(loc).upper()}: {message}" if loc else message)
+    return "; ".join(out)
+
+
+def warn_if_dev(settings: Settings) -> None:
+    """A gateway or router in dev mode says so, loudly, before anything else."""
+    if settings.mode == "dev":
+        bar = "!" * 78
+        print(f"{bar}\n!!! {DEV_MODE_WARNING}\n{bar}", file=sys.stderr, flush=True)
+        logging.getLogger("isa_broker").warning("%s", DEV_MODE_WARNING)
