@@ -1,6 +1,10 @@
 """Configuration, read once at start-up from ``ISA_BROKER_*`` environment variables
 (and ``KAFKA_BOOTSTRAP_SERVERS``). Library code receives a ``Settings`` object and never
-reads the environment itself."""
+reads the environment itself.
+
+One module on purpose (about 650 lines): one ``Settings`` class is the whole list of what an
+operator can set, each with its range, its default and, in ``production_problems``, what
+production refuses; the settings table of ``docs/operations.md`` follows it entry by entry."""
 
 from __future__ import annotations
 

@@ -10,7 +10,10 @@ three weeks so that deadlines, reminders and escalations fall due in seconds.
 
 At the end it prints the summary a partnership board would read, computed from the store
 (``Store.timeliness_report``, the same numbers as ``GET /v1/reports/timeliness``), and checks
-each number against what the scenario itself did. Every person is synthetic."""
+each number against what the scenario itself did. Every person is synthetic.
+
+One module on purpose (about 500 lines): a script read from top to bottom, the scenario's
+steps in the order they happen."""
 
 from __future__ import annotations
 

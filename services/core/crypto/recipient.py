@@ -50,15 +50,17 @@ encryption header; then it checks that the CloudEvent agrees with the binding.
 
 Errors::
 
-    DeliveryDecryptError         malformed, or does not decrypt with the keys given
-    ├── UnknownKey               encrypted to a key id not among the agency's keys
-    ├── Misrouted                bound to another recipient, message or delivery
-    ├── NotSignedByBroker        not signed by the broker for this delivery
-    └── BrokerKeysUnavailable    signed by a key id not yet known, and the broker's keys
-                                 could not be fetched again (try the record later)
+    Exception                        (not IsaBrokerError: this file stands alone, see below)
+    └── DeliveryDecryptError         malformed, or does not decrypt with the keys given
+        ├── UnknownKey               encrypted to a key id not among the agency's keys
+        ├── Misrouted                bound to another recipient, message or delivery
+        ├── NotSignedByBroker        not signed by the broker for this delivery
+        └── BrokerKeysUnavailable    signed by a key id not yet known, and the broker's keys
+                                     could not be fetched again (try the record later)
 
 This module depends only on the Python standard library and ``joserfc`` so that an agency may
-use it on its own: ``pip install joserfc`` and copy this one file. See
+use it on its own: ``pip install joserfc`` and copy this one file (which is why it is one
+module of about 600 lines, sealing, opening and the broker's keys together). See
 ``docs/examples/agency_decrypt.py``."""
 
 from __future__ import annotations
