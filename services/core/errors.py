@@ -1,34 +1,60 @@
 """The project's exception tree. Every error a client can see carries a machine ``code``,
 an HTTP ``status`` and a ``title``; the gateway renders them all as RFC 9457 problems.
 
-    IsaBrokerError
-    ├── AuthenticationFailed        401  (one shape for every reason; the reason is logged)
-    ├── Forbidden                   403
-    │   ├── InsufficientScope       403
-    │   └── SharingRefused          403  (no ISA permits the share; detail names why)
-    ├── NotFound                    404
-    │   └── UnknownMessageType      404
-    ├── Conflict                    409
-    │   ├── IdempotencyKeyReused    409
-    │   ├── DutyCleared             409  (acknowledging a duty that was cleared)
-    │   └── LifecycleConflict       409  (not_a_release_notice, not_a_dip_breach,
-    │                                     notice_cancelled, notice_released, breach_closed,
-    │                                     breach_expired, concurrent_update)
-    ├── PayloadTooLarge             413
-    ├── UnsupportedMediaType        415  (names the expected media type)
-    ├── RequestHeaderTooLarge       431  (names the header)
-    ├── RateLimited                 429  (carries retry_after seconds, sent as Retry-After)
-    ├── InvalidRequest              400
-    │   ├── InvalidClient           401  (OAuth token endpoint, RFC 6749 s5.2)
-    │   └── JsonTooDeep             400  (nesting beyond the configured depth; names it)
-    ├── ActionNotAllowed            422  (names the flow's allowed action codes)
-    ├── ValidationFailed            422  (carries a list of {pointer, message})
-    │   └── MalformedJson           422  (not UTF-8 JSON, NaN, lone surrogate, U+0000)
-    ├── ConfigurationError          (start-up; never sent to a client)
-    │   ├── AgreementFileInvalid
-    │   ├── PartyRegisterInvalid
-    │   └── FictionalPolicies   (production refuses agreements marked fictional)
-    └── Unavailable                 503
+Each class with its ``status`` and ``code`` (a subclass that sets neither inherits its
+parent's); ``[V]`` marks a class that is also a ``ValueError``, and so are its subclasses:
+
+    IsaBrokerError                    500  internal_error
+    ├── AuthenticationFailed          401  unauthenticated
+    │                                      (one shape for every reason; the reason is logged)
+    ├── Forbidden                     403  forbidden
+    │   ├── InsufficientScope         403  insufficient_scope
+    │   └── SharingRefused            403  sharing_refused
+    │                                      (no ISA permits the share; detail names why)
+    ├── NotFound                      404  not_found
+    │   └── UnknownMessageType        404  unknown_message_type
+    ├── Conflict                      409  conflict
+    │   ├── IdempotencyKeyReused      409  idempotency_key_reused
+    │   ├── LifecycleConflict         409  lifecycle_conflict
+    │   │   ├── NotAReleaseNotice     409  not_a_release_notice
+    │   │   ├── NotADipBreach         409  not_a_dip_breach
+    │   │   ├── NoticeCancelled       409  notice_cancelled
+    │   │   ├── NoticeReleased        409  notice_released
+    │   │   ├── BreachClosed          409  breach_closed
+    │   │   ├── BreachExpired         409  breach_expired
+    │   │   └── ConcurrentUpdate      409  concurrent_update
+    │   ├── DutyCleared               409  duty_cleared
+    │   │                                  (acknowledging a duty that was cleared)
+    │   └── EncryptionKeyInUse        409  encryption_key_in_use
+    │                                      (retiring the last key a subscription needs)
+    ├── ActionNotAllowed [V]          422  action_not_allowed
+    │                                      (names the flow's allowed action codes)
+    ├── EncryptionKeyRequired [V]     422  encryption_key_required
+    │                                      (the party has registered no public key)
+    ├── InvalidEncryptionKey [V]      422  invalid_encryption_key
+    ├── PayloadTooLarge               413  payload_too_large
+    ├── UnsupportedMediaType          415  unsupported_media_type
+    │                                      (names the expected media type)
+    ├── RequestHeaderTooLarge         431  header_too_large
+    │                                      (names the header)
+    ├── RateLimited                   429  rate_limited
+    │                                      (carries retry_after seconds, sent as Retry-After)
+    ├── InvalidRequest [V]            400  invalid_request
+    │   ├── InvalidClient             401  invalid_client
+    │   │                                  (OAuth token endpoint, RFC 6749 s5.2)
+    │   └── JsonTooDeep               400  json_too_deep
+    │                                      (nesting beyond the configured depth; names it)
+    ├── ValidationFailed [V]          422  validation_failed
+    │   │                                  (carries a list of {pointer, message})
+    │   └── MalformedJson             422  validation_failed
+    │                                      (not UTF-8 JSON, NaN, lone surrogate, U+0000)
+    ├── ConfigurationError            500  configuration_error
+    │   │                                  (start-up; never sent to a client)
+    │   ├── AgreementFileInvalid [V]  500  agreement_file_invalid
+    │   ├── PartyRegisterInvalid [V]  500  party_register_invalid
+    │   └── FictionalPolicies [V]     500  fictional_policies
+    │                                      (production refuses agreements marked fictional)
+    └── Unavailable                   503  unavailable
 """
 
 from __future__ import annotations

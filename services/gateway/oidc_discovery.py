@@ -16,8 +16,10 @@ the JSON documents a provider publishes (its metadata and its JWK Set).
 
 Errors, internal to the gateway's token verification (logged, never shown to a caller)::
 
-    DocumentUnavailable      the document could not be fetched, or is not JSON of the right shape
-     └── MetadataRefused     a discovery document that must not be used (issuer, jwks_uri)
+    Exception
+    └── DocumentUnavailable      the document could not be fetched, or is not JSON of its shape
+        ├── MetadataRefused      a discovery document that must not be used (issuer, jwks_uri)
+        └── _NotFound            HTTP 404 (discovery then tries the next well-known place)
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from services.cli import main
 from services.core.clients import create_client
 from services.core.clock import ManualClock
 from services.core.isa.model import PolicySet
+from services.core.kafka.publisher import InMemoryPublisher
 from services.core.retention import (
     ACTION,
     NOTICE_TYPE,
@@ -99,15 +100,6 @@ def test_as_of_accepts_a_date_or_an_aware_date_time() -> None:
 # -- recorded with each delivery, listed, notified ---------------------------------------------
 
 
-class NoPublisher:
-    """The dispatcher's publisher seam; the inbox channel never publishes."""
-
-    async def publish(
-        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
-    ) -> None:
-        raise AssertionError("the inbox channel does not publish")
-
-
 def release_notice(i: int) -> dict[str, Any]:
     body = example("release-notice")
     body["person"] = {
@@ -123,13 +115,15 @@ def release_notice(i: int) -> dict[str, Any]:
 async def deliver(rt: Runtime, i: int) -> dict[str, Any]:
     """Accept a release notice from the prison, route it and deliver it on every inbox."""
     stored = await accept(rt, PRISON, "release-notice", release_notice(i))
-    await Router(rt, NoPublisher()).route(stored)
-    dispatcher = Dispatcher(rt, NoPublisher())
+    publisher = InMemoryPublisher()
+    await Router(rt, publisher).route(stored)
+    dispatcher = Dispatcher(rt, publisher)
     try:
         for row in await rt.store.due_deliveries(rt.clock(), 100, set()):
             await dispatcher.attempt(row)
     finally:
         await dispatcher.aclose()
+    assert publisher.records == [], "the inbox channel does not publish"
     return stored
 
 

@@ -9,18 +9,12 @@ import logging
 import pytest
 
 from services.core.kafka.cloudevents import to_record
+from services.core.kafka.publisher import InMemoryPublisher
 from services.core.runtime import Runtime
 from services.router.router import Router
 from tests.factories import release_notice
 
 MESSAGE_ID = "5d0c2f3e-9a41-4f65-8d7e-0c1d2e3f4a5b"
-
-
-class NoPublisher:
-    async def publish(
-        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
-    ) -> None:
-        raise AssertionError("nothing is published while handling a record")
 
 
 def _record(runtime: Runtime, topic: str) -> tuple[bytes, list[tuple[str, bytes]]]:
@@ -39,7 +33,8 @@ def _flip_last(value: bytes) -> bytes:
 async def test_a_record_that_does_not_open_is_skipped_by_id(
     runtime: Runtime, caplog: pytest.LogCaptureFixture, fault: str
 ) -> None:
-    router = Router(runtime, NoPublisher())
+    publisher = InMemoryPublisher()
+    router = Router(runtime, publisher)
     topic = runtime.kafka.topic("release-notice")
     value, headers = _record(runtime, topic)
     if fault == "clear":
@@ -65,12 +60,14 @@ async def test_a_record_that_does_not_open_is_skipped_by_id(
     assert line.startswith(f"skipping record ce_id={MESSAGE_ID} on {topic}: ")
     for personal in ("Alexis", "Testperson", "A1234BC", "24/123456X", "1990-01-01"):
         assert personal not in line
+    assert publisher.records == [], "nothing is published while handling a record"
 
 
 async def test_a_record_that_opens_is_read(
     runtime: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:
-    router = Router(runtime, NoPublisher())
+    publisher = InMemoryPublisher()
+    router = Router(runtime, publisher)
     topic = runtime.kafka.topic("release-notice")
     value, headers = _record(runtime, topic)
     with caplog.at_level(logging.WARNING, logger="isa_broker.router"):
@@ -79,3 +76,4 @@ async def test_a_record_that_opens_is_read(
     assert [r.getMessage() for r in caplog.records if r.name == "isa_broker.router"] == [
         f"record for unknown message_id={MESSAGE_ID} skipped"
     ]
+    assert publisher.records == [], "nothing is published while handling a record"

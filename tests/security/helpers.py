@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from services.core.clients import create_client
+from services.core.kafka.publisher import InMemoryPublisher
 from services.core.runtime import ADMIN_SCOPE, ALL_SCOPES, IG_AUDIT_SCOPE, Runtime
 from services.core.settings import Settings
 from services.core.store.store import TERMINAL_DELIVERY
@@ -135,23 +136,11 @@ def problem_text(body: dict[str, Any]) -> str:
 # -- routing without a consumer ----------------------------------------------------------------
 
 
-class RecordingPublisher:
-    """The ``Publisher`` seam: keeps what the dispatcher publishes to agency topics."""
-
-    def __init__(self) -> None:
-        self.published: list[tuple[str, bytes]] = []
-
-    async def publish(
-        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
-    ) -> None:
-        self.published.append((topic, value))
-
-
 async def route_and_settle(runtime: Runtime, message_id: str, timeout: float = 20.0) -> None:
     """What the router does with an accepted message: record its deliveries, then run the
     dispatcher until every delivery has a terminal outcome (delivered, dead-lettered,
     withheld or no channel)."""
-    router = Router(runtime, RecordingPublisher())
+    router = Router(runtime, InMemoryPublisher())
     message = await runtime.store.get_message(message_id)
     assert message is not None, message_id
     await router.route(message)

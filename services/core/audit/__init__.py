@@ -8,8 +8,10 @@ signed with the log-signing key (:mod:`.keys`). :func:`~.verify.verify_log` reco
 it and names the first entry altered, removed or inserted; exported checkpoints let a
 partner prove later that the log was not rewritten (consistency, RFC 9162 s2.1.4).
 
-    AuditLogError
-    └── CheckpointFileInvalid   (an exported checkpoints file that cannot be read)
+    IsaBrokerError
+    └── AuditLogError               500  audit_log_error
+        └── CheckpointFileInvalid   500  checkpoint_file_invalid   (also a ValueError)
+                                         (an exported checkpoints file that cannot be read)
 """
 
 from __future__ import annotations

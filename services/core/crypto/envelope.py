@@ -17,12 +17,14 @@ Three headers travel beside the value, none of them personal data:
 ``isa_kek``  the id of the KEK that wrapped the data key
 ``isa_dek``  the wrapped data key, base64
 
-Errors (one shape to callers; the reason is in the message for the log):
+Errors (one shape to callers, status 500 and code ``not_decryptable`` for all; the reason is
+in the message for the log):
 
-    EnvelopeError
-    ├── NotEncrypted      no envelope headers, a repeated one, or an unknown scheme
-    ├── UnknownKeyId      the KEK named is not held (retired, or another deployment's)
-    └── IntegrityFailed   tag, AAD, nonce or wrapped key do not verify
+    IsaBrokerError
+    └── EnvelopeError         500  not_decryptable
+        ├── NotEncrypted      no envelope headers, a repeated one, or an unknown scheme
+        ├── UnknownKeyId      the KEK named is not held (retired, or another deployment's)
+        └── IntegrityFailed   tag, AAD, nonce or wrapped key do not verify
 """
 
 from __future__ import annotations

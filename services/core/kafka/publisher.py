@@ -1,4 +1,10 @@
-"""The ``Publisher`` seam and its aiokafka implementation.
+"""The ``Publisher`` seam, its aiokafka implementation and an in-memory twin.
+
+:class:`KafkaPublisher` publishes to Kafka and turns every ``KafkaError`` into
+:class:`~services.core.errors.Unavailable`. :class:`InMemoryPublisher` keeps each record it
+is asked to publish, in order, and can be told to fail the next publishes with the same
+``Unavailable`` (as httpx ships ``MockTransport`` beside its real transports), for tests
+that run the router, the dispatcher or the outbox relay without Kafka.
 
 An idempotent producer (Apache Kafka) that loses its sequence (``OutOfOrderSequenceNumber``
 after a broker or controller failover, a fenced or unknown producer id) is dead for good in
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
@@ -50,6 +57,43 @@ class Publisher(Protocol):
     async def publish(
         self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
     ) -> None: ...
+
+
+@dataclass(frozen=True)
+class PublishedRecord:
+    """One record as it was handed to :meth:`InMemoryPublisher.publish`."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...]
+
+
+class InMemoryPublisher:
+    """A :class:`Publisher` that keeps records in memory instead of sending them.
+
+    ``records`` holds every record published, in the order published (a copy of its
+    headers, so a caller reusing its list changes nothing here). :meth:`fail_next`
+    simulates an outage: the next ``count`` publishes raise ``Unavailable``, as
+    :class:`KafkaPublisher` does when Kafka cannot take a record, and record nothing."""
+
+    def __init__(self) -> None:
+        self.records: list[PublishedRecord] = []
+        self._failures = 0
+
+    def fail_next(self, count: int = 1) -> None:
+        """Fail the next ``count`` publishes with ``Unavailable`` (``0`` ends an outage)."""
+        if count < 0:
+            raise ValueError(f"fail_next: count must be 0 or more, not {count}")
+        self._failures = count
+
+    async def publish(
+        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
+    ) -> None:
+        if self._failures:
+            self._failures -= 1
+            raise Unavailable(f"publishing to {topic} failed: simulated outage")
+        self.records.append(PublishedRecord(topic, key, value, tuple(headers)))
 
 
 class KafkaPublisher:

@@ -17,7 +17,8 @@ delivery is signed with the new key and the old one, and a receiver accepts it w
 signature verifies under the key it holds ("Webhook headers").
 
     IsaBrokerError
-    └── SigningKeyInvalid   500  (a key that is not whsec_/whsk_/whpk_ base64 of the right size)
+    └── SigningKeyInvalid   500  signing_key_invalid   (also a ValueError)
+                                 (a key that is not whsec_/whsk_/whpk_ base64 of the right size)
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The publisher retires an idempotent producer that can never send again (unit test: the
 aiokafka producer is replaced by a stand-in; the fault suite shows the same on a real
-cluster, where a controller failover makes a producer lose its sequence)."""
+cluster, where a controller failover makes a producer lose its sequence). And the in-memory
+twin keeps what it is given, in order, and fails as the real one does when told to."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ from aiokafka.errors import KafkaTimeoutError, OutOfOrderSequenceNumber
 from services.core.errors import Unavailable
 from services.core.kafka import publisher as module
 from services.core.kafka.config import KafkaProfile
-from services.core.kafka.publisher import KafkaPublisher
+from services.core.kafka.publisher import (
+    InMemoryPublisher,
+    KafkaPublisher,
+    PublishedRecord,
+    Publisher,
+)
 
 
 class StandInProducer:
@@ -62,3 +68,35 @@ async def test_a_passing_error_keeps_the_producer(publisher: KafkaPublisher) -> 
     await publisher.publish("t", b"k", b"v", [])
     assert len(StandInProducer.made) == 1
     await publisher.aclose()
+
+
+# -- the in-memory twin ---------------------------------------------------------------------------
+
+
+async def test_the_twin_keeps_each_record_in_order() -> None:
+    twin = InMemoryPublisher()
+    publisher: Publisher = twin
+    headers = [("content-type", b"application/json")]
+    await publisher.publish("a", b"k1", b"one", headers)
+    headers.append(("later", b"x"))  # the caller's list is its own
+    await publisher.publish("b", b"k2", b"two", [])
+    assert twin.records == [
+        PublishedRecord("a", b"k1", b"one", (("content-type", b"application/json"),)),
+        PublishedRecord("b", b"k2", b"two", ()),
+    ]
+
+
+async def test_the_twin_fails_the_next_publishes_as_kafka_does() -> None:
+    twin = InMemoryPublisher()
+    twin.fail_next(2)
+    for value in (b"one", b"two"):
+        with pytest.raises(Unavailable, match="publishing to t failed"):
+            await twin.publish("t", b"k", value, [])
+    await twin.publish("t", b"k", b"three", [])
+    assert [r.value for r in twin.records] == [b"three"]
+    twin.fail_next()
+    twin.fail_next(0)  # the outage ends before any publish
+    await twin.publish("t", b"k", b"four", [])
+    assert [r.value for r in twin.records] == [b"three", b"four"]
+    with pytest.raises(ValueError, match="count"):
+        twin.fail_next(-1)

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from services.core.crypto import recipient
+from services.core.kafka.publisher import InMemoryPublisher
 from services.core.store.timeliness import AwaitedDuty
 from services.core.timeliness.duty_attributes import DUTY_DUE, DUTY_ID, duty_extensions
 from services.router.dispatch import Dispatcher
@@ -66,18 +67,6 @@ def test_the_due_time_is_given_in_utc_with_z() -> None:
 # -- delivered by the dispatcher -----------------------------------------------------------------
 
 
-class CapturingPublisher:
-    """The dispatcher's publisher seam: keeps each agency-topic record, headers included."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[bytes, list[tuple[str, bytes]]]] = []
-
-    async def publish(
-        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
-    ) -> None:
-        self.records.append((value, headers))
-
-
 @pytest.fixture
 async def w(database_url: str, tmp_path: Path) -> AsyncIterator[World]:
     """On SQLite and on PostgreSQL (``database_url`` is parametrised over both)."""
@@ -109,10 +98,10 @@ async def _inbox(w: World, *parties: str) -> None:
         assert r.status_code == 201, r.text
 
 
-async def _deliver(w: World, publisher: CapturingPublisher | None = None) -> int:
+async def _deliver(w: World, publisher: InMemoryPublisher | None = None) -> int:
     """Attempt every delivery due now, as the dispatcher's loop would (in rounds: per-person
     order holds a later event back until the earlier one is delivered); how many."""
-    dispatcher = Dispatcher(w.runtime, publisher or CapturingPublisher())
+    dispatcher = Dispatcher(w.runtime, publisher or InMemoryPublisher())
     attempted = 0
     try:
         while rows := await w.runtime.store.due_deliveries(w.clock(), 100, set()):
@@ -249,9 +238,10 @@ async def test_an_encrypted_record_carries_the_attributes_inside(
         }
     )
     mid = await w.send(PRISON, "release-notice", notice(5))
-    publisher = CapturingPublisher()
+    publisher = InMemoryPublisher()
     assert await _deliver(w, publisher) == 1
-    [(value, _)] = publisher.records
+    [record] = publisher.records
+    value = record.value
     [(plaintext, token)] = sealed
     assert value == token and b"isadutyid" not in value  # not readable in the record
     event = json.loads(plaintext)

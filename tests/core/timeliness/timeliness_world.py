@@ -16,13 +16,13 @@ import httpx
 
 from services.core.clients import create_client
 from services.core.clock import ManualClock
+from services.core.kafka.publisher import InMemoryPublisher
 from services.core.runtime import Runtime
 from services.core.timeliness.scheduler import Scheduler
 from services.gateway.app import create_app
 from services.router.router import Router
 from tests.conftest import make_settings
 from tests.factories import example, release_notice
-from tests.security.helpers import RecordingPublisher
 
 PRISON = "hmp-northgate"
 PDU = "eastborough-pdu"
@@ -94,7 +94,7 @@ class World:
         """What the router does when the message's record arrives."""
         message = await self.runtime.store.get_message(message_id)
         assert message is not None
-        router = Router(self.runtime, RecordingPublisher())
+        router = Router(self.runtime, InMemoryPublisher())
         try:
             await router.route(message)
         finally:
