@@ -31,6 +31,7 @@ from .rows import row_dict, to_utc, utc
 from .sql import append_audit, append_inbox, insert_ignore
 from .subject_access import SubjectAccessStore
 from .timeliness import TimelinessStore
+from .transaction import Transaction
 
 TERMINAL_DELIVERY = frozenset({"delivered", "dead_lettered", "withheld", "no_channel"})
 #: a delivery still to be attempted: never yet (pending) or after a failure (retrying)
@@ -338,14 +339,15 @@ class Store(
         self,
         message_id: str,
         rows: list[dict[str, Any]],
-        also: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+        also: Callable[[Transaction], Awaitable[None]] | None = None,
     ) -> list[str]:
         """Record the router's delivery rows for a message in one transaction, skipping rows
         that already exist (a record seen twice, or published again by the reconciler), and
         mark the message routed. Rows created already terminal (withheld, no channel) get
         their disclosure-log entry here. Returns the ids of the rows created.
 
-        ``also`` writes further rows (duties, timers) in the same transaction, only when
+        ``also`` writes further rows (duties, timers) in the same transaction, through its
+        repositories (:class:`~services.core.store.transaction.Transaction`), only when
         this call is the one that marks the message routed, so that they are written once
         and a router killed in between loses nothing."""
         created: list[str] = []
@@ -377,7 +379,7 @@ class Store(
                 .values(routed_at=dt.datetime.now(dt.UTC))
             )
             if also is not None and routed.rowcount:
-                await also(c)
+                await also(Transaction(c))
             await self._complete_if_settled(c, message_id)
         return created
 

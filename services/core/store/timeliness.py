@@ -4,7 +4,9 @@
 The scheduler's contract: a ``timers`` row fires once. A router claims a due row with a
 conditional UPDATE (a lease), then runs the row's handler and marks the row ``done`` in ONE
 transaction, so that a router killed half-way re-fires the row (once its lease has run out)
-rather than losing it; handlers are idempotent besides."""
+rather than losing it; handlers are idempotent besides. A handler writes through the
+transaction's repositories (:class:`~.transaction.Transaction`: duties and their timers in
+:mod:`.duties`, DIP breach timers in :mod:`.dip`, broker events in :mod:`.events`)."""
 
 from __future__ import annotations
 
@@ -18,8 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..isa.model import agreement_ref
 from . import tables as t
+from .duties import DUTY_TIMER, Timer
 from .rows import row_dict, to_utc
 from .sql import append_audit
+from .transaction import Transaction
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -27,7 +31,9 @@ if TYPE_CHECKING:
 #: what a timer's handler answers: None or a dict (done; the dict is kept as the row's
 #: ``detail``), or a time to fire again (the deadline moved)
 HandlerResult = dict[str, Any] | dt.datetime | None
-TimerHandler = Callable[[AsyncConnection, dict[str, Any], dt.datetime], Awaitable[HandlerResult]]
+#: a timer's handler: runs in the transaction that settles the timer, through its
+#: repositories (:class:`~services.core.store.transaction.Transaction`)
+TimerHandler = Callable[[Transaction, Timer, dt.datetime], Awaitable[HandlerResult]]
 
 DUTY_STATUSES = ("open", "acknowledged", "escalated", "cleared")
 #: a duty still to be acknowledged: before its due time (open) or after it (escalated)
@@ -103,7 +109,7 @@ class TimelinessStore:
             if found is None:
                 return "lost"
             timer = row_dict(found)
-            result = await handler(c, timer, now)
+            result = await handler(Transaction(c), Timer.of(timer), now)
             if isinstance(result, dt.datetime):
                 await c.execute(
                     tm.update()
@@ -260,7 +266,7 @@ class TimelinessStore:
                 return ("cleared" if again["status"] == "cleared" else "already"), again
             await c.execute(
                 tm.update()
-                .where(tm.c.kind == "duty-due", tm.c.subject == duty_id, tm.c.status == "pending")
+                .where(tm.c.kind == DUTY_TIMER, tm.c.subject == duty_id, tm.c.status == "pending")
                 .values(status="cancelled")
             )
             await append_audit(

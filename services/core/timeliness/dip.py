@@ -16,29 +16,32 @@ A reminder goes to the responsible parties, the recipients the breach was permit
 reach (every delivery not withheld) and its sender (the police must progress it), only while
 the breach is open. At expiry an open breach becomes ``expired`` (a conditional update, so an
 outcome recorded at the same moment wins or loses cleanly) and the same parties are told.
-An outcome update cancels the breach's pending timers."""
+An outcome update cancels the breach's pending timers.
+
+The rules are here; the rows (timers, the breach's state, the parties it reached) are read
+and written by the store's :class:`~services.core.store.dip.BreachRepository`, on the
+transaction (:class:`~services.core.store.transaction.Transaction`) the router or the
+scheduler hands in."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import TYPE_CHECKING, Any
 
 from ..notices import SYSTEM_SENDER
 from ..settings import Settings
-from ..store import tables as t
-from ..store.rows import row_dict
-from ..store.sql import append_audit, insert_ignore
+from ..store.dip import EXPIRY as EXPIRY
+from ..store.dip import REMINDER as REMINDER
 from ..store.timeliness import HandlerResult
 from .events import emit
 
+if TYPE_CHECKING:
+    from ..store.duties import Timer
+    from ..store.transaction import Transaction
+
 log = logging.getLogger("isa_broker.timeliness")
 
-REMINDER = "dip-reminder"
-EXPIRY = "dip-expiry"
 OPEN_STATES = (None, "open")
 
 
@@ -74,7 +77,7 @@ def plan(
 
 
 async def schedule(
-    c: AsyncConnection, settings: Settings, root: dict[str, Any], now: dt.datetime
+    tx: Transaction, settings: Settings, root: dict[str, Any], now: dt.datetime
 ) -> None:
     """The timers of an original breach being routed, unless it is closed already (an
     outcome arrived with it, or an outcome update overtook it)."""
@@ -84,75 +87,34 @@ async def schedule(
     if expiry is None:
         return
     for kind, due in plan(expiry, tuple(settings.dip_reminder_days), now).items():
-        await c.execute(
-            insert_ignore(
-                c,
-                t.timers,
-                {
-                    "kind": kind,
-                    "subject": root["id"],
-                    "due_at": due,
-                    "status": "pending",
-                    "attempts": 0,
-                    "detail": {"stl_expiry": expiry.isoformat()},
-                },
-            )
-        )
+        await tx.breaches.add_timer(kind, root["id"], due, {"stl_expiry": expiry.isoformat()})
 
 
-async def close(c: AsyncConnection, root_id: str) -> None:
+async def close(tx: Transaction, root_id: str) -> None:
     """An outcome closed the breach: its reminders and expiry are cancelled."""
-    tm = t.timers
-    await c.execute(
-        tm.update()
-        .where(
-            tm.c.subject == root_id,
-            sa.or_(tm.c.kind == EXPIRY, tm.c.kind.like(f"{REMINDER}:%")),
-            tm.c.status == "pending",
-        )
-        .values(status="cancelled")
-    )
+    await tx.breaches.cancel_timers(root_id)
 
 
-async def responsible(c: AsyncConnection, root: dict[str, Any]) -> list[str]:
+async def responsible(tx: Transaction, root: dict[str, Any]) -> list[str]:
     """The sender and every recipient the breach was permitted to reach."""
-    dl = t.deliveries
-    r = await c.execute(
-        sa.select(dl.c.recipient)
-        .where(dl.c.message_id == root["id"], dl.c.status != "withheld")
-        .distinct()
-    )
-    return sorted({root["sender"], *(row[0] for row in r.all())})
-
-
-async def _root(c: AsyncConnection, root_id: str) -> dict[str, Any] | None:
-    found = (await c.execute(sa.select(t.messages).where(t.messages.c.id == root_id))).first()
-    return row_dict(found) if found is not None else None
+    return sorted({root["sender"], *await tx.breaches.recipients(root["id"])})
 
 
 def _days_left(expiry: dt.date, now: dt.datetime) -> int:
     return (expiry - now.astimezone(dt.UTC).date()).days
 
 
-async def _later_point_due(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) -> bool:
+async def _later_point_due(tx: Transaction, timer: Timer, now: dt.datetime) -> bool:
     """Whether a reminder of the same breach nearer its expiry is due too (the scheduler was
     stopped past both points): then only that one is sent."""
-    tm = t.timers
-    n = int(timer["kind"].split(":", 1)[1])
-    r = await c.execute(
-        sa.select(tm.c.kind).where(
-            tm.c.subject == timer["subject"],
-            tm.c.kind.like(f"{REMINDER}:%"),
-            tm.c.status == "pending",
-            tm.c.due_at <= now,
-        )
-    )
-    return any(int(k.split(":", 1)[1]) < n for (k,) in r.all())
+    n = int(timer.kind.split(":", 1)[1])
+    due = await tx.breaches.reminders_due(timer.subject, now)
+    return any(int(k.split(":", 1)[1]) < n for k in due)
 
 
-async def remind(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) -> HandlerResult:
+async def remind(tx: Transaction, timer: Timer, now: dt.datetime) -> HandlerResult:
     """The ``dip-reminder:<n>`` handler."""
-    root = await _root(c, timer["subject"])
+    root = await tx.messages.get(timer.subject)
     if root is None:
         return {"outcome": "no such breach"}
     if root.get("state") not in OPEN_STATES:
@@ -162,13 +124,13 @@ async def remind(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) ->
     days_left = _days_left(expiry, now)
     if days_left < 0:
         return {"outcome": "past the STL (the expiry reports it)", "sent": False}
-    if await _later_point_due(c, timer, now):
+    if await _later_point_due(tx, timer, now):
         return {"outcome": "a later reminder is due too (it is sent instead)", "sent": False}
-    targets = await responsible(c, root)
+    targets = await responsible(tx, root)
     event_id = await emit(
-        c,
+        tx.events,
         kind="dip-breach-reminder",
-        key=f"{timer['kind']}|{root['id']}",
+        key=f"{timer.kind}|{root['id']}",
         about=root,
         targets=targets,
         now=now,
@@ -177,12 +139,11 @@ async def remind(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) ->
             "sender": root["sender"],
             "stl_expiry": expiry.isoformat(),
             "days_left": days_left,
-            "reminder": timer["kind"],
+            "reminder": timer.kind,
             "responsible": targets,
         },
     )
-    await append_audit(
-        c,
+    await tx.audit.append(
         "dip_reminder_sent",
         message_id=root["id"],
         message_type=root["message_type"],
@@ -193,23 +154,17 @@ async def remind(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) ->
     return {"outcome": "sent", "sent": True, "days_left": days_left, "event_id": event_id}
 
 
-async def expire(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) -> HandlerResult:
+async def expire(tx: Transaction, timer: Timer, now: dt.datetime) -> HandlerResult:
     """The ``dip-expiry`` handler: an open breach at its STL becomes ``expired``."""
-    m = t.messages
-    root = await _root(c, timer["subject"])
+    root = await tx.messages.get(timer.subject)
     if root is None:
         return {"outcome": "no such breach"}
-    r = await c.execute(
-        m.update()
-        .where(m.c.id == root["id"], sa.or_(m.c.state.is_(None), m.c.state == "open"))
-        .values(state="expired")
-    )
-    if not r.rowcount:
+    if not await tx.breaches.expire(root["id"]):
         return {"outcome": f"breach {root['state']}"}
     expiry = stl_expiry(root["payload"])
-    targets = await responsible(c, root)
+    targets = await responsible(tx, root)
     event_id = await emit(
-        c,
+        tx.events,
         kind="dip-breach-expired",
         key=root["id"],
         about=root,
@@ -222,8 +177,7 @@ async def expire(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) ->
             "responsible": targets,
         },
     )
-    await append_audit(
-        c,
+    await tx.audit.append(
         "dip_expired",
         message_id=root["id"],
         message_type=root["message_type"],

@@ -19,7 +19,14 @@ update (an amendment older than one already routed, or the original once an amen
 been routed) changes nothing, and a root already cancelled gets no duty at all.
 
 At the due time, a duty still ``open`` escalates, once: status ``escalated`` and a
-``duty-escalation`` event to the sender and the flow's escalation parties (:mod:`.events`)."""
+``duty-escalation`` event to the sender and the flow's escalation parties (:mod:`.events`).
+
+The rules are here (who is entitled, when a duty is due, its id, what an update changes, what
+an escalation says); the rows are read and written by the store's
+:class:`~services.core.store.duties.DutyRepository`, on the transaction
+(:class:`~services.core.store.transaction.Transaction`) that :meth:`Store.mark_routed` or
+:meth:`Store.fire_timer` hands in. Acknowledging a duty is the store's
+:meth:`~services.core.store.timeliness.TimelinessStore.acknowledge_duty`."""
 
 from __future__ import annotations
 
@@ -27,25 +34,22 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import TYPE_CHECKING, Any
 
 from ..clock import utc_z
 from ..isa.engine import RecipientDecision
 from ..isa.model import Duty, Flow, PolicySet, agreement_ref
 from ..notices import SYSTEM_SENDER
-from ..store import tables as t
-from ..store.rows import row_dict
-from ..store.sql import append_audit, insert_ignore
+from ..store.duties import DUTY_TIMER as DUTY_TIMER
 from ..store.timeliness import HandlerResult
 from . import dip
 from .events import emit
 
-log = logging.getLogger("isa_broker.timeliness")
+if TYPE_CHECKING:
+    from ..store.duties import DutyRecord, Timer
+    from ..store.transaction import Transaction
 
-DUTY_TIMER = "duty-due"
+log = logging.getLogger("isa_broker.timeliness")
 
 #: what the router's recheck gives per party: a decision, or the reason it gets nothing
 Permitted = Mapping[str, RecipientDecision | str]
@@ -120,68 +124,51 @@ def entitled(
 
 def on_routed(
     runtime: Any, message: dict[str, Any], permitted: Permitted, now: dt.datetime
-) -> Callable[[AsyncConnection], Awaitable[None]] | None:
+) -> Callable[[Transaction], Awaitable[None]] | None:
     """What the router writes, with its delivery rows, for a message it routes: duties and
     their timers, DIP breach timers, or the changes an update makes to those of its root.
     Passed to :meth:`Store.mark_routed` as ``also``."""
     if message.get("sender") == SYSTEM_SENDER:
         return None
 
-    async def apply(c: AsyncConnection) -> None:
-        await routed(c, runtime, message, permitted, now)
+    async def apply(tx: Transaction) -> None:
+        await routed(tx, runtime, message, permitted, now)
 
     return apply
 
 
 async def routed(
-    c: AsyncConnection,
+    tx: Transaction,
     runtime: Any,
     message: dict[str, Any],
     permitted: Permitted,
     now: dt.datetime,
 ) -> None:
     root_id = message.get("refers_to") or message["id"]
-    found = (await c.execute(sa.select(t.messages).where(t.messages.c.id == root_id))).first()
-    if found is None:
+    root = await tx.messages.get(root_id)
+    if root is None:
         return
-    root = row_dict(found)
     lifecycle = message.get("lifecycle")
     if lifecycle == "cancelled" or root.get("state") == "cancelled":
-        await clear(c, root, now, "the notice was cancelled")
+        await clear(tx, root, now, "the notice was cancelled")
         return
     if lifecycle == "outcome":
-        await dip.close(c, root_id)
+        await dip.close(tx, root_id)
         return
     if lifecycle is None:
         if root["message_type"] == "dip-breach":
-            await dip.schedule(c, runtime.settings, root, now)
-        if not await _amendment_routed(c, root_id, newer_than=0):
-            await reconcile(c, runtime.engine.policies, root, message, permitted, now)
-    elif lifecycle == "amended" and not await _amendment_routed(
-        c, root_id, newer_than=int(message.get("version") or 0)
+            await dip.schedule(tx, runtime.settings, root, now)
+        # stale for duties once an amendment (newer than any version) has been routed
+        if not await tx.messages.amendment_routed(root_id, newer_than=0):
+            await reconcile(tx, runtime.engine.policies, root, message, permitted, now)
+    elif lifecycle == "amended" and not await tx.messages.amendment_routed(
+        root_id, newer_than=int(message.get("version") or 0)
     ):
-        await reconcile(c, runtime.engine.policies, root, message, permitted, now)
-
-
-async def _amendment_routed(c: AsyncConnection, root_id: str, newer_than: int) -> bool:
-    """Whether an amendment of ``root_id`` newer than version ``newer_than`` has already been
-    routed (then the message being routed is stale for duties)."""
-    m = t.messages
-    r = await c.execute(
-        sa.select(m.c.id)
-        .where(
-            m.c.refers_to == root_id,
-            m.c.lifecycle == "amended",
-            m.c.routed_at.is_not(None),
-            m.c.version > newer_than,
-        )
-        .limit(1)
-    )
-    return r.first() is not None
+        await reconcile(tx, runtime.engine.policies, root, message, permitted, now)
 
 
 async def reconcile(
-    c: AsyncConnection,
+    tx: Transaction,
     policies: PolicySet,
     root: dict[str, Any],
     message: dict[str, Any],
@@ -191,16 +178,14 @@ async def reconcile(
     """Make the root's duties what ``message`` (the original, or its latest amendment)
     entitles: new duties for parties entitled now, open ones due again, and those of
     parties no longer entitled cleared."""
-    d = t.duties
     wanted = entitled(policies, permitted)
-    existing = {
-        (r.recipient, r.agreement, r.flow): row_dict(r)
-        for r in (await c.execute(sa.select(d).where(d.c.message_id == root["id"]))).all()
+    existing: dict[tuple[str, str, str], DutyRecord] = {
+        r.key: r for r in await tx.duties.duties_of(root["id"])
     }
     for key, (version, duty) in sorted(wanted.items()):
         recipient, agreement, flow = key
         have = existing.get(key)
-        since = have["created_at"] if have is not None else now
+        since = have.created_at if have is not None else now
         due = due_at(duty, message["payload"], since)
         if due is None:
             log.warning(
@@ -214,32 +199,20 @@ async def reconcile(
             continue
         if have is None:
             did = duty_id(root["id"], recipient, agreement, flow)
-            await c.execute(
-                insert_ignore(
-                    c,
-                    d,
-                    {
-                        "id": did,
-                        "message_id": root["id"],
-                        "message_type": root["message_type"],
-                        "person": root["person"],
-                        "sender": root["sender"],
-                        "recipient": recipient,
-                        "agreement": agreement,
-                        "agreement_version": version,
-                        "flow": flow,
-                        "rule": duty.rule[:200],
-                        "escalate_to": sorted(duty.escalate_to),
-                        "due_at": due,
-                        "status": "open",
-                        "created_at": now,
-                        "updated_at": now,
-                    },
-                )
+            await tx.duties.insert_duty(
+                duty_id=did,
+                root=root,
+                recipient=recipient,
+                agreement=agreement,
+                agreement_version=version,
+                flow=flow,
+                rule=duty.rule[:200],
+                escalate_to=sorted(duty.escalate_to),
+                due_at=due,
+                now=now,
             )
-            await _set_timer(c, did, due, root["id"])
-            await append_audit(
-                c,
+            await tx.duties.set_timer(did, due, root["id"])
+            await tx.audit.append(
                 "duty_created",
                 message_id=root["id"],
                 message_type=root["message_type"],
@@ -252,77 +225,29 @@ async def reconcile(
                     "due_at": due.isoformat(),
                 },
             )
-        elif have["status"] in ("open", "cleared") and (
-            have["due_at"] != due or have["status"] == "cleared"
+        elif have.status in ("open", "cleared") and (
+            have.due_at != due or have.status == "cleared"
         ):
             # moved (an amendment), or entitled again after an amendment had cleared it
-            await c.execute(
-                d.update()
-                .where(d.c.id == have["id"], d.c.status.in_(("open", "cleared")))
-                .values(status="open", due_at=due, updated_at=now)
-            )
-            await _set_timer(c, have["id"], due, root["id"])
-    gone = [r["id"] for key, r in existing.items() if key not in wanted and r["status"] == "open"]
+            await tx.duties.move_duty(have.id, due, now)
+            await tx.duties.set_timer(have.id, due, root["id"])
+    gone = [r.id for key, r in existing.items() if key not in wanted and r.status == "open"]
     if gone:
-        await _clear_ids(c, root, gone, now, "no longer entitled after an amendment")
+        await _clear_ids(tx, root, gone, now, "no longer entitled after an amendment")
 
 
-async def _set_timer(c: AsyncConnection, did: str, due: dt.datetime, root_id: str) -> None:
-    """The duty's timer pending at ``due`` (created, moved, or revived after a clearing)."""
-    tm = t.timers
-    r = await c.execute(
-        tm.update()
-        .where(tm.c.kind == DUTY_TIMER, tm.c.subject == did, tm.c.status != "done")
-        .values(due_at=due, status="pending")
-    )
-    if not r.rowcount:
-        await c.execute(
-            insert_ignore(
-                c,
-                tm,
-                {
-                    "kind": DUTY_TIMER,
-                    "subject": did,
-                    "due_at": due,
-                    "status": "pending",
-                    "attempts": 0,
-                    "detail": {"message_id": root_id},
-                },
-            )
-        )
-
-
-async def clear(c: AsyncConnection, root: dict[str, Any], now: dt.datetime, reason: str) -> None:
+async def clear(tx: Transaction, root: dict[str, Any], now: dt.datetime, reason: str) -> None:
     """Every open duty of the root ``cleared``, its timer cancelled."""
-    d = t.duties
-    ids = [
-        r[0]
-        for r in (
-            await c.execute(
-                sa.select(d.c.id).where(d.c.message_id == root["id"], d.c.status == "open")
-            )
-        ).all()
-    ]
+    ids = await tx.duties.open_duty_ids(root["id"])
     if ids:
-        await _clear_ids(c, root, ids, now, reason)
+        await _clear_ids(tx, root, ids, now, reason)
 
 
 async def _clear_ids(
-    c: AsyncConnection, root: dict[str, Any], ids: list[str], now: dt.datetime, reason: str
+    tx: Transaction, root: dict[str, Any], ids: list[str], now: dt.datetime, reason: str
 ) -> None:
-    d, tm = t.duties, t.timers
-    await c.execute(
-        d.update()
-        .where(d.c.id.in_(ids), d.c.status == "open")
-        .values(status="cleared", updated_at=now)
-    )
-    await c.execute(
-        tm.update()
-        .where(tm.c.kind == DUTY_TIMER, tm.c.subject.in_(ids), tm.c.status == "pending")
-        .values(status="cancelled")
-    )
-    await append_audit(
-        c,
+    await tx.duties.clear_duties(ids, now)
+    await tx.audit.append(
         "duties_cleared",
         message_id=root["id"],
         message_type=root["message_type"],
@@ -334,62 +259,53 @@ async def _clear_ids(
 # -- at the due time -----------------------------------------------------------------------------
 
 
-async def escalate(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) -> HandlerResult:
+async def escalate(tx: Transaction, timer: Timer, now: dt.datetime) -> HandlerResult:
     """The ``duty-due`` handler: a duty still open at its due time escalates, once."""
-    d = t.duties
-    found = (await c.execute(sa.select(d).where(d.c.id == timer["subject"]))).first()
-    if found is None:
+    duty = await tx.duties.duty(timer.subject)
+    if duty is None:
         return {"outcome": "no such duty"}
-    duty = row_dict(found)
-    if duty["status"] != "open":
-        return {"outcome": f"duty {duty['status']}"}
-    due: dt.datetime = duty["due_at"]
-    if due > now:
-        return due  # moved later since the timer was read
-    r = await c.execute(
-        d.update()
-        .where(d.c.id == duty["id"], d.c.status == "open")
-        .values(status="escalated", escalated_at=now, updated_at=now)
-    )
-    if not r.rowcount:
+    if duty.status != "open":
+        return {"outcome": f"duty {duty.status}"}
+    if duty.due_at > now:
+        return duty.due_at  # moved later since the timer was read
+    if not await tx.duties.mark_escalated(duty.id, now):
         return {"outcome": "acknowledged meanwhile"}
-    root = {"id": duty["message_id"], "person": duty["person"]}
-    targets = sorted({duty["sender"], *duty["escalate_to"]})
+    root = {"id": duty.message_id, "person": duty.person}
+    targets = sorted({duty.sender, *duty.escalate_to})
     event_id = await emit(
-        c,
+        tx.events,
         kind="duty-escalation",
-        key=duty["id"],
+        key=duty.id,
         about=root,
         targets=targets,
         now=now,
         data={
-            "duty_id": duty["id"],
-            "message_id": duty["message_id"],
-            "message_type": duty["message_type"],
-            "recipient": duty["recipient"],
-            "sender": duty["sender"],
-            "agreement": agreement_ref(duty["agreement"], duty["agreement_version"]),
-            "flow": duty["flow"],
-            "rule": duty["rule"],
-            "due_at": utc_z(duty["due_at"]),
+            "duty_id": duty.id,
+            "message_id": duty.message_id,
+            "message_type": duty.message_type,
+            "recipient": duty.recipient,
+            "sender": duty.sender,
+            "agreement": agreement_ref(duty.agreement, duty.agreement_version),
+            "flow": duty.flow,
+            "rule": duty.rule,
+            "due_at": utc_z(duty.due_at),
             "escalated_to": targets,
         },
     )
-    await append_audit(
-        c,
+    await tx.audit.append(
         "duty_escalated",
-        message_id=duty["message_id"],
-        message_type=duty["message_type"],
+        message_id=duty.message_id,
+        message_type=duty.message_type,
         actor=SYSTEM_SENDER,
-        recipient=duty["recipient"],
-        person=duty["person"],
-        detail={"duty_id": duty["id"], "event_id": event_id, "escalated_to": targets},
+        recipient=duty.recipient,
+        person=duty.person,
+        detail={"duty_id": duty.id, "event_id": event_id, "escalated_to": targets},
     )
     log.warning(
         "duty_id=%s of %s on message_id=%s overdue; escalated to %s",
-        duty["id"],
-        duty["recipient"],
-        duty["message_id"],
+        duty.id,
+        duty.recipient,
+        duty.message_id,
         ",".join(targets),
     )
     return {"outcome": "escalated", "event_id": event_id}

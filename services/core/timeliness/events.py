@@ -10,23 +10,23 @@ event as it is: it carries no personal data, so there is nothing to project or r
 
 The event's row carries the person pseudonym of the message it is about, so that it is
 delivered after that message to a recipient that has both (per-person order); the CloudEvent's
-``subject`` is the message id, never the pseudonym."""
+``subject`` is the message id, never the pseudonym.
+
+This module builds the event and decides who gets it how; the rows are written by the
+store's :class:`~services.core.store.events.EventRepository`."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import uuid
-from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import TYPE_CHECKING, Any
 
 from ..clock import utc_z
 from ..notices import SYSTEM_SENDER
-from ..store import tables as t
-from ..store.rows import new_delivery
-from ..store.sql import append_inbox, insert_ignore
+
+if TYPE_CHECKING:
+    from ..store.events import EventRepository, Listener
 
 SOURCE = "urn:isa-broker:scheduler"
 #: message_type (the row's) -> CloudEvents type
@@ -53,7 +53,7 @@ def event_body(row: dict[str, Any]) -> bytes:
 
 
 async def emit(
-    c: AsyncConnection,
+    events: EventRepository,
     *,
     kind: str,
     key: str,
@@ -63,9 +63,10 @@ async def emit(
     now: dt.datetime,
 ) -> str | None:
     """Record one broker event about the message ``about`` (a ``messages`` row) for each of
-    ``targets``, in the caller's transaction. ``key`` names the occurrence (the timer or
-    duty it comes from): recording the same occurrence twice records nothing the second
-    time. Returns the event's id, or None when it was recorded before."""
+    ``targets``, in the caller's transaction (``events``: its repository,
+    :class:`~services.core.store.events.EventRepository`). ``key`` names the occurrence (the
+    timer or duty it comes from): recording the same occurrence twice records nothing the
+    second time. Returns the event's id, or None when it was recorded before."""
     event_id = str(uuid.uuid5(_NAMESPACE, f"{kind}|{key}"))
     event = {
         "specversion": "1.0",
@@ -78,68 +79,27 @@ async def emit(
         "data": data,
     }
     parties = sorted(set(targets))
-    inserted = await c.execute(
-        insert_ignore(
-            c,
-            t.messages,
-            {
-                "id": event_id,
-                "message_type": kind,
-                "sender": SYSTEM_SENDER,
-                "client_id": SYSTEM_SENDER,
-                "purposes": None,
-                "person": about["person"],
-                "payload": event,
-                "decision": {"system_event": True, "recipients": parties},
-                "status": "pending",
-                "accepted_at": now,
-                "routed_at": now,
-            },
-        )
-    )
-    if not inserted.rowcount:
+    person = about["person"]
+    if not await events.record_event(
+        event_id=event_id, kind=kind, person=person, event=event, parties=parties, now=now
+    ):
         return None
-    subs = (
-        await c.execute(
-            sa.select(t.subscriptions).where(
-                t.subscriptions.c.party.in_(parties), t.subscriptions.c.status == "active"
-            )
-        )
-    ).all()
-    by_party: dict[str, list[Any]] = {}
-    for sub in subs:
-        by_party.setdefault(sub.party, []).append(sub)
+    by_party: dict[str, list[Listener]] = {}
+    for listener in await events.listeners(parties):
+        by_party.setdefault(listener.party, []).append(listener)
     delivered = False
     for party in parties:
         if party not in by_party:
             body = dict(event)
             body.pop("data")
             body.update({"isarecipient": party, "data": data})
-            await append_inbox(c, party, "notice", json.dumps(body, separators=(",", ":")), None)
+            await events.notify(party, json.dumps(body, separators=(",", ":")))
             continue
-        for sub in by_party[party]:
+        for listener in by_party[party]:
             delivered = True
-            await c.execute(
-                insert_ignore(
-                    c,
-                    t.deliveries,
-                    new_delivery(
-                        message_id=event_id,
-                        recipient=party,
-                        subscription_id=sub.id,
-                        channel=sub.channel,
-                        status="pending",
-                        person=about["person"],
-                        accepted_at=now,
-                        message_type=kind,
-                        now=now,
-                    ),
-                )
+            await events.add_delivery(
+                event_id=event_id, kind=kind, listener=listener, person=person, now=now
             )
     if not delivered:
-        await c.execute(
-            t.messages.update()
-            .where(t.messages.c.id == event_id)
-            .values(status="complete", completed_at=now)
-        )
+        await events.complete(event_id, now)
     return event_id

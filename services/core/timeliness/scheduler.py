@@ -8,7 +8,13 @@ transaction (:meth:`Store.fire_timer`). A router killed half-way leaves the row 
 its lease runs out and the row fires then, in whichever router looks first; a restarted
 router takes its own leases back at once. Handlers are idempotent besides: an escalation
 fires only for a duty still ``open``, an expiry only for a breach still ``open``, and a
-broker event has an id derived from its occurrence."""
+broker event has an id derived from its occurrence.
+
+A handler receives the transaction's repositories
+(:class:`~services.core.store.transaction.Transaction`) and the timer
+(:class:`~services.core.store.duties.Timer`), never a connection: the rows it reads and
+writes are the store's (:mod:`services.core.store.duties`, :mod:`services.core.store.dip`,
+:mod:`services.core.store.events`)."""
 
 from __future__ import annotations
 

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.core.clock import ManualClock
+from services.core.store.duties import Timer
+from services.core.store.transaction import Transaction
 from services.core.timeliness import scheduler as scheduler_module
 from services.core.timeliness.scheduler import LEASE, RETRY
 from services.system import System, settings_for_local
@@ -92,7 +93,7 @@ async def test_a_restarted_scheduler_takes_its_own_leases_back_at_once(w: World)
     assert await w.scheduler("router-a").run_due(now) == 4
 
 
-async def _boom(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) -> None:
+async def _boom(tx: Transaction, timer: Timer, now: dt.datetime) -> None:
     raise RuntimeError("handler failed half-way")
 
 
@@ -103,10 +104,10 @@ async def test_a_failing_handler_changes_nothing_and_fires_again(
     real = scheduler_module.HANDLERS["duty-due"]
     calls = 0
 
-    async def half_then_fail(c: AsyncConnection, timer: dict[str, Any], now: dt.datetime) -> Any:
+    async def half_then_fail(tx: Transaction, timer: Timer, now: dt.datetime) -> Any:
         nonlocal calls
         calls += 1
-        await real(c, timer, now)  # escalates (in the transaction) ...
+        await real(tx, timer, now)  # escalates (in the transaction) ...
         raise RuntimeError("... then the process dies")
 
     monkeypatch.setitem(scheduler_module.HANDLERS, "duty-due", half_then_fail)
