@@ -1,7 +1,8 @@
 """The layers the code keeps (contracts in pyproject.toml's ``[tool.importlinter]``): the
 gateway and the router never import each other, the core imports neither, the ISA engine
 imports nothing from the store, only the store imports SQLAlchemy, and no module or package
-imports its way back to itself through a sibling. Run here so that the suite (and CI) checks them, as ``./run check`` does."""
+imports its way back to itself through a sibling. Run here so that the suite (and CI)
+checks them, as ``./run check`` does."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 
 from services.core.errors import InsufficientScope
+from services.core.intake import Wake
 from services.core.outbox import OutboxRelay
 from services.core.runtime import Runtime
 
@@ -24,9 +25,10 @@ def get_tokens(request: Request) -> TokenService:
     return tokens
 
 
-def get_relay(request: Request) -> OutboxRelay | None:
+def get_wake(request: Request) -> Wake | None:
+    """Wakes the app's outbox relay after intake (None when the app runs no relay)."""
     relay: OutboxRelay | None = request.app.state.relay
-    return relay
+    return relay.notify if relay is not None else None
 
 
 def get_rate_limits(request: Request) -> RateLimits:
@@ -53,7 +55,8 @@ async def get_limited_principal(
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 TokensDep = Annotated[TokenService, Depends(get_tokens)]
-RelayDep = Annotated[OutboxRelay | None, Depends(get_relay)]
+#: Passed to the intake use-cases (services.core.intake), which wake the relay once stored.
+WakeDep = Annotated[Wake | None, Depends(get_wake)]
 RateLimitsDep = Annotated[RateLimits, Depends(get_rate_limits)]
 #: The authenticated, rate-limited caller: every ``/v1`` route depends on it.
 CurrentAgency = Annotated[Principal, Depends(get_limited_principal)]

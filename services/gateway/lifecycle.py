@@ -8,56 +8,39 @@
   each entitled recipient (its own projection of each version it was entitled to);
 * ``GET /v1/messages``: the sender's own messages, for its dashboard.
 
-Another agency's id answers 404, worded exactly as an id that does not exist."""
+Another agency's id answers 404, worded exactly as an id that does not exist. The update
+routes only translate: the request into one call of its use-case in
+:mod:`services.core.intake.updates` (which states the steps every update takes), and its
+:class:`~services.core.intake.Accepted` into the 202 :class:`MessageAccepted`."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from services.core.errors import ConcurrentUpdate, NotFound, ValidationFailed
-from services.core.messages import get_message_type
+from services.core import intake
+from services.core.intake import not_found, resolve_root
 from services.core.messages.models import BreachOutcome
-from services.core.messages.person import IDENTIFIERS
 from services.core.runtime import Runtime
 from services.core.timeliness.lifecycle import (
-    AMEND,
-    CANCEL,
-    CONFIRM_RELEASE,
     ORIGINAL,
-    OUTCOME,
     CancelReason,
-    Transition,
-    cancellation_decision,
-    check_transition,
     own_version,
     recheck_shares,
     seen_by,
 )
 
-from .deps import CurrentAgency, RelayDep, RuntimeDep, needs_scope
-from .messages import (
-    IdempotencyHeader,
-    MessageAccepted,
-    Update,
-    replay_if_seen,
-    request_hash,
-    store_message,
-)
+from .deps import CurrentAgency, RuntimeDep, WakeDep, needs_scope
+from .messages import IdempotencyHeader, MessageAccepted, accepted_response
 
 router = APIRouter(tags=["lifecycle"])
 
 ID_PATTERN = r"^[A-Za-z0-9_-]+$"
 MessageId = Annotated[str, Path(max_length=64, pattern=ID_PATTERN)]
-#: how far ahead of the broker's clock a reported time of release may be (clock skew)
-CLOCK_SKEW = dt.timedelta(minutes=5)
-#: attempts when another update moves the root on between reading and storing
-ATTEMPTS = 3
 
 _UPDATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "No valid access token"},
@@ -137,18 +120,6 @@ class MessageSummary(BaseModel):
 # -- reading -------------------------------------------------------------------------------
 
 
-async def _resolve(runtime: Runtime, message_id: str) -> dict[str, Any] | None:
-    """The root of the chain ``message_id`` belongs to (itself, or what it refers to)."""
-    row = await runtime.store.get_message(message_id)
-    if row is not None and row.get("refers_to"):
-        row = await runtime.store.get_message(row["refers_to"])
-    return row
-
-
-def _not_found(message_id: str) -> NotFound:
-    return NotFound(f"no message {message_id!r}")
-
-
 @router.get(
     "/v1/messages",
     response_model=list[MessageSummary],
@@ -208,9 +179,9 @@ async def get_message_state(
     update's). The sender sees every version in full; a recipient sees the versions it was
     entitled to, each as its own projection, re-checked against the agreements now in force.
     Anyone else: 404."""
-    root = await _resolve(runtime, message_id)
+    root = await resolve_root(runtime, message_id)
     if root is None:
-        raise _not_found(message_id)
+        raise not_found(message_id)
     chain = await runtime.store.lifecycle_chain(root["id"])
     if root["sender"] == agency.party:
         role: Literal["sender", "recipient"] = "sender"
@@ -219,7 +190,7 @@ async def get_message_state(
         role = "recipient"
         history = await _recipient_history(runtime, agency.party, chain)
         if not history:
-            raise _not_found(message_id)
+            raise not_found(message_id)
     await runtime.store.audit(
         "message_read",
         message_id=root["id"],
@@ -288,123 +259,6 @@ def _version(
 # -- updates -------------------------------------------------------------------------------
 
 
-async def _update(
-    runtime: Runtime,
-    relay: Any,
-    agency: Any,
-    message_id: str,
-    transition: Transition,
-    request: dict[str, Any] | bytes,
-    idempotency_key: str | None,
-) -> JSONResponse:
-    """The steps every update shares: replay a repeated Idempotency-Key; find the caller's
-    root message (404 otherwise); check its type and state (409); build the new version's
-    payload (422 when invalid); store it with the root's new state in one transaction,
-    reading the chain again if another update won a race."""
-    mt = get_message_type(transition.message_type)
-    raw = request.decode(errors="replace") if isinstance(request, bytes) else request
-    req_hash = request_hash(transition.lifecycle, message_id, raw)
-    replayed = await replay_if_seen(runtime, agency, idempotency_key, req_hash)
-    if replayed is not None:
-        return replayed
-    for _ in range(ATTEMPTS):
-        root = await _resolve(runtime, message_id)
-        if root is None or root["sender"] != agency.party:
-            raise _not_found(message_id)
-        check_transition(transition, root)
-        chain = await runtime.store.lifecycle_chain(root["id"])
-        update = _prepare(runtime, transition, root, chain, request)
-        payload = _payload(mt, transition, chain, request)
-        if transition is AMEND:
-            _same_person(chain[-1]["payload"], payload)
-        answer = await store_message(
-            runtime,
-            relay,
-            agency,
-            mt,
-            payload,
-            root.get("purposes"),
-            idempotency_key,
-            req_hash,
-            update,
-        )
-        if answer is not None:
-            return answer
-    raise ConcurrentUpdate(
-        f"message {message_id!r} was updated by other requests at the same time; try again"
-    )
-
-
-def _prepare(
-    runtime: Runtime,
-    transition: Transition,
-    root: dict[str, Any],
-    chain: list[dict[str, Any]],
-    request: dict[str, Any] | bytes,
-) -> Update:
-    if transition is CANCEL:
-        assert isinstance(request, dict)  # noqa: S101
-        decision, basis = cancellation_decision(chain, runtime.clock())
-        return Update(root, transition, decision, basis, {"reason": request["reason"]})
-    if transition is CONFIRM_RELEASE:
-        assert isinstance(request, dict)  # noqa: S101
-        released_at = dt.datetime.fromisoformat(request["released_at"])
-        if released_at > runtime.clock() + CLOCK_SKEW:
-            raise ValidationFailed(
-                "released_at is in the future",
-                [{"pointer": "/released_at", "message": "must not be in the future"}],
-            )
-        return Update(root, transition, facts={"released_at": released_at.isoformat()})
-    if transition is OUTCOME:
-        assert isinstance(request, dict)  # noqa: S101
-        when = dt.date.fromisoformat(request["date"])
-        if when > runtime.clock().date():
-            raise ValidationFailed(
-                "date is in the future",
-                [{"pointer": "/date", "message": "must not be in the future"}],
-            )
-        stl = dt.date.fromisoformat(str(chain[-1]["payload"]["breach"]["stl_expiry"]))
-        facts = {
-            "outcome": request["outcome"],
-            "outcome_date": when.isoformat(),
-            "within_stl": when <= stl,
-        }
-        return Update(root, transition, facts=facts)
-    return Update(root, transition)
-
-
-def _payload(
-    mt: Any, transition: Transition, chain: list[dict[str, Any]], request: dict[str, Any] | bytes
-) -> dict[str, Any]:
-    """The new version's payload: an amendment's body (validated like intake); the latest
-    state for a cancellation or a release confirmation; the breach with its outcome set."""
-    if isinstance(request, bytes):
-        payload: dict[str, Any] = mt.validate_json(request)
-        return payload
-    latest: dict[str, Any] = json.loads(json.dumps(chain[-1]["payload"]))
-    if transition is OUTCOME:
-        latest["breach"]["outcome"] = request["outcome"]
-        checked: dict[str, Any] = mt.validate_json(json.dumps(latest).encode())
-        return checked
-    return latest
-
-
-def _same_person(before: dict[str, Any], after: dict[str, Any]) -> None:
-    """An amendment changes the notice, not whom it is about: every identifier given in both
-    must be equal, and at least one must be given in both."""
-    shared = [n for n in IDENTIFIERS if before["person"].get(n) and after["person"].get(n)]
-    differing = [n for n in shared if before["person"][n] != after["person"][n]]
-    if differing or not shared:
-        names = differing or list(IDENTIFIERS)
-        raise ValidationFailed(
-            "an amendment must be about the same person as the notice it amends",
-            [
-                {"pointer": f"/person/{n}", "message": "must match the notice being amended"}
-                for n in names
-            ],
-        )
-
-
 @router.post(
     "/v1/messages/{message_id}/amend",
     status_code=202,
@@ -425,14 +279,22 @@ async def amend(
     message_id: MessageId,
     request: Request,
     runtime: RuntimeDep,
-    relay: RelayDep,
+    wake: WakeDep,
     agency: CurrentAgency,
     idempotency_key: IdempotencyHeader = None,
 ) -> JSONResponse:
     """A new version of a release notice, decided afresh: each recipient the new state
     entitles receives its own projection of it."""
-    body = await request.body()
-    return await _update(runtime, relay, agency, message_id, AMEND, body, idempotency_key)
+    accepted = await intake.amend(
+        runtime,
+        agency.party,
+        message_id,
+        await request.body(),
+        client_id=agency.client_id,
+        idempotency_key=idempotency_key,
+        wake=wake,
+    )
+    return accepted_response(accepted)
 
 
 @router.post(
@@ -447,15 +309,22 @@ async def cancel(
     message_id: MessageId,
     body: CancelRequest,
     runtime: RuntimeDep,
-    relay: RelayDep,
+    wake: WakeDep,
     agency: CurrentAgency,
     idempotency_key: IdempotencyHeader = None,
 ) -> JSONResponse:
     """Reaches every party any earlier version reached, each shown only the version it was
     entitled to, re-checked against the agreements in force (fail closed)."""
-    return await _update(
-        runtime, relay, agency, message_id, CANCEL, body.model_dump(mode="json"), idempotency_key
+    accepted = await intake.cancel(
+        runtime,
+        agency.party,
+        message_id,
+        body.reason,
+        client_id=agency.client_id,
+        idempotency_key=idempotency_key,
+        wake=wake,
     )
+    return accepted_response(accepted)
 
 
 @router.post(
@@ -470,19 +339,20 @@ async def confirm_release(
     message_id: MessageId,
     body: ConfirmReleaseRequest,
     runtime: RuntimeDep,
-    relay: RelayDep,
+    wake: WakeDep,
     agency: CurrentAgency,
     idempotency_key: IdempotencyHeader = None,
 ) -> JSONResponse:
-    return await _update(
+    accepted = await intake.confirm_release(
         runtime,
-        relay,
-        agency,
+        agency.party,
         message_id,
-        CONFIRM_RELEASE,
-        body.model_dump(mode="json"),
-        idempotency_key,
+        body.released_at,
+        client_id=agency.client_id,
+        idempotency_key=idempotency_key,
+        wake=wake,
     )
+    return accepted_response(accepted)
 
 
 @router.post(
@@ -500,10 +370,18 @@ async def outcome(
     message_id: MessageId,
     body: OutcomeRequest,
     runtime: RuntimeDep,
-    relay: RelayDep,
+    wake: WakeDep,
     agency: CurrentAgency,
     idempotency_key: IdempotencyHeader = None,
 ) -> JSONResponse:
-    return await _update(
-        runtime, relay, agency, message_id, OUTCOME, body.model_dump(mode="json"), idempotency_key
+    accepted = await intake.record_outcome(
+        runtime,
+        agency.party,
+        message_id,
+        body.outcome,
+        body.date,
+        client_id=agency.client_id,
+        idempotency_key=idempotency_key,
+        wake=wake,
     )
+    return accepted_response(accepted)

@@ -1,41 +1,28 @@
 """Message intake: ``POST /v1/messages/{message_type}``.
 
 Size, media type, nesting depth and JSON well-formedness of the body are checked by the
-request-limits middleware (:mod:`.limits`) before a route runs; here the body is validated
-against its message type's model."""
+request-limits middleware (:mod:`.limits`) before a route runs. The route only translates:
+the request into one call of the intake use-case, :func:`services.core.intake.accept` (which
+validates the body against its message type's model, decides under the agreements and stores
+it; its steps are in :mod:`services.core.intake`), and its :class:`Accepted` into the 202
+:class:`MessageAccepted` (``Idempotent-Replayed: true`` when it answers again a request made
+under the same Idempotency-Key). Errors are core errors, rendered as problem+json by
+:mod:`.problems`."""
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import json
-import logging
-import uuid
-from dataclasses import dataclass
-from dataclasses import field as dc_field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, StringConstraints
 
-from services.core.errors import (
-    IdempotencyKeyReused,
-    InvalidRequest,
-    SharingRefused,
-    UnknownMessageType,
-)
-from services.core.isa.engine import Decision
+from services.core import intake
+from services.core.errors import UnknownMessageType
+from services.core.intake import Accepted
 from services.core.messages import MESSAGE_TYPES, MessageType, get_message_type
-from services.core.messages.person import identifier_keys, person_key
-from services.core.runtime import Runtime
-from services.core.timeliness.lifecycle import ORIGINAL, Transition, initial_state, own_version
-from services.core.timeliness.notice import timeliness_of
-from services.core.timeliness.priority import priority_of
 
-from .deps import CurrentAgency, RelayDep, RuntimeDep, needs_scope
-
-log = logging.getLogger("isa_broker.gateway")
+from .deps import CurrentAgency, RuntimeDep, WakeDep, needs_scope
 
 
 class AgreementRef(BaseModel):
@@ -96,25 +83,15 @@ class MessageAccepted(BaseModel):
     )
 
 
-def person_identifier(payload: dict[str, Any]) -> str:
-    """The identifier events about one person are keyed by: PNC id, else probation CRN, else
-    prison number. Only its keyed pseudonym ever leaves the store."""
-    key = person_key(payload["person"])
-    if key is None:
-        raise InvalidRequest("person has no identifier")  # the schema already requires one
-    return key
-
-
-def accepted_body(message: dict[str, Any]) -> MessageAccepted:
-    """The 202 answer for a stored message row (fresh, or replayed for an Idempotency-Key)."""
-    decision = Decision.from_dict(message["decision"])
-    payload = message["payload"]
+def accepted_body(accepted: Accepted) -> MessageAccepted:
+    """The 202 answer's body for a message intake stored (or replayed)."""
+    decision, payload = accepted.decision, accepted.payload
     return MessageAccepted(
-        id=message["id"],
-        message_type=decision.message_type,
-        lifecycle=message.get("lifecycle") or ORIGINAL,
-        refers_to=message.get("refers_to"),
-        version=own_version(message),
+        id=accepted.id,
+        message_type=accepted.message_type,
+        lifecycle=accepted.lifecycle,
+        refers_to=accepted.refers_to,
+        version=accepted.version,
         recipients=[
             RecipientPublic(
                 party=r.party,
@@ -132,181 +109,16 @@ def accepted_body(message: dict[str, Any]) -> MessageAccepted:
         agreements=[AgreementRef(**a) for a in decision.agreements],
         not_applied=[NotApplied(**c.to_dict()) for c in decision.considered],
         warnings=list(decision.warnings),
-        timeliness=message.get("timeliness"),
+        timeliness=dict(accepted.timeliness) if accepted.timeliness is not None else None,
     )
 
 
-@dataclass(frozen=True)
-class Update:
-    """What makes a message an update (see :mod:`services.core.timeliness.lifecycle`): the
-    root as it was read, the transition, a decision when it is built rather than decided (a
-    cancellation's, with each party's basis version), and lifecycle facts for its timeliness
-    (a cancellation's reason, the time of release, an outcome's date)."""
-
-    root: dict[str, Any]
-    transition: Transition
-    decision: Decision | None = None
-    basis: dict[str, str] | None = None
-    facts: dict[str, Any] = dc_field(default_factory=dict)
-
-
-def request_hash(*parts: Any) -> str:
-    """What an Idempotency-Key stands for: the same key with another request is a 409."""
-    return hashlib.sha256(json.dumps(list(parts), sort_keys=True).encode()).hexdigest()
-
-
-async def replay_if_seen(
-    runtime: Runtime, agency: Any, idempotency_key: str | None, request: str
-) -> JSONResponse | None:
-    """The original 202 when this client already used ``idempotency_key`` (and it has not
-    expired); a 409 when it used it for another request; None when it is new."""
-    if idempotency_key is None:
-        return None
-    ttl = dt.timedelta(hours=runtime.settings.idempotency_key_ttl_hours)
-    await runtime.store.release_idempotency_key(
-        agency.client_id, idempotency_key, runtime.clock() - ttl
-    )
-    existing = await runtime.store.find_idempotent(agency.client_id, idempotency_key)
-    return None if existing is None else _replayed(existing, request)
-
-
-async def accept(
-    runtime: Runtime,
-    relay: Any,
-    agency: Any,
-    mt: MessageType,
-    body: bytes,
-    purposes: list[str] | None,
-    idempotency_key: str | None,
-) -> JSONResponse:
-    """Intake of an original message."""
-    payload = mt.validate_json(body)
-    request = request_hash(mt.name, sorted(purposes or []), payload)
-    replayed = await replay_if_seen(runtime, agency, idempotency_key, request)
-    if replayed is not None:
-        return replayed
-    accepted = await store_message(
-        runtime, relay, agency, mt, payload, purposes, idempotency_key, request
-    )
-    assert accepted is not None  # noqa: S101 - only an update can find its root moved on
-    return accepted
-
-
-async def store_message(
-    runtime: Runtime,
-    relay: Any,
-    agency: Any,
-    mt: MessageType,
-    payload: dict[str, Any],
-    purposes: list[str] | None,
-    idempotency_key: str | None,
-    request: str,
-    update: Update | None = None,
-) -> JSONResponse | None:
-    """Decide, store (with its outbox row, so that it is published and routed like any
-    message) and answer 202: an original, or an ``update`` to a root message. An update
-    keeps its root's person pseudonym, so that it is published with the same Kafka key and
-    reaches each recipient after what it updates. Returns None, storing nothing, when the
-    update's root changed state or version since it was read (the caller reads it again)."""
-    now = runtime.clock()
-    person = (
-        update.root["person"]
-        if update is not None
-        else runtime.keys.pseudonymise(person_identifier(payload))
-    )
-    if update is not None and update.decision is not None:
-        decision = update.decision
-    else:
-        try:
-            decision = runtime.engine.decide(agency.party, mt.name, now, purposes, payload)
-        except SharingRefused as e:
-            await runtime.store.audit(
-                "refused",
-                message_type=mt.name,
-                actor=agency.party,
-                person=person,
-                message_id=update.root["id"] if update is not None else None,
-                detail={
-                    "client_id": agency.client_id,
-                    "reason": e.reason,
-                    "purposes": purposes or [],
-                },
-            )
-            raise
-    # every identifier of the person, so that subject access finds the message by any of them
-    pseudonyms = [runtime.keys.pseudonymise(k) for k in identifier_keys(payload.get("person", {}))]
-    timeliness = timeliness_of(mt.name, payload, now, runtime.settings.short_notice_days)
-    if update is not None and update.facts:
-        timeliness = {**(timeliness or {}), **update.facts}
-    message_id = str(uuid.uuid4())
-    row = {
-        "id": message_id,
-        "message_type": mt.name,
-        "sender": agency.party,
-        "client_id": agency.client_id,
-        "purposes": purposes,
-        "person": person,
-        "payload": payload,
-        "decision": decision.to_dict(),
-        "status": "pending",
-        "accepted_at": now,
-        "idempotency_key": idempotency_key,
-        "request_hash": request,
-        "timeliness": timeliness,
-        "priority": priority_of(mt.name, payload),
-    }
-    topic = runtime.kafka.topic(mt.name)
-    if update is None:
-        row["state"] = initial_state(mt.name, payload)
-        existing = await runtime.store.accept_message(row, topic, pseudonyms)
-    else:
-        t = update.transition
-        row["refers_to"] = update.root["id"]
-        row["lifecycle"] = t.lifecycle
-        if update.basis is not None:
-            row["decision"]["basis"] = update.basis
-        result = await runtime.store.accept_update(
-            row,
-            topic,
-            expected_version=int(update.root["version"]),
-            from_states=t.from_states,
-            to_state=t.to_state,
-            audit_event=t.audit_event,
-            audit_detail={k: v for k, v in update.facts.items() if k in AUDITED_FACTS},
-            pseudonyms=pseudonyms,
-        )
-        if not result.stored and result.existing is None:
-            return None
-        existing = result.existing
-        row["version"] = int(update.root["version"]) + 1
-    if existing is not None:  # a concurrent request with the same key won the race
-        return _replayed(existing, request)
-    if relay is not None:
-        relay.notify()
-    log.info(
-        "accepted message_id=%s type=%s lifecycle=%s sender=%s recipients=%d",
-        message_id,
-        mt.name,
-        row.get("lifecycle") or ORIGINAL,
-        agency.party,
-        len(decision.recipients),
-    )
-    return JSONResponse(accepted_body(row).model_dump(mode="json"), status_code=202)
-
-
-#: lifecycle facts that are enumerations or dates, fit for the disclosure log
-AUDITED_FACTS = frozenset({"reason", "outcome", "outcome_date"})
-
-
-def _replayed(existing: dict[str, Any], request: str) -> JSONResponse:
-    if existing["request_hash"] != request:
-        raise IdempotencyKeyReused(
-            "this Idempotency-Key was used for a different request; use a new key"
-        )
+def accepted_response(accepted: Accepted) -> JSONResponse:
+    """202 with :func:`accepted_body`; a replay for an Idempotency-Key says so in a header."""
     return JSONResponse(
-        accepted_body(existing).model_dump(mode="json"),
+        accepted_body(accepted).model_dump(mode="json"),
         status_code=202,
-        headers={"Idempotent-Replayed": "true"},
+        headers={"Idempotent-Replayed": "true"} if accepted.replayed else None,
     )
 
 
@@ -352,13 +164,22 @@ def _make_route(mt: MessageType) -> None:
     async def publish(
         request: Request,
         runtime: RuntimeDep,
-        relay: RelayDep,
+        wake: WakeDep,
         agency: CurrentAgency,
         purpose: PurposeQuery = None,
         idempotency_key: IdempotencyHeader = None,
     ) -> JSONResponse:
-        body = await request.body()
-        return await accept(runtime, relay, agency, mt, body, purpose, idempotency_key)
+        accepted = await intake.accept(
+            runtime,
+            agency.party,
+            mt.name,
+            await request.body(),
+            client_id=agency.client_id,
+            purposes=purpose,
+            idempotency_key=idempotency_key,
+            wake=wake,
+        )
+        return accepted_response(accepted)
 
     publish.__name__ = f"publish_{mt.name.replace('-', '_')}"
     router.add_api_route(

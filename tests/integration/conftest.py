@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from services.core.clock import ManualClock
+from services.core.intake import person_identifier
 from services.core.messages import MESSAGE_TYPES
 from services.core.runtime import Runtime
 from services.core.store import Store
 from services.core.timeliness.priority import priority_of
-from services.gateway.messages import person_identifier
 from tests.conftest import make_settings
 from tests.factories import message_row
 

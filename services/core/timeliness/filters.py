@@ -16,7 +16,7 @@ or a field no flow in force discloses to it (or a hard block withholds from it).
 Cohorts: an IOM team lists the people it manages by PNC id, CRN or prison number. Each
 identifier is kept only as the keyed pseudonym messages are keyed by
 (``runtime.keys.pseudonymise("pnc_id:24/123456X")``, see ``person_identifier`` in
-:mod:`services.gateway.messages`); the router pseudonymises every identifier the party's
+:mod:`services.core.intake`); the router pseudonymises every identifier the party's
 projection carries and matches if any is in the cohort, so a member matches whichever
 identifier a message is keyed by, as long as the list has that identifier.
 
