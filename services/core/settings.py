@@ -29,6 +29,10 @@ NEVER_ALLOWLISTED_IN_PRODUCTION = (
 )
 
 
+#: how long a retired delivery-signing key stays published, unless set
+DELIVERY_SIGNING_GRACE_DAYS = 30
+
+
 def _inside(path: Path, folder: Path) -> bool:
     """Whether ``path`` is ``folder`` or below it, once both are resolved."""
     return path.resolve().is_relative_to(folder.resolve())
@@ -182,7 +186,7 @@ class Settings(BaseSettings):
         "resource servers caching the JWKS see it first.",
     )
     delivery_signing_key_grace_days: float = Field(
-        default=30,
+        default=DELIVERY_SIGNING_GRACE_DAYS,
         ge=1,
         le=365,
         description="How long a retired delivery-signing key (it signs the records and "

@@ -14,11 +14,12 @@ from typing import Any
 
 from joserfc.jwk import ECKey, KeySet
 
+from ..settings import DELIVERY_SIGNING_GRACE_DAYS
 from .kek import FileKeyEncryptionKeys, KeyEncryptionKeys
 from .signing_keys import RotationPolicy, SigningKeys, write_private_file
 
 #: a retired delivery-signing key stays published this long unless the settings say otherwise
-DELIVERY_SIGNING_GRACE = dt.timedelta(days=30)
+DELIVERY_SIGNING_GRACE = dt.timedelta(days=DELIVERY_SIGNING_GRACE_DAYS)
 
 
 class KeyStore:
@@ -44,12 +45,17 @@ class KeyStore:
         self.delivery_signing = SigningKeys(self.root / "delivery-signing", delivery_rotation)
         self.kek: KeyEncryptionKeys = kek or FileKeyEncryptionKeys(self.root / "kek")
         self._pseudonym_key: bytes | None = None
+        self._root_ready = False
 
     # -- token signing -------------------------------------------------------------------------
 
     def _ensure_root(self) -> None:
+        """The keys folder exists, private (once per process: it is on the delivery path)."""
+        if self._root_ready:
+            return
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.root.chmod(0o700)  # mkdir's mode applies only to a folder it creates
+        self._root_ready = True
 
     def signing_key(self, now: dt.datetime | None = None) -> ECKey:
         """The key that signs access tokens now."""

@@ -51,7 +51,10 @@ def _schema_errors(validator: jsonschema.protocols.Validator, doc: Any) -> list[
 
 
 def load_parties(path: Path, schemas_dir: Path) -> dict[str, Party]:
-    doc = _read_yaml(path, PartyRegisterInvalid)
+    return _parties(_read_yaml(path, PartyRegisterInvalid), path, schemas_dir)
+
+
+def _parties(doc: Any, path: Path, schemas_dir: Path) -> dict[str, Party]:
     problems = _schema_errors(_validator(schemas_dir, "parties.schema.json"), doc)
     if problems:
         raise PartyRegisterInvalid(f"{path.name}: " + "; ".join(problems))
@@ -293,10 +296,9 @@ def load_policies(
     as the demo partnership shipped with the code does, is refused as a whole, so that real
     people's data is never shared under invented agreements."""
     parties_file = policies_dir / "parties.yaml"
-    parties = load_parties(parties_file, schemas_dir)
-    fictional = (
-        ["parties.yaml"] if _read_yaml(parties_file, PartyRegisterInvalid).get("fictional") else []
-    )
+    register = _read_yaml(parties_file, PartyRegisterInvalid)
+    parties = _parties(register, parties_file, schemas_dir)
+    fictional = ["parties.yaml"] if register.get("fictional") else []
     validator = _validator(schemas_dir, "isa-agreement.schema.json")
     agreements: list[Agreement] = []
     for path in sorted((policies_dir / "agreements").glob("*.yaml")):
