@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from services.core.store.store import TERMINAL_DELIVERY
+from services.core.store.rows import TERMINAL_DELIVERY
 from services.demo.agency import AgencyClient
 from services.demo.receivers import Receivers
 from services.system import System, ensure_demo_clients

@@ -27,7 +27,7 @@ from services.core.clients import create_client
 from services.core.kafka.publisher import InMemoryPublisher
 from services.core.runtime import ADMIN_SCOPE, ALL_SCOPES, IG_AUDIT_SCOPE, Runtime
 from services.core.settings import Settings
-from services.core.store.store import TERMINAL_DELIVERY
+from services.core.store.rows import TERMINAL_DELIVERY
 from services.gateway.app import create_app
 from services.router.router import Router
 from tests.servers import ThreadedServer

@@ -1,6 +1,6 @@
 """Store methods of the tamper-evident disclosure log (see :mod:`services.core.audit`):
 sealing entries in ``seq`` order, reading them back for verification, and checkpoints.
-Mixed into :class:`~services.core.store.store.Store`.
+Part of :class:`~services.core.store.store.Store`.
 
 Sealing is one transaction. Only one sealer works at a time: on PostgreSQL it takes a
 transaction-scoped advisory lock (another sealer skips its pass); on SQLite the database
@@ -18,9 +18,8 @@ import contextlib
 import datetime as dt
 import hashlib
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -28,6 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..clock import log_timestamp
 from . import tables as t
+from .base import StoreBase
+from .rows import row_dict
+from .sql import append_audit
 
 #: pg_advisory_xact_lock key of the sealer ("isa-seal" as an integer)
 SEAL_LOCK = 0x6973612D7365616C
@@ -82,12 +84,8 @@ def _entry(row: sa.Row[Any]) -> dict[str, Any]:
     return out
 
 
-class AuditLogStore:
-    """Mixed into :class:`~services.core.store.store.Store`."""
-
-    if TYPE_CHECKING:
-
-        def _tx(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
+class AuditLogStore(StoreBase):
+    """Part of :class:`~services.core.store.store.Store`."""
 
     async def seal_audit(
         self,
@@ -256,3 +254,27 @@ class AuditLogStore:
                 cp["signed_at"] = log_timestamp(cp["signed_at"])
                 out.append(cp)
             return out
+
+    async def audit(self, event_name: str, **fields: Any) -> None:
+        async with self._tx() as c:
+            await append_audit(c, event_name, **fields)
+
+    async def audit_entries(
+        self,
+        message_id: str | None = None,
+        *,
+        party: str | None = None,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Disclosure-log entries in order; with ``party``, only those where it acted or
+        received."""
+        q = sa.select(t.audit).where(t.audit.c.seq > after).order_by(t.audit.c.seq)
+        if message_id is not None:
+            q = q.where(t.audit.c.message_id == message_id)
+        if party is not None:
+            q = q.where(sa.or_(t.audit.c.actor == party, t.audit.c.recipient == party))
+        if limit is not None:
+            q = q.limit(limit)
+        async with self._tx() as c:
+            return [row_dict(row) for row in (await c.execute(q)).all()]

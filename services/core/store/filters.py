@@ -1,5 +1,5 @@
 """Store methods for subscription filters, cohort watch-lists and the priority lane's
-latency figures. Mixed into :class:`~services.core.store.store.Store`.
+latency figures. Part of :class:`~services.core.store.store.Store`.
 
 Cohort members are keyed pseudonyms only (never an identifier in clear); audit entries for
 cohort changes carry counts only."""
@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
-from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import tables as t
+from .base import StoreBase
 from .rows import utc
+from .sql import append_audit
 
 #: deliveries that count as "the subscription got this version" for lifecycle updates (a
 #: dead letter may still be replayed, so its updates must follow it)
@@ -49,15 +50,8 @@ def lane_latency(
     return out
 
 
-class FilterStore:
-    """Mixed into :class:`~services.core.store.store.Store`."""
-
-    if TYPE_CHECKING:
-
-        def _tx(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
-
-        @staticmethod
-        async def _audit(c: AsyncConnection, event_name: str, **fields: Any) -> None: ...
+class FilterStore(StoreBase):
+    """Part of :class:`~services.core.store.store.Store`."""
 
     async def _own_subscription(
         self, c: AsyncConnection, party: str, sub_id: str
@@ -86,7 +80,7 @@ class FilterStore:
                 .where(t.subscriptions.c.id == sub_id)
                 .values(filters=filters)
             )
-            await self._audit(
+            await append_audit(
                 c,
                 "subscription_filters_set",
                 actor=party,
@@ -140,7 +134,7 @@ class FilterStore:
                     cm.insert(),
                     [{"subscription_id": sub_id, "person": p, "added_at": now} for p in new],
                 )
-            await self._audit(
+            await append_audit(
                 c,
                 "cohort_changed",
                 actor=party,

@@ -1,6 +1,6 @@
 """Store methods of the message lifecycle (see :mod:`services.core.timeliness.lifecycle`):
 an update and its root's new state in one transaction, the chain of versions, and the
-sender's list of its messages. A mixin of :class:`~services.core.store.store.Store`."""
+sender's list of its messages. Part of :class:`~services.core.store.store.Store`."""
 
 from __future__ import annotations
 
@@ -12,13 +12,12 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from . import tables as t
+from .messages import MessageStore
 from .rows import row_dict, to_utc
+from .sql import append_audit, index_person
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
-    from contextlib import AbstractAsyncContextManager
-
-    from sqlalchemy.ext.asyncio import AsyncConnection
+    from collections.abc import Sequence
 
 
 @dataclass(frozen=True)
@@ -32,21 +31,7 @@ class UpdateResult:
     root: dict[str, Any] | None = None
 
 
-class LifecycleStore:
-    if TYPE_CHECKING:
-
-        def _tx(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
-
-        @staticmethod
-        async def _audit(c: AsyncConnection, event_name: str, **fields: Any) -> None: ...
-
-        async def find_idempotent(self, client_id: str, key: str) -> dict[str, Any] | None: ...
-
-        @staticmethod
-        async def _index_person(
-            c: AsyncConnection, message_id: str, pseudonyms: Iterable[str]
-        ) -> None: ...
-
+class LifecycleStore(MessageStore):
     async def accept_update(
         self,
         update: dict[str, Any],
@@ -82,7 +67,7 @@ class LifecycleStore:
                     now_root = (await c.execute(sa.select(m).where(m.c.id == root_id))).first()
                     return UpdateResult(False, root=_plain(now_root))
                 await c.execute(m.insert().values(**update, version=expected_version + 1))
-                await self._index_person(c, update["id"], [update["person"], *pseudonyms])
+                await index_person(c, update["id"], [update["person"], *pseudonyms])
                 await c.execute(
                     t.outbox.insert().values(
                         message_id=update["id"],
@@ -97,13 +82,13 @@ class LifecycleStore:
                     "actor": update["sender"],
                     "person": update["person"],
                 }
-                await self._audit(
+                await append_audit(
                     c,
                     "accepted",
                     **common,
                     detail={"client_id": update["client_id"], "decision": update["decision"]},
                 )
-                await self._audit(
+                await append_audit(
                     c,
                     audit_event,
                     **common,

@@ -1,5 +1,5 @@
 """Store methods for the parties' public encryption keys (per-recipient encryption, see
-:mod:`services.core.crypto.recipient`). Mixed into :class:`~services.core.store.store.Store`.
+:mod:`services.core.crypto.recipient`). Part of :class:`~services.core.store.store.Store`.
 
 A party may hold several keys: deliveries are sealed to its newest key not retired, so a new
 key takes over as soon as it is registered, and the agency keeps its older private keys for
@@ -9,15 +9,15 @@ and thumbprint only)."""
 from __future__ import annotations
 
 import datetime as dt
-from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import tables as t
+from .base import StoreBase
 from .rows import row_dict
+from .sql import append_audit
 
 _k = t.party_keys
 #: subscriptions whose deliveries need the party's key: every Kafka one, and webhooks that
@@ -33,15 +33,8 @@ class KeyInUse(Exception):
     """The party's last key while a subscription needs one."""
 
 
-class PartyKeyStore:
-    """Mixed into :class:`~services.core.store.store.Store`."""
-
-    if TYPE_CHECKING:
-
-        def _tx(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
-
-        @staticmethod
-        async def _audit(c: AsyncConnection, event_name: str, **fields: Any) -> None: ...
+class PartyKeyStore(StoreBase):
+    """Part of :class:`~services.core.store.store.Store`."""
 
     async def add_party_key(
         self, party: str, jwk: dict[str, Any], thumbprint: str, by_client: str, now: dt.datetime
@@ -65,7 +58,7 @@ class PartyKeyStore:
                 if dup.first() is not None:
                     raise ValueError("this public key is already registered for the party")
                 await c.execute(_k.insert().values(**row))
-                await self._audit(
+                await append_audit(
                     c,
                     "encryption_key_registered",
                     actor=party,
@@ -127,7 +120,7 @@ class PartyKeyStore:
             await c.execute(
                 _k.update().where(_k.c.party == party, _k.c.kid == kid).values(retired_at=now)
             )
-            await self._audit(
+            await append_audit(
                 c,
                 "encryption_key_retired",
                 actor=party,

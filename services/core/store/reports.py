@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import statistics
-from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..notices import SYSTEM_SENDER
 from . import tables as t
+from .base import StoreBase
 from .filters import lane_latency, nearest_rank
 from .rows import utc
 
@@ -35,12 +34,8 @@ def _summary(values: list[float]) -> dict[str, float | None]:
     }
 
 
-class ReportStore:
-    """Mixed into :class:`~services.core.store.store.Store`."""
-
-    if TYPE_CHECKING:
-
-        def _tx(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
+class ReportStore(StoreBase):
+    """Part of :class:`~services.core.store.store.Store`."""
 
     async def backlog(self, now: dt.datetime) -> dict[str, int]:
         """Work the system still has to do as at ``now``: messages not yet routed, deliveries

@@ -1,4 +1,4 @@
-"""Store methods for retention (mixed into :class:`~services.core.store.store.Store`): the
+"""Store methods for retention (part of :class:`~services.core.store.store.Store`): the
 delivered disclosures past their ``retain_until``, those with no retention declared, and
 the deletion notices that tell recipients to delete them (services.core.retention).
 
@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..notices import SYSTEM_SENDER
 from . import tables as t
+from .base import StoreBase
 from .rows import row_dict
-
-if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
+from .sql import append_audit, append_inbox
 
 #: (recipient, the deliveries claimed) -> (notice id, notice body)
 NoticeBuilder = Callable[[str, Sequence[Mapping[str, Any]], dt.datetime], tuple[str, str]]
@@ -52,20 +50,8 @@ def _past_retention(as_of: dt.datetime, party: str | None) -> list[Any]:
     return where
 
 
-class RetentionStore:
-    """Mixed into :class:`~services.core.store.store.Store`."""
-
-    if TYPE_CHECKING:
-
-        def _tx(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
-
-        @staticmethod
-        async def _append_inbox(
-            c: AsyncConnection, party: str, kind: str, body: str, delivery_id: str | None
-        ) -> None: ...
-
-        @staticmethod
-        async def _audit(c: AsyncConnection, event_name: str, **fields: Any) -> None: ...
+class RetentionStore(StoreBase):
+    """Part of :class:`~services.core.store.store.Store`."""
 
     async def retention_due(
         self, as_of: dt.datetime, *, party: str | None = None, limit: int | None = None
@@ -176,9 +162,9 @@ class RetentionStore:
             if not claimed:
                 return {"recipient": recipient, "notice_id": None, "delivery_ids": []}
             notice_id, body = notice(recipient, claimed, now)
-            await self._append_inbox(c, recipient, "notice", body, None)
+            await append_inbox(c, recipient, "notice", body, None)
             for d in sorted(claimed, key=lambda d: (d["retain_until"], d["id"])):
-                await self._audit(
+                await append_audit(
                     c,
                     "deletion_notice",
                     message_id=d["message_id"],

@@ -10,6 +10,11 @@ import datetime as dt
 import hashlib
 from typing import Any
 
+#: a delivery's outcomes after which nothing more is attempted
+TERMINAL_DELIVERY = frozenset({"delivered", "dead_lettered", "withheld", "no_channel"})
+#: a delivery still to be attempted: never yet (pending) or after a failure (retrying)
+OPEN_DELIVERY = ("pending", "retrying")
+
 
 def utc(value: Any) -> Any:
     """A naive datetime read back from the store, marked UTC; anything else unchanged."""
@@ -27,6 +32,31 @@ def to_utc(value: dt.datetime) -> dt.datetime:
 def row_dict(row: Any) -> dict[str, Any]:
     """A result row as a dict, its times in UTC."""
     return {k: utc(v) for k, v in row._mapping.items()}
+
+
+def row_or_none(row: Any) -> dict[str, Any] | None:
+    """:func:`row_dict` of a row that may be missing."""
+    return None if row is None else row_dict(row)
+
+
+def chunks(items: list[Any], size: int) -> list[list[Any]]:
+    """``items`` in lists of at most ``size`` (bounded ``IN (...)`` lists)."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def disclosure(delivery: dict[str, Any], reason: str | None) -> dict[str, Any]:
+    """The disclosure-log detail of a delivery outcome: field names and grants, no values."""
+    detail: dict[str, Any] = {
+        "delivery_id": delivery["id"],
+        "channel": delivery["channel"],
+        "fields": delivery["fields"],
+        "grants": delivery["grants"],
+    }
+    if delivery.get("subscription_id"):
+        detail["subscription_id"] = delivery["subscription_id"]
+    if reason:
+        detail["reason"] = reason
+    return detail
 
 
 def delivery_id(message_id: str, recipient: str, subscription_id: str | None) -> str:

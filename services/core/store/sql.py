@@ -1,17 +1,20 @@
 """Statements shared by the store's repositories and the handlers that write in their
 transactions: an insert that ignores a duplicate key, an entry appended to the disclosure
-log, an entry appended to a party's inbox. Each takes the transaction's connection, so what
-it writes commits or rolls back with the rest."""
+log, an entry appended to a party's inbox, a message indexed under its person's pseudonyms,
+a message marked complete once its deliveries are settled. Each takes the transaction's
+connection, so what it writes commits or rolls back with the rest."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import tables as t
+from .rows import TERMINAL_DELIVERY
 
 
 def insert_ignore(c: AsyncConnection, table: sa.Table, row: dict[str, Any]) -> Any:
@@ -53,3 +56,36 @@ async def append_inbox(
             created_at=dt.datetime.now(dt.UTC),
         )
     )
+
+
+async def index_person(c: AsyncConnection, message_id: str, pseudonyms: Iterable[str]) -> None:
+    """Record that message ``message_id`` is about the person of each pseudonym (subject
+    access finds a person's messages through this index)."""
+    rows = [{"pseudonym": p, "message_id": message_id} for p in sorted(set(pseudonyms))]
+    if rows:
+        await c.execute(t.person_index.insert(), rows)
+
+
+async def complete_if_settled(c: AsyncConnection, message_id: str) -> bool:
+    """Mark a routed, pending message complete when every delivery has a terminal outcome;
+    False while one is still open."""
+    r = await c.execute(
+        sa.select(t.deliveries.c.id)
+        .where(
+            t.deliveries.c.message_id == message_id,
+            t.deliveries.c.status.not_in(TERMINAL_DELIVERY),
+        )
+        .limit(1)
+    )
+    if r.first() is not None:
+        return False
+    await c.execute(
+        t.messages.update()
+        .where(
+            t.messages.c.id == message_id,
+            t.messages.c.status == "pending",
+            t.messages.c.routed_at.is_not(None),
+        )
+        .values(status="complete", completed_at=dt.datetime.now(dt.UTC))
+    )
+    return True

@@ -1,5 +1,5 @@
 """Store queries of subject access (UK GDPR Art 15; DPA 2018 s45 and s62) and of the
-information governance queries on the disclosure log. A mixin of
+information governance queries on the disclosure log. Part of
 :class:`~services.core.store.store.Store`.
 
 A message is keyed (``messages.person``, ``audit.person``) by the pseudonym of its FIRST
@@ -14,20 +14,16 @@ Entries are returned with the sender of their message (``sender``) and its ISA d
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
 from . import tables as t
+from .base import StoreBase
 from .lifecycle import _plain
 from .rows import to_utc
-
-if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
-
-    from sqlalchemy.ext.asyncio import AsyncConnection
 
 #: the disclosure-log events of a delivery's outcome: what was disclosed, or not, to whom
 DISCLOSURE_EVENTS = ("delivered", "withheld", "dead_lettered", "no_channel")
@@ -53,19 +49,8 @@ class DisclosureQuery:
         return {k: v for k, v in out.items() if v is not None}
 
 
-class SubjectAccessStore:
-    """Mixed into :class:`~services.core.store.store.Store`."""
-
-    if TYPE_CHECKING:
-
-        def _tx(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
-
-    @staticmethod
-    async def _index_person(c: AsyncConnection, message_id: str, pseudonyms: Iterable[str]) -> None:
-        """Record that message ``message_id`` is about the person of each pseudonym."""
-        rows = [{"pseudonym": p, "message_id": message_id} for p in sorted(set(pseudonyms))]
-        if rows:
-            await c.execute(t.person_index.insert(), rows)
+class SubjectAccessStore(StoreBase):
+    """Part of :class:`~services.core.store.store.Store`."""
 
     async def subject_access_entries(self, pseudonyms: Sequence[str]) -> list[dict[str, Any]]:
         """Every disclosure-log entry about the person of ``pseudonyms`` (the keyed pseudonyms

@@ -1,5 +1,5 @@
 """Store methods for acknowledgement duties, DIP breach deadlines and the durable scheduler
-(mixed into :class:`~services.core.store.store.Store`).
+(part of :class:`~services.core.store.store.Store`).
 
 The scheduler's contract: a ``timers`` row fires once. A router claims a due row with a
 conditional UPDATE (a lease), then runs the row's handler and marks the row ``done`` in ONE
@@ -13,20 +13,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..isa.model import agreement_ref
 from . import tables as t
+from .base import StoreBase
 from .duties import DUTY_TIMER, Timer
 from .rows import row_dict, to_utc
 from .sql import append_audit
 from .transaction import Transaction
-
-if TYPE_CHECKING:
-    from contextlib import AbstractAsyncContextManager
 
 #: what a timer's handler answers: None or a dict (done; the dict is kept as the row's
 #: ``detail``), or a time to fire again (the deadline moved)
@@ -48,14 +45,8 @@ class AwaitedDuty:
     due_at: dt.datetime
 
 
-class TimelinessStore:
+class TimelinessStore(StoreBase):
     """Duties, DIP breaches and timers. Needs the host class's ``_tx``."""
-
-    if TYPE_CHECKING:
-
-        def _tx(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
-
-    # -- timers (the durable scheduler) --------------------------------------------------------
 
     async def due_timers(self, now: dt.datetime, limit: int = 100) -> list[dict[str, Any]]:
         """Pending timers due by ``now`` whose lease (if any) has run out, earliest first."""
