@@ -12,9 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from . import tables as t
-from .messages import MessageStore
+from .messages import MessageStore, insert_accepted
 from .rows import row_dict, to_utc
-from .sql import append_audit, index_person
+from .sql import append_audit
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -66,32 +66,16 @@ class LifecycleStore(MessageStore):
                 if not moved.rowcount:
                     now_root = (await c.execute(sa.select(m).where(m.c.id == root_id))).first()
                     return UpdateResult(False, root=_plain(now_root))
-                await c.execute(m.insert().values(**update, version=expected_version + 1))
-                await index_person(c, update["id"], [update["person"], *pseudonyms])
-                await c.execute(
-                    t.outbox.insert().values(
-                        message_id=update["id"],
-                        topic=topic,
-                        created_at=update["accepted_at"],
-                        attempts=0,
-                    )
-                )
-                common = {
-                    "message_id": update["id"],
-                    "message_type": update["message_type"],
-                    "actor": update["sender"],
-                    "person": update["person"],
-                }
-                await append_audit(
-                    c,
-                    "accepted",
-                    **common,
-                    detail={"client_id": update["client_id"], "decision": update["decision"]},
+                await insert_accepted(
+                    c, {**update, "version": expected_version + 1}, topic, pseudonyms
                 )
                 await append_audit(
                     c,
                     audit_event,
-                    **common,
+                    message_id=update["id"],
+                    message_type=update["message_type"],
+                    actor=update["sender"],
+                    person=update["person"],
                     detail={
                         "client_id": update["client_id"],
                         "refers_to": root_id,

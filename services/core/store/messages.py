@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import tables as t
 from .base import StoreBase
@@ -30,25 +31,7 @@ class MessageStore(StoreBase):
         returns the existing message instead and stores nothing."""
         try:
             async with self._tx() as c:
-                await c.execute(t.messages.insert().values(**message))
-                await index_person(c, message["id"], [message["person"], *pseudonyms])
-                await c.execute(
-                    t.outbox.insert().values(
-                        message_id=message["id"],
-                        topic=topic,
-                        created_at=message["accepted_at"],
-                        attempts=0,
-                    )
-                )
-                await append_audit(
-                    c,
-                    "accepted",
-                    message_id=message["id"],
-                    message_type=message["message_type"],
-                    actor=message["sender"],
-                    person=message["person"],
-                    detail={"client_id": message["client_id"], "decision": message["decision"]},
-                )
+                await insert_accepted(c, message, topic, pseudonyms)
             return None
         except IntegrityError:
             if message.get("idempotency_key") is None:
@@ -206,3 +189,26 @@ class MessageStore(StoreBase):
                 await also(Transaction(c))
             await complete_if_settled(c, message_id)
         return created
+
+
+async def insert_accepted(
+    c: AsyncConnection, message: dict[str, Any], topic: str, pseudonyms: Sequence[str]
+) -> None:
+    """Write an accepted message (an original or an update): its row, its person index, its
+    outbox row and its ``accepted`` disclosure-log entry."""
+    await c.execute(t.messages.insert().values(**message))
+    await index_person(c, message["id"], [message["person"], *pseudonyms])
+    await c.execute(
+        t.outbox.insert().values(
+            message_id=message["id"], topic=topic, created_at=message["accepted_at"], attempts=0
+        )
+    )
+    await append_audit(
+        c,
+        "accepted",
+        message_id=message["id"],
+        message_type=message["message_type"],
+        actor=message["sender"],
+        person=message["person"],
+        detail={"client_id": message["client_id"], "decision": message["decision"]},
+    )
