@@ -68,13 +68,13 @@ class System:
         ``KAFKA_BOOTSTRAP_SERVERS``; only the whole system may start the embedded broker."""
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not (with_gateway and with_router) and not s.kafka_bootstrap_servers:
+        if not (with_gateway and with_router) and not s.kafka.bootstrap_servers:
             raise ConfigurationError(
                 "running the gateway or the router on its own needs KAFKA_BOOTSTRAP_SERVERS "
                 "(the embedded broker serves only the whole system started by 'isa-broker dev')"
             )
-        if s.kafka_bootstrap_servers:
-            bootstrap, embedded = s.kafka_bootstrap_servers, s.kafka_compat == "tansu"
+        if s.kafka.bootstrap_servers:
+            bootstrap, embedded = s.kafka.bootstrap_servers, s.kafka.compat == "tansu"
         else:
             self.broker = EmbeddedBroker(log_path=s.data_dir / "broker.log").start()
             self._write_broker_pid()
@@ -110,17 +110,17 @@ class System:
                 self.sealer = Sealer(
                     self.runtime.store,
                     LogSigningKeys(s.data_dir),
-                    settle_seconds=s.audit_seal_settle_seconds,
-                    checkpoint_seconds=s.audit_checkpoint_seconds,
+                    settle_seconds=s.audit.seal_settle_seconds,
+                    checkpoint_seconds=s.audit.checkpoint_seconds,
                 )
-                if s.audit_seal_seconds > 0:
+                if s.audit.seal_seconds > 0:
                     self._tasks.append(
-                        asyncio.create_task(self.sealer.run(s.audit_seal_seconds), name="sealer")
+                        asyncio.create_task(self.sealer.run(s.audit.seal_seconds), name="sealer")
                     )
                 # deletion notices for disclosures past retention (services.core.retention)
-                if s.retention_notify_seconds > 0:
+                if s.audit.retention_notify_seconds > 0:
                     notify = notify_periodically(
-                        self.runtime.store, self.runtime.clock, s.retention_notify_seconds
+                        self.runtime.store, self.runtime.clock, s.audit.retention_notify_seconds
                     )
                     self._tasks.append(asyncio.create_task(notify, name="retention"))
             if self.broker is not None:
@@ -136,7 +136,12 @@ class System:
         self.relay = OutboxRelay(self.runtime, self.publisher)
         app = create_app(self.runtime, self.relay)
         config = uvicorn.Config(
-            app, host=s.host, port=s.port, log_level="warning", lifespan="on", access_log=False
+            app,
+            host=s.http.host,
+            port=s.http.port,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
         )
         self._server = uvicorn.Server(config)
         task = asyncio.create_task(self._server.serve(), name="gateway")
@@ -144,7 +149,7 @@ class System:
         while not self._server.started:
             if task.done():
                 task.result()
-                raise Unavailable(f"the gateway could not listen on {s.host}:{s.port}")
+                raise Unavailable(f"the gateway could not listen on {s.http.host}:{s.http.port}")
             await asyncio.sleep(0.01)
 
     def _write_broker_pid(self) -> None:
@@ -231,7 +236,7 @@ class System:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 10)
         self._tasks.clear()
-        if self.sealer is not None and self.settings.audit_seal_seconds > 0:
+        if self.sealer is not None and self.settings.audit.seal_seconds > 0:
             # seal what is left and sign a checkpoint of it, so the newest entries are covered
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.sealer.seal_now(), 10)

@@ -23,7 +23,7 @@ async def clients_create(args: argparse.Namespace) -> int:
     from ..core.runtime import Runtime
 
     settings = load_settings()
-    runtime = await Runtime.create(settings, settings.kafka_bootstrap_servers or "", embedded=False)
+    runtime = await Runtime.create(settings, settings.kafka.bootstrap_servers or "", embedded=False)
     try:
         jwks = json.loads(Path(args.jwks).read_text()) if args.jwks else None
         creds = await create_client(
@@ -44,7 +44,7 @@ async def clients_list(_: argparse.Namespace) -> int:
     from ..core.runtime import Runtime
 
     settings = load_settings()
-    runtime = await Runtime.create(settings, settings.kafka_bootstrap_servers or "", embedded=False)
+    runtime = await Runtime.create(settings, settings.kafka.bootstrap_servers or "", embedded=False)
     try:
         rows = await runtime.store.list_clients()
     finally:
@@ -60,7 +60,7 @@ async def clients_set_disabled(args: argparse.Namespace) -> int:
     from ..core.runtime import Runtime
 
     settings = load_settings()
-    runtime = await Runtime.create(settings, settings.kafka_bootstrap_servers or "", embedded=False)
+    runtime = await Runtime.create(settings, settings.kafka.bootstrap_servers or "", embedded=False)
     disabled = args.clients_command == "disable"
     try:
         found = await set_client_disabled(runtime, args.client_id, disabled, actor="operator")
@@ -101,7 +101,7 @@ def keys_command(args: argparse.Namespace) -> int:
             asyncio.run(log_key_event(settings, "kek_retired", {"kid": args.kid}))
         return 0
     if args.keys_command == "rotate":
-        ahead = settings.signing_key_publish_ahead_seconds
+        ahead = settings.tokens.signing_key_publish_ahead_seconds
         if args.publish_ahead is not None:
             ahead = args.publish_ahead
         if delivery:

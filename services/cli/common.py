@@ -34,13 +34,15 @@ def offline_settings() -> Settings:
 
 
 def settings_problems(error: ValidationError) -> str:
-    """Each problem as ``SETTING: what is wrong``, without the values given (pydantic's own
-    text repeats the whole input, passwords included)."""
+    """Each problem as ``VARIABLE: what is wrong``, without the values given (pydantic's own
+    text repeats the whole input, passwords included). The variable is the one the operator
+    set, whichever group holds the setting (``ISA_BROKER_KAFKA_SASL_PASSWORD`` for an error
+    at ``kafka.kafka_sasl_password``)."""
     out = []
     for item in error.errors(include_url=False, include_input=False):
         message = str(item["msg"]).removeprefix("Value error, ")
-        loc = [str(part) for part in item["loc"]]
-        out.append(f"ISA_BROKER_{'_'.join(loc).upper()}: {message}" if loc else message)
+        variable = Settings.variable_for(tuple(item["loc"]))
+        out.append(f"{variable}: {message}" if variable else message)
     return "; ".join(out)
 
 

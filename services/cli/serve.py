@@ -19,11 +19,11 @@ async def dev(args: argparse.Namespace) -> int:
     settings = settings_for_local(
         args.data_dir or base.data_dir,
         args.port,
-        kafka_bootstrap_servers=base.kafka_bootstrap_servers,
+        kafka_bootstrap_servers=base.kafka.bootstrap_servers,
         # ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS if set, else loopback (local receivers)
         **(
-            {"webhook_allowed_networks": base.webhook_allowed_networks}
-            if base.webhook_allowed_networks
+            {"webhook_allowed_networks": base.webhooks.allowed_networks}
+            if base.webhooks.allowed_networks
             else {}
         ),
     )
@@ -58,9 +58,10 @@ async def serve(args: argparse.Namespace) -> int:
     await system.start(with_gateway=args.command == "gateway", with_router=args.command == "router")
     try:
         if args.command == "gateway":
-            print(f"gateway listening on {settings.host}:{settings.port} as {settings.issuer}")
+            http = settings.http
+            print(f"gateway listening on {http.host}:{http.port} as {settings.issuer}")
         else:
-            print(f"router consuming from {settings.kafka_bootstrap_servers}")
+            print(f"router consuming from {settings.kafka.bootstrap_servers}")
         sys.stdout.flush()
         await system.wait()
     finally:

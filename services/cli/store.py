@@ -65,8 +65,8 @@ async def audit_command(args: argparse.Namespace) -> int:
             sealer = Sealer(
                 store,
                 keys,
-                settle_seconds=settings.audit_seal_settle_seconds,
-                checkpoint_seconds=settings.audit_checkpoint_seconds,
+                settle_seconds=settings.audit.seal_settle_seconds,
+                checkpoint_seconds=settings.audit.checkpoint_seconds,
             )
             sealed = await sealer.seal_now()
             print(f"sealed {sealed} entries; the log holds {sealer.sealed} sealed entries")

@@ -29,7 +29,7 @@ class OutboxRelay:
         self.runtime = runtime
         self.store = runtime.store
         self.publisher = publisher
-        self.poll_seconds = runtime.settings.relay_poll_seconds
+        self.poll_seconds = runtime.settings.delivery.relay_poll_seconds
         self._wake = asyncio.Event()
         self._last_reconcile = 0.0
 
@@ -69,7 +69,7 @@ class OutboxRelay:
         ``everything``: the broker is known to have lost its data). Returns how many."""
         settings = self.runtime.settings
         requeued = await self.store.requeue_unrouted(
-            self.runtime.clock(), settings.reconcile_after_seconds, everything=everything
+            self.runtime.clock(), settings.delivery.reconcile_after_seconds, everything=everything
         )
         if requeued:
             log.warning(
@@ -82,7 +82,7 @@ class OutboxRelay:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        interval = min(self.runtime.settings.reconcile_after_seconds / 2, 10.0)
+        interval = min(self.runtime.settings.delivery.reconcile_after_seconds / 2, 10.0)
         while True:
             self._wake.clear()
             try:

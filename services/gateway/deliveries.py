@@ -323,7 +323,7 @@ async def read_inbox(
     kinds = ("message", "notice")
     acked = await store.inbox_cursor(agency.client_id)
     start = acked if after is None else after
-    wait = min(wait, runtime.settings.inbox_max_wait_seconds)
+    wait = min(wait, runtime.settings.http.inbox_max_wait_seconds)
     deadline = asyncio.get_running_loop().time() + wait
     while True:
         rows = await store.inbox_after(agency.party, start, limit, kinds)

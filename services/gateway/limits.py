@@ -364,9 +364,9 @@ class RateLimits:
 
     @classmethod
     def from_settings(cls, settings: Settings, clock: Monotonic = time.monotonic) -> RateLimits:
-        token = settings.token_rate_limit_per_minute
+        token = settings.http.token_rate_limit_per_minute
         return cls(
-            clients=RateLimiter(settings.rate_limit_per_minute, clock=clock),
+            clients=RateLimiter(settings.http.rate_limit_per_minute, clock=clock),
             token_clients=RateLimiter(token, clock=clock),
             token_addresses=RateLimiter(token, burst=token, clock=clock),
         )

@@ -57,7 +57,7 @@ class TokenService:
         self.runtime = runtime
         settings = runtime.settings
         self.external = (
-            ExternalIssuer(settings, runtime.clock) if settings.oidc_issuer is not None else None
+            ExternalIssuer(settings, runtime.clock) if settings.oidc.issuer is not None else None
         )
         self._status: dict[str, tuple[bool, float]] = {}
 
@@ -91,7 +91,7 @@ class TokenService:
             "scope": " ".join(sorted(granted)),
             "iat": now,
             "nbf": now,
-            "exp": now + settings.access_token_ttl_seconds,
+            "exp": now + settings.tokens.access_token_ttl_seconds,
             "jti": secrets.token_urlsafe(16),
         }
         header = {"alg": TOKEN_SIGNING_ALG, "kid": key.kid, "typ": "at+jwt"}
@@ -99,7 +99,7 @@ class TokenService:
         return {
             "access_token": token,
             "token_type": "Bearer",
-            "expires_in": settings.access_token_ttl_seconds,
+            "expires_in": settings.tokens.access_token_ttl_seconds,
             "scope": claims["scope"],
         }
 
@@ -150,7 +150,7 @@ class TokenService:
             )
             registry = JWTClaimsRegistry(
                 now=now,
-                leeway=settings.token_leeway_seconds,
+                leeway=settings.tokens.leeway_seconds,
                 iss={"essential": True, "value": client_id},
                 sub={"essential": True, "value": client_id},
                 aud={"essential": True, "values": [settings.token_endpoint, settings.issuer]},
@@ -164,13 +164,13 @@ class TokenService:
         exp = int(token.claims["exp"])
         iat = int(token.claims.get("iat", now))
         if (
-            exp - iat > settings.client_assertion_max_age_seconds
-            or exp - now > settings.client_assertion_max_age_seconds
+            exp - iat > settings.tokens.client_assertion_max_age_seconds
+            or exp - now > settings.tokens.client_assertion_max_age_seconds
         ):
             log.info("client assertion lifetime too long client_id=%s", client_id)
             raise InvalidClient("client authentication failed")
         jti = str(token.claims["jti"])[:200]
-        expires = dt.datetime.fromtimestamp(exp + settings.token_leeway_seconds, dt.UTC)
+        expires = dt.datetime.fromtimestamp(exp + settings.tokens.leeway_seconds, dt.UTC)
         if not await self.runtime.store.remember_assertion(
             f"{client_id}:{jti}", expires, self.runtime.clock()
         ):
@@ -232,7 +232,7 @@ class TokenService:
                 raise ValueError("typ is not at+jwt")
             JWTClaimsRegistry(
                 now=int(moment.timestamp()),
-                leeway=settings.token_leeway_seconds,
+                leeway=settings.tokens.leeway_seconds,
                 iss={"essential": True, "value": settings.issuer},
                 aud={"essential": True, "value": settings.token_audience},
                 exp={"essential": True},

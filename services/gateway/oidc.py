@@ -108,7 +108,7 @@ class _Rejected(Exception):
 
 
 class ExternalIssuer:
-    """Verifies access tokens from the provider named by ``settings.oidc_issuer``. One per
+    """Verifies access tokens from the provider named by ``settings.oidc.issuer``. One per
     process (it holds the discovery and JWKS caches); ``clock`` gives the time for
     ``exp``/``nbf``/``iat``, ``monotonic`` the time for the caches. Pass ``client`` to reuse
     an ``httpx.AsyncClient`` that does not follow redirects (it is then not closed by
@@ -122,21 +122,21 @@ class ExternalIssuer:
         client: httpx.AsyncClient | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        if settings.oidc_issuer is None:
+        if settings.oidc.issuer is None:
             raise ValueError("ExternalIssuer needs oidc_issuer")
-        jwks_url = settings.oidc_jwks_url
+        jwks_url = settings.oidc.jwks_url
         if jwks_url is not None and httpx.URL(jwks_url).scheme not in ("https", "http"):
             raise ValueError("oidc_jwks_url must be an http(s) URL")
-        self.issuer = settings.oidc_issuer
+        self.issuer = settings.oidc.issuer
         #: the operator's JWKS URL; None: the discovery document's jwks_uri
         self.jwks_url = jwks_url
         self.require_https = settings.mode == "production"
-        self.audience = settings.oidc_audience or settings.token_audience
-        self.subject_claim = settings.oidc_subject_claim
-        self.algorithms = frozenset(settings.oidc_algorithms) & KEY_TYPE_FOR_ALG.keys()
-        self.leeway = settings.token_leeway_seconds
-        self.cache_seconds = settings.oidc_jwks_cache_seconds
-        self.min_refresh_seconds = settings.oidc_jwks_min_refresh_seconds
+        self.audience = settings.oidc.audience or settings.token_audience
+        self.subject_claim = settings.oidc.subject_claim
+        self.algorithms = frozenset(settings.oidc.algorithms) & KEY_TYPE_FOR_ALG.keys()
+        self.leeway = settings.tokens.leeway_seconds
+        self.cache_seconds = settings.oidc.jwks_cache_seconds
+        self.min_refresh_seconds = settings.oidc.jwks_min_refresh_seconds
         self._clock = clock
         self._monotonic = monotonic
         self._owns_client = client is None

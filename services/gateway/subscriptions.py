@@ -233,7 +233,7 @@ async def rotate_subscription_secret(
     can switch to the new key at its own pace (Standard Webhooks, Webhook headers). Until then
     `previous_secret_until` says when the previous key stops signing. Rotating again during an
     overlap drops the oldest key at once. Inbox and Kafka subscriptions have no key: 404."""
-    overlap = runtime.settings.webhook_secret_overlap_seconds
+    overlap = runtime.settings.webhooks.secret_overlap_seconds
     if body is not None and body.overlap_seconds is not None:
         overlap = body.overlap_seconds
     current = await runtime.store.get_subscription(subscription_id)

@@ -70,7 +70,7 @@ class WebhookSender:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebhookSender:
-        return cls(settings.webhook_timeout_seconds, UrlPolicy.from_settings(settings))
+        return cls(settings.webhooks.timeout_seconds, UrlPolicy.from_settings(settings))
 
     async def aclose(self) -> None:
         await self._client.aclose()

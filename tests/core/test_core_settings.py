@@ -5,12 +5,15 @@ variable, so each test starts from a clean environment."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from services.cli.common import settings_problems
 from services.core.settings import REPO_ROOT, Settings
+from services.core.settings.environment import settings_of
 
 SAFE = {
     "ISA_BROKER_MODE": "production",
@@ -72,9 +75,9 @@ def test_production_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_production_defaults_to_https_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
     _env(monkeypatch, {**SAFE, "ISA_BROKER_WEBHOOK_ALLOW_HTTP": None})
-    assert Settings().webhook_allow_http is False
+    assert Settings().webhooks.allow_http is False
     monkeypatch.setenv("ISA_BROKER_MODE", "dev")
-    assert Settings().webhook_allow_http is True
+    assert Settings().webhooks.allow_http is True
 
 
 def test_production_refuses_a_data_directory_inside_the_code(
@@ -95,9 +98,9 @@ def test_dev_defaults() -> None:
     assert s.schemas_dir == REPO_ROOT / "schemas"
     assert (s.policies_dir / "parties.yaml").is_file()
     assert (s.schemas_dir / "isa-agreement.schema.json").is_file()
-    assert s.kafka_bootstrap_servers is None
-    assert s.database_url is None
-    assert s.webhook_allow_http is True
+    assert s.kafka.bootstrap_servers is None
+    assert s.store.url is None
+    assert s.webhooks.allow_http is True
     assert s.public_url == "http://127.0.0.1:8000"
 
 
@@ -110,11 +113,11 @@ def test_safe_production_settings_are_accepted(monkeypatch: pytest.MonkeyPatch) 
     _env(monkeypatch, SAFE)
     s = Settings()
     assert s.mode == "production"
-    assert s.kafka_bootstrap_servers == "kafka-1:9093,kafka-2:9093"
+    assert s.kafka.bootstrap_servers == "kafka-1:9093,kafka-2:9093"
     assert s.resolved_database_url == "postgresql+asyncpg://broker@db/isa?sslmode=verify-full"
-    assert s.webhook_allow_http is False
+    assert s.webhooks.allow_http is False
     # a real cluster: topics survive the loss of one broker
-    assert (s.kafka_replication, s.kafka_min_insync) == (3, 2)
+    assert (s.kafka.replication_factor, s.kafka.min_insync_replicas) == (3, 2)
 
 
 @pytest.mark.parametrize(
@@ -257,7 +260,7 @@ def test_prefixed_kafka_variable_is_accepted(monkeypatch: pytest.MonkeyPatch) ->
             "ISA_BROKER_KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
         },
     )
-    assert Settings().kafka_bootstrap_servers == "kafka:9092"
+    assert Settings().kafka.bootstrap_servers == "kafka:9092"
 
 
 def test_unknown_mode_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -313,14 +316,15 @@ def test_environment_overrides_paths(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 
 def test_dip_reminder_points_are_read_as_a_json_list(monkeypatch: pytest.MonkeyPatch) -> None:
     _env(monkeypatch, {"ISA_BROKER_DIP_REMINDER_DAYS": "[14, 7, 1]"})
-    assert Settings().dip_reminder_days == (14, 7, 1)  # the control of the refusals above
+    # the control of the refusals above
+    assert Settings().timeliness.dip_reminder_days == (14, 7, 1)
 
 
 def test_the_retry_schedule_is_read_as_a_json_list(monkeypatch: pytest.MonkeyPatch) -> None:
     _env(monkeypatch, {"ISA_BROKER_WEBHOOK_RETRY_SCHEDULE": "[0, 5, 300]"})
-    assert Settings().webhook_retry_schedule == (0, 5, 300)
+    assert Settings().webhooks.retry_schedule == (0, 5, 300)
     monkeypatch.delenv("ISA_BROKER_WEBHOOK_RETRY_SCHEDULE")
-    assert Settings().webhook_retry_schedule == (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+    assert Settings().webhooks.retry_schedule == (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 
 
 @pytest.mark.parametrize(
@@ -374,7 +378,7 @@ def test_production_refuses_unsafe_security_settings(
 
 def test_production_accepts_a_private_partner_network(monkeypatch: pytest.MonkeyPatch) -> None:
     _env(monkeypatch, {**SAFE, "ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS": '["10.20.0.0/16"]'})
-    assert Settings().webhook_allowed_networks == ("10.20.0.0/16",)
+    assert Settings().webhooks.allowed_networks == ("10.20.0.0/16",)
 
 
 @pytest.mark.parametrize(
@@ -411,10 +415,10 @@ def test_inconsistent_security_settings_are_refused_in_any_mode(
 
 def test_dev_defaults_talk_plaintext_to_one_broker() -> None:
     s = Settings()
-    assert s.kafka_security_protocol == "PLAINTEXT"
-    assert (s.kafka_replication, s.kafka_min_insync) == (1, 1)
+    assert s.kafka.security_protocol == "PLAINTEXT"
+    assert (s.kafka.replication_factor, s.kafka.min_insync_replicas) == (1, 1)
     # a three-broker cluster in dev mode gets the safe min.insync.replicas too
-    assert Settings(kafka_replication_factor=3).kafka_min_insync == 2
+    assert Settings(kafka_replication_factor=3).kafka.min_insync_replicas == 2
 
 
 @pytest.mark.parametrize(
@@ -513,7 +517,7 @@ def test_the_sasl_password_never_shows(monkeypatch: pytest.MonkeyPatch) -> None:
         },
     )
     s = Settings()
-    assert s.kafka_sasl_password is not None
+    assert s.kafka.sasl_password is not None
     assert "synthetic-s3cret" not in repr(s) and "synthetic-s3cret" not in str(s)
     assert "synthetic-s3cret" not in s.model_dump_json()
 
@@ -523,4 +527,82 @@ def test_production_accepts_a_database_on_a_local_socket(monkeypatch: pytest.Mon
         monkeypatch,
         {**SAFE, "ISA_BROKER_DATABASE_URL": "postgresql+asyncpg://isa@/isa?host=/run/postgresql"},
     )
-    assert Settings().database_url is not None
+    assert Settings().store.url is not None
+
+
+# -- flat names for grouped settings ---------------------------------------------------------
+
+
+def test_grouped_settings_are_read_from_their_flat_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _env(
+        monkeypatch,
+        {
+            "isa_broker_kafka_compat": "apache",  # names are case-insensitive
+            "ISA_BROKER_KAFKA_BOOTSTRAP_SERVERS": "prefixed:9092",
+            "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",  # wins over the prefixed name
+            "ISA_BROKER_TOKEN_LEEWAY_SECONDS": "45",
+            "ISA_BROKER_ENDPOINT_DISABLE_AFTER_SECONDS": "600",
+            "ISA_BROKER_RETENTION_NOTIFY_SECONDS": "0",
+            "ISA_BROKER_DATABASE_URL": "sqlite+aiosqlite:///x.db",
+        },
+    )
+    s = Settings()
+    assert (s.kafka.compat, s.kafka.bootstrap_servers) == ("apache", "kafka:9092")
+    assert s.tokens.leeway_seconds == 45
+    assert s.webhooks.endpoint_disable_after_seconds == 600
+    assert s.audit.retention_notify_seconds == 0
+    assert s.store.url == s.resolved_database_url == "sqlite+aiosqlite:///x.db"
+
+
+def test_flat_keywords_go_to_their_groups_over_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _env(monkeypatch, {"ISA_BROKER_KAFKA_COMPAT": "apache", "ISA_BROKER_KAFKA_PARTITIONS": "5"})
+    s = Settings(kafka_partitions=7, KAFKA_BOOTSTRAP_SERVERS="k:9092", webhook_allow_http=False)
+    assert (s.kafka.compat, s.kafka.partitions) == ("apache", 7)
+    assert s.kafka.bootstrap_servers == "k:9092"
+    assert s.webhooks.allow_http is False
+
+
+def test_problems_name_the_flat_variable_and_never_a_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _env(
+        monkeypatch,
+        {
+            "ISA_BROKER_KAFKA_SECURITY_PROTOCOL": "TLS",
+            "ISA_BROKER_KAFKA_SASL_USERNAME": "u" * 300,
+            "ISA_BROKER_KAFKA_SASL_PASSWORD": "synthetic-s3cret",
+            "ISA_BROKER_WEBHOOK_TIMEOUT_SECONDS": "0",
+            "ISA_BROKER_DIP_REMINDER_DAYS": '[7, "soon"]',
+            "ISA_BROKER_PORT": "http",
+        },
+    )
+    with pytest.raises(ValidationError) as info:
+        Settings()
+    message = settings_problems(info.value)
+    for expected in (
+        "ISA_BROKER_KAFKA_SECURITY_PROTOCOL: Input should be",
+        "ISA_BROKER_KAFKA_SASL_USERNAME: String should have at most 255 characters",
+        "ISA_BROKER_WEBHOOK_TIMEOUT_SECONDS: Input should be greater than 0",
+        "ISA_BROKER_DIP_REMINDER_DAYS_1: Input should be a valid integer",
+        "ISA_BROKER_PORT: Input should be a valid integer",
+    ):
+        assert expected in message
+    assert "synthetic-s3cret" not in message and "uuuu" not in message and "soon" not in message
+
+
+def test_the_settings_table_of_the_operations_guide_lists_every_variable() -> None:
+    """One list: docs/operations.md names exactly the variables Settings reads."""
+    guide = (REPO_ROOT / "docs" / "operations.md").read_text()
+    table = guide.split("\n## Settings\n", 1)[1].split("\n## ", 1)[0]
+    documented = {
+        name
+        for row in table.splitlines()
+        if row.startswith("| `")
+        for name in re.findall(r"`((?:ISA_BROKER_)?[A-Z_]+)`", row.split(" | ")[0])
+    }
+    read = {variable for s in settings_of(Settings).values() for variable in s.variables}
+    assert documented == read

@@ -89,7 +89,7 @@ async def world(
         oidc_issuer=f"http://127.0.0.1:{provider_port}",
         oidc_jwks_min_refresh_seconds=MIN_REFRESH_SECONDS,
     )
-    assert settings.oidc_jwks_url is None  # discovery, nothing else
+    assert settings.oidc.jwks_url is None  # discovery, nothing else
     provider = OpenIDProvider(
         resource=settings.token_audience,
         scopes=SCOPES,

@@ -98,7 +98,7 @@ async def test_operators_read_no_personal_data_and_rotation_keeps_records_routab
         relay_poll_seconds=0.2,
         webhook_retry_schedule=(0, 0.05, 0.1),
     )
-    assert settings.kafka_encryption  # on by default
+    assert settings.kafka.encryption  # on by default
     people = [_person(i) for i in range(len(GIVEN))]
     # the gateway (with its outbox relay) runs first, alone: records wait on the topics
     gateway = await System(settings).start(with_router=False)

@@ -233,7 +233,7 @@ async def test_day_long_outage_ends_delivered_or_dead_lettered(
     r = await call("eastborough-vawg", "GET", "/v1/dead-letters", params={"limit": 1000})
     assert r.status_code == 200
     dead = r.json()
-    schedule = len(system.settings.webhook_retry_schedule)
+    schedule = len(system.settings.webhooks.retry_schedule)
     assert sorted(d["id"] for d in dead) == sorted(d["id"] for d in vawg_dead)
     assert all(len(d["history"]) == schedule for d in dead)
     assert all(a["status_code"] == 500 for d in dead for a in d["history"])

@@ -122,7 +122,7 @@ async def test_delivery_signing_keys_are_published_apart_and_rotated_by_the_admi
     kept = dt.datetime.fromisoformat(retired["withdrawn_at"]) - dt.datetime.fromisoformat(
         retired["retires_at"]
     )
-    assert kept == dt.timedelta(days=runtime.settings.delivery_signing_key_grace_days)
+    assert kept == dt.timedelta(days=runtime.settings.tokens.delivery_signing_key_grace_days)
     after = (await http.get("/.well-known/delivery-signing-keys.json")).json()
     assert {k["kid"] for k in after["keys"]} == set(states)
     # the token-signing keys did not move

@@ -295,7 +295,7 @@ async def test_idempotency_keys_expire(http: httpx.AsyncClient, runtime: Runtime
         headers={**bearer(await token()), **key},
     )
     assert clash.status_code == 409
-    ttl = dt.timedelta(hours=runtime.settings.idempotency_key_ttl_hours, minutes=1)
+    ttl = dt.timedelta(hours=runtime.settings.http.idempotency_key_ttl_hours, minutes=1)
     later = dt.datetime.now(dt.UTC) + ttl
     runtime.clock = lambda: later
     again = await http.post(

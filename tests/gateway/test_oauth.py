@@ -37,7 +37,7 @@ async def test_client_secret_basic_issues_an_es256_jwt_verifiable_with_the_jwks(
     c = token.claims
     assert c["iss"] == runtime.settings.issuer and c["aud"] == runtime.settings.token_audience
     assert c["sub"] == creds["client_id"] and c["party"] == "hmp-northgate"
-    assert c["exp"] - c["iat"] == runtime.settings.access_token_ttl_seconds
+    assert c["exp"] - c["iat"] == runtime.settings.tokens.access_token_ttl_seconds
     # least privilege from the agreements: it sends release notices and receives recalls
     assert c["scope"] == (
         "decisions:read deliveries:read duties:read inbox:ack inbox:read messages:read "

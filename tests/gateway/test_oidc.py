@@ -1008,7 +1008,7 @@ def test_oidc_settings_that_cannot_work_are_refused(
 
 def test_the_issuer_alone_is_enough() -> None:
     settings = Settings(oidc_issuer=ISSUER)
-    assert settings.oidc_jwks_url is None and settings.oidc_jwks_min_refresh_seconds == 30
+    assert settings.oidc.jwks_url is None and settings.oidc.jwks_min_refresh_seconds == 30
 
 
 PRODUCTION = {

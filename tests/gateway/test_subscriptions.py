@@ -63,7 +63,7 @@ async def test_bad_subscription_bodies_are_422_naming_the_field(
 async def test_http_webhooks_are_refused_when_not_allowed(
     http: httpx.AsyncClient, token_for: TokenFor, runtime: Runtime
 ) -> None:
-    runtime.settings.webhook_allow_http = False
+    runtime.settings.webhooks.allow_http = False
     token = await token_for("eastborough-vawg")
     r = await http.post("/v1/subscriptions", json=HOOK, headers=bearer(token))
     assert r.status_code == 422 and problem_of(r)["code"] == "webhook_url_refused"
@@ -145,7 +145,7 @@ async def test_rotate_secret_returns_the_new_secret_and_the_overlap(
     assert rotated["id"] == created["id"] and rotated["signature_scheme"] == "v1"
     assert rotated["secret"].startswith("whsec_") and rotated["secret"] != created["secret"]
     until = dt.datetime.fromisoformat(rotated["previous_secret_until"])
-    overlap = dt.timedelta(seconds=runtime.settings.webhook_secret_overlap_seconds)
+    overlap = dt.timedelta(seconds=runtime.settings.webhooks.secret_overlap_seconds)
     assert before + overlap <= until <= runtime.clock() + overlap
     stored = await runtime.store.get_subscription(created["id"])
     assert stored is not None

@@ -66,7 +66,7 @@ async def test_a_body_over_the_limit_is_413_and_nothing_is_stored(
     http: httpx.AsyncClient, runtime: Runtime, token_for: Any
 ) -> None:
     token = await token_for(PRISON)
-    limit = runtime.settings.max_body_bytes
+    limit = runtime.settings.http.max_body_bytes
     headers = {**bearer(token), "Content-Type": "application/json"}
     r = await http.post(PUBLISH, content=_padded_notice(limit + 1), headers=headers)
     assert r.status_code == 413, r.text
@@ -93,7 +93,7 @@ async def test_a_chunked_body_over_the_limit_is_413_and_nothing_is_stored(
 
     async def chunks() -> AsyncIterator[bytes]:
         nonlocal chunks_sent
-        body = _padded_notice(4 * runtime.settings.max_body_bytes)
+        body = _padded_notice(4 * runtime.settings.http.max_body_bytes)
         for i in range(0, len(body), 4096):
             chunks_sent += 1
             yield body[i : i + 4096]

@@ -100,10 +100,10 @@ class RotationPolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> RotationPolicy:
         return cls(
-            max_age=dt.timedelta(days=settings.signing_key_max_age_days),
-            publish_ahead=dt.timedelta(seconds=settings.signing_key_publish_ahead_seconds),
+            max_age=dt.timedelta(days=settings.tokens.signing_key_max_age_days),
+            publish_ahead=dt.timedelta(seconds=settings.tokens.signing_key_publish_ahead_seconds),
             grace=dt.timedelta(
-                seconds=settings.access_token_ttl_seconds + settings.token_leeway_seconds
+                seconds=settings.tokens.access_token_ttl_seconds + settings.tokens.leeway_seconds
             ),
         )
 
@@ -114,7 +114,7 @@ class RotationPolicy:
         from its topic long after it was signed (the topic's retention)."""
         return replace(
             cls.from_settings(settings),
-            grace=dt.timedelta(days=settings.delivery_signing_key_grace_days),
+            grace=dt.timedelta(days=settings.tokens.delivery_signing_key_grace_days),
         )
 
 

@@ -72,7 +72,7 @@ async def replay_if_seen(
     None when it is new."""
     if idempotency_key is None:
         return None
-    ttl = dt.timedelta(hours=runtime.settings.idempotency_key_ttl_hours)
+    ttl = dt.timedelta(hours=runtime.settings.http.idempotency_key_ttl_hours)
     await runtime.store.release_idempotency_key(client_id, idempotency_key, runtime.clock() - ttl)
     existing = await runtime.store.find_idempotent(client_id, idempotency_key)
     return None if existing is None else replayed(existing, request)

@@ -134,7 +134,7 @@ async def decide_and_store(
             raise
     # every identifier of the person, so that subject access finds the message by any of them
     pseudonyms = [runtime.keys.pseudonymise(k) for k in identifier_keys(payload.get("person", {}))]
-    timeliness = timeliness_of(mt.name, payload, now, runtime.settings.short_notice_days)
+    timeliness = timeliness_of(mt.name, payload, now, runtime.settings.timeliness.short_notice_days)
     if update is not None and update.facts:
         timeliness = {**(timeliness or {}), **update.facts}
     message_id = str(uuid.uuid4())

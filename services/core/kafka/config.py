@@ -54,25 +54,25 @@ class KafkaSecurity:
     @classmethod
     def from_settings(cls, settings: Settings) -> KafkaSecurity:
         password = None
-        if settings.kafka_sasl_password is not None:
-            password = settings.kafka_sasl_password.get_secret_value()
-        elif settings.kafka_sasl_password_file is not None:
+        if settings.kafka.sasl_password is not None:
+            password = settings.kafka.sasl_password.get_secret_value()
+        elif settings.kafka.sasl_password_file is not None:
             password = _read_secret(
-                settings.kafka_sasl_password_file, "ISA_BROKER_KAFKA_SASL_PASSWORD_FILE"
+                settings.kafka.sasl_password_file, "ISA_BROKER_KAFKA_SASL_PASSWORD_FILE"
             )
         key_password = None
-        if settings.kafka_ssl_key_password_file is not None:
+        if settings.kafka.ssl_key_password_file is not None:
             key_password = _read_secret(
-                settings.kafka_ssl_key_password_file, "ISA_BROKER_KAFKA_SSL_KEY_PASSWORD_FILE"
+                settings.kafka.ssl_key_password_file, "ISA_BROKER_KAFKA_SSL_KEY_PASSWORD_FILE"
             )
         security = cls(
-            protocol=settings.kafka_security_protocol,
-            ca_file=settings.kafka_ssl_ca_file,
-            cert_file=settings.kafka_ssl_cert_file,
-            key_file=settings.kafka_ssl_key_file,
+            protocol=settings.kafka.security_protocol,
+            ca_file=settings.kafka.ssl_ca_file,
+            cert_file=settings.kafka.ssl_cert_file,
+            key_file=settings.kafka.ssl_key_file,
             key_password=key_password,
-            sasl_mechanism=settings.kafka_sasl_mechanism,
-            sasl_username=settings.kafka_sasl_username,
+            sasl_mechanism=settings.kafka.sasl_mechanism,
+            sasl_username=settings.kafka.sasl_username,
             sasl_password=password,
         )
         if security.uses_tls:

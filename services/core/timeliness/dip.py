@@ -5,8 +5,8 @@ When the router routes an original DIP breach that is still open (no outcome), i
 with the delivery rows:
 
 * ``dip-reminder:<n>`` timers at 00:00 UTC of the STL expiry date minus each ``n`` of
-  ``settings.dip_reminder_days`` (default 7 and 2). A reminder point already past when the
-  breach is routed is not kept back: the latest such point fires at once, once; earlier
+  ``settings.timeliness.dip_reminder_days`` (default 7 and 2). A reminder point already past
+  when the breach is routed is not kept back: the latest such point fires at once, once; earlier
   past points are skipped (a "7 days left" reminder is wrong when one day is left), and
   none fires when the STL has already expired;
 * a ``dip-expiry`` timer at 00:00 UTC of the day AFTER the STL expiry date (the STL date
@@ -86,7 +86,7 @@ async def schedule(
     expiry = stl_expiry(root["payload"])
     if expiry is None:
         return
-    for kind, due in plan(expiry, tuple(settings.dip_reminder_days), now).items():
+    for kind, due in plan(expiry, tuple(settings.timeliness.dip_reminder_days), now).items():
         await tx.breaches.add_timer(kind, root["id"], due, {"stl_expiry": expiry.isoformat()})
 
 

@@ -60,7 +60,7 @@ class Scheduler:
 
     async def run(self) -> None:
         """Look for due timers every ``scheduler_poll_seconds`` until cancelled."""
-        poll = self.runtime.settings.scheduler_poll_seconds
+        poll = self.runtime.settings.timeliness.scheduler_poll_seconds
         with contextlib.suppress(Unavailable):
             released = await self.runtime.store.release_timer_leases(self.owner)
             if released:

@@ -137,8 +137,8 @@ class UrlPolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> UrlPolicy:
         return cls(
-            allow_http=settings.webhook_allow_http,
-            allowed_networks=tuple(_net(n) for n in settings.webhook_allowed_networks),
+            allow_http=settings.webhooks.allow_http,
+            allowed_networks=tuple(_net(n) for n in settings.webhooks.allowed_networks),
         )
 
 

@@ -168,7 +168,7 @@ def test_the_delivery_grace_comes_from_the_settings() -> None:
     tokens = RotationPolicy.from_settings(settings)
     assert policy.grace == dt.timedelta(days=45)
     assert (policy.max_age, policy.publish_ahead) == (tokens.max_age, tokens.publish_ahead)
-    assert Settings(mode="dev").delivery_signing_key_grace_days == 30
+    assert Settings(mode="dev").tokens.delivery_signing_key_grace_days == 30
     with pytest.raises(ValueError, match="delivery_signing_key_grace_days"):
         Settings(mode="dev", delivery_signing_key_grace_days=0)
 
