@@ -11,7 +11,8 @@ from joserfc.jwk import KeySet
 
 from .crypto.keys import hash_secret, new_client_secret
 from .errors import InvalidRequest, Unavailable
-from .runtime import ALL_SCOPES, Runtime
+from .runtime import Runtime
+from .scopes import ALL_SCOPES, default_scopes
 
 log = logging.getLogger("isa_broker.clients")
 
@@ -32,7 +33,7 @@ async def create_client(
     if jwks is not None and external_subject is not None:
         raise InvalidRequest("give jwks or external_subject, not both")
     if external_subject is not None:
-        if runtime.settings.oidc_issuer is None:
+        if runtime.settings.oidc.issuer is None:
             raise InvalidRequest(
                 "external_subject needs an external provider (ISA_BROKER_OIDC_ISSUER)"
             )
@@ -40,7 +41,7 @@ async def create_client(
             raise InvalidRequest("external_subject must be 1 to 255 characters")
     if party not in runtime.engine.policies.parties:
         raise InvalidRequest(f"party {party!r} is not in the register of parties")
-    granted = scopes if scopes is not None else runtime.default_scopes(party)
+    granted = scopes if scopes is not None else default_scopes(runtime.engine.policies, party)
     unknown = sorted(set(granted) - set(ALL_SCOPES))
     if unknown:
         raise InvalidRequest(f"unknown scope(s) {unknown}; known: {ALL_SCOPES}")
@@ -72,7 +73,7 @@ async def create_client(
         out["client_secret"] = secret
     if external_subject:
         out["external_subject"] = external_subject
-        out["issuer"] = runtime.settings.oidc_issuer
+        out["issuer"] = runtime.settings.oidc.issuer
     else:
         out["token_endpoint"] = runtime.settings.token_endpoint
     return out

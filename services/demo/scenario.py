@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer
 
 from services.core.clients import create_client
 from services.core.crypto import recipient
-from services.core.runtime import IG_AUDIT_SCOPE
+from services.core.scopes import IG_AUDIT_SCOPE
 from services.core.webhooks import signing
 from services.system import System, ensure_demo_clients, settings_for_local
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.core.clients import auth_method, create_client, set_client_disabled
 from services.core.crypto.signing_keys import SigningKeys
 from services.core.errors import NotFound
-from services.core.runtime import ADMIN_SCOPE, ALL_SCOPES
+from services.core.scopes import ADMIN_SCOPE, ALL_SCOPES
 
 from .deps import CurrentAgency, RuntimeDep, needs_scope
 

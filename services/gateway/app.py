@@ -28,7 +28,8 @@ from pydantic_core import from_json
 
 from services.core.errors import InvalidClient, InvalidRequest, RateLimited
 from services.core.outbox import OutboxRelay
-from services.core.runtime import ALL_SCOPES, Runtime
+from services.core.runtime import Runtime
+from services.core.scopes import ALL_SCOPES
 from services.core.settings import DEV_MODE_WARNING
 
 from . import (
@@ -103,8 +104,8 @@ def create_app(
     app.state.rate_limits = limits = RateLimits.from_settings(runtime.settings, monotonic)
     app.add_middleware(
         RequestLimits,
-        max_body_bytes=runtime.settings.max_body_bytes,
-        max_json_depth=runtime.settings.max_json_depth,
+        max_body_bytes=runtime.settings.http.max_body_bytes,
+        max_json_depth=runtime.settings.http.max_json_depth,
     )
     problems.install(app)
     for router in ROUTERS:
@@ -143,7 +144,9 @@ def create_app(
             if ctype != "application/x-www-form-urlencoded":
                 raise InvalidRequest("Content-Type must be application/x-www-form-urlencoded")
             fields = _parse_form(await request.body())
-            client_id = _claimed_client_id(fields, authorization, runtime.settings.max_json_depth)
+            client_id = _claimed_client_id(
+                fields, authorization, runtime.settings.http.max_json_depth
+            )
             if client_id is not None:
                 limits.token_clients.check(client_id[:200], "to the token endpoint for this client")
             body = await app.state.tokens.issue(fields, authorization)

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from services.core.runtime import IG_AUDIT_SCOPE
+from services.core.scopes import IG_AUDIT_SCOPE
 
 from .deps import CurrentAgency, RuntimeDep, needs_scope
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from services.core.errors import NotFound
 from services.core.isa.engine import Decision
-from services.core.runtime import IG_AUDIT_SCOPE
+from services.core.scopes import IG_AUDIT_SCOPE
 
 from .deps import CurrentAgency, RuntimeDep, needs_scope
 

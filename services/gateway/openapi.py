@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from pydantic.json_schema import models_json_schema
 
 from services.core.messages import MESSAGE_TYPES
-from services.core.runtime import SCOPE_DESCRIPTIONS
+from services.core.scopes import SCOPE_DESCRIPTIONS
 
 PROBLEM = "application/problem+json"
 

@@ -23,7 +23,7 @@ from services.core.audit.subject_access import (
 )
 from services.core.errors import ValidationFailed
 from services.core.messages.models import PersonIdentifiers
-from services.core.runtime import IG_AUDIT_SCOPE
+from services.core.scopes import IG_AUDIT_SCOPE
 from services.core.store.subject_access import DisclosureQuery
 
 from .deps import CurrentAgency, RuntimeDep, needs_scope

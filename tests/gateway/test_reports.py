@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 
 from services.core.runtime import Runtime
+from services.core.scopes import default_scopes
 from tests.factories import example, release_notice
 from tests.gateway.conftest import TokenFor, bearer, problem_of
 
@@ -92,7 +93,7 @@ async def test_bad_periods_are_refused(http: httpx.AsyncClient, token_for: Token
 async def test_recipient_without_reports_scope_is_refused(
     http: httpx.AsyncClient, token_for: TokenFor, runtime: Runtime
 ) -> None:
-    assert "reports:read" not in runtime.default_scopes("eastborough-vawg")
+    assert "reports:read" not in default_scopes(runtime.engine.policies, "eastborough-vawg")
     token = await token_for("eastborough-vawg")
     r = await http.get("/v1/reports/timeliness", headers=bearer(token))
     assert r.status_code == 403

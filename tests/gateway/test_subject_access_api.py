@@ -8,7 +8,8 @@ import io
 
 import httpx
 
-from services.core.runtime import ALL_SCOPES, IG_AUDIT_SCOPE, Runtime
+from services.core.runtime import Runtime
+from services.core.scopes import ALL_SCOPES, IG_AUDIT_SCOPE
 from tests.factories import release_notice
 from tests.gateway.conftest import TokenFor, bearer, problem_of
 

@@ -30,7 +30,8 @@ from services.core.retention import (
     periods_for,
     retention_end,
 )
-from services.core.runtime import IG_AUDIT_SCOPE, Runtime
+from services.core.runtime import Runtime
+from services.core.scopes import IG_AUDIT_SCOPE
 from services.core.store import Store
 from services.gateway.app import create_app
 from services.router.dispatch import Dispatcher

@@ -25,7 +25,8 @@ from starlette.routing import Route
 
 from services.core.clients import create_client
 from services.core.kafka.publisher import InMemoryPublisher
-from services.core.runtime import ADMIN_SCOPE, ALL_SCOPES, IG_AUDIT_SCOPE, Runtime
+from services.core.runtime import Runtime
+from services.core.scopes import ADMIN_SCOPE, ALL_SCOPES, IG_AUDIT_SCOPE
 from services.core.settings import Settings
 from services.core.store.rows import TERMINAL_DELIVERY
 from services.gateway.app import create_app

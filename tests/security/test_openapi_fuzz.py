@@ -39,7 +39,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from services.core.clients import create_client
 from services.core.crypto import recipient
-from services.core.runtime import ADMIN_SCOPE, Runtime
+from services.core.runtime import Runtime
+from services.core.scopes import ADMIN_SCOPE
 from services.gateway.app import create_app
 from tests.conftest import EXTERNAL_KAFKA, make_settings
 from tests.factories import example

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from services.core.clients import create_client
-from services.core.runtime import ADMIN_SCOPE, ALL_SCOPES, IG_AUDIT_SCOPE, Runtime
+from services.core.runtime import Runtime
+from services.core.scopes import ADMIN_SCOPE, ALL_SCOPES, IG_AUDIT_SCOPE, default_scopes
 from services.gateway.app import create_app
 from tests.factories import example, release_notice
 from tests.gateway.conftest import basic, problem_of
@@ -231,7 +232,7 @@ async def test_default_scopes_never_include_admin_or_audit(
 ) -> None:
     privileged = {ADMIN_SCOPE, IG_AUDIT_SCOPE, "audit:read"}
     for party in runtime.engine.policies.parties:
-        assert not privileged & set(runtime.default_scopes(party)), party
+        assert not privileged & set(default_scopes(runtime.engine.policies, party)), party
         creds = await create_client(runtime, party)
         assert not privileged & set(creds["scopes"]), party
         auth = basic(creds["client_id"], creds["client_secret"])
