@@ -35,6 +35,7 @@ from .clock import Clock, utc_z
 from .errors import Unavailable
 from .isa.model import PolicySet, agreement_ref, parse_duration
 from .notices import notice_event
+from .store.values import Retention
 
 if TYPE_CHECKING:
     from .store import Store
@@ -164,22 +165,16 @@ def as_of_time(text: str) -> dt.datetime:
     return value
 
 
-def recorded_retention(
-    delivery: Mapping[str, Any], delivered_at: dt.datetime
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """What a delivery made at ``delivered_at`` records of its retention: the ``deliveries``
-    columns and the disclosure-log detail (each agreement's period and ``retain_until``).
-    ``delivery["retention_periods"]`` is :func:`periods_for`'s answer, set when the
-    delivery is attempted; without it (a broker event, which discloses nothing) nothing
-    is recorded."""
-    periods = delivery.get("retention_periods")
+def retention_of(
+    periods: Mapping[str, str | None] | None, delivered_at: dt.datetime
+) -> Retention | None:
+    """How long a delivery made at ``delivered_at`` may be kept, to be recorded with it:
+    ``periods`` is :func:`periods_for`'s answer for its grants. None for a delivery that
+    discloses nothing under an agreement (a broker event)."""
     if periods is None:
-        return {}, {}
+        return None
     period, end = retention_end(delivered_at, periods)
-    return (
-        {"retention": period, "retain_until": end},
-        {"retention": dict(periods), "retain_until": utc_z(end) if end is not None else None},
-    )
+    return Retention(periods=dict(periods), period=period, retain_until=end)
 
 
 def disclosure_view(row: Mapping[str, Any]) -> dict[str, Any]:

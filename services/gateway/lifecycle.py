@@ -30,8 +30,7 @@ from services.core.timeliness.lifecycle import (
     ORIGINAL,
     CancelReason,
     own_version,
-    recheck_shares,
-    seen_by,
+    shown_now,
 )
 
 from .deps import CurrentAgency, RuntimeDep, WakeDep, needs_scope
@@ -228,14 +227,12 @@ async def _recipient_history(
     for v in chain:
         if not any(s != "withheld" for s in statuses.get(v["id"], [])):
             continue
-        current, bases = await recheck_shares(runtime.engine, runtime.store, v, now, only=party)
-        shown = {**v, **seen_by(v, bases.get(party))}
-        permitted = current.get(party, f"no agreement in force now shares with {party}")
-        if isinstance(permitted, str):
+        shown = await shown_now(runtime.engine, runtime.store, v, party, now)
+        if shown.withheld is not None:
             # the notice period would tell the release date: withheld with the payload
-            out.append(_version(v, None, None, withheld=permitted))
+            out.append(_version(v, None, None, withheld=shown.withheld))
         else:
-            out.append(_version(v, shown["timeliness"], permitted.project(shown["payload"])))
+            out.append(_version(v, shown.timeliness, shown.projection()))
     return out
 
 

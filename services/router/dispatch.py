@@ -28,7 +28,8 @@ import logging
 import random
 import socket
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,13 @@ from services.core.isa.model import agreement_ref
 from services.core.kafka.cloudevents import event_of, structured
 from services.core.kafka.publisher import Publisher
 from services.core.notices import notice_event
-from services.core.retention import periods_for
+from services.core.retention import periods_for, retention_of
 from services.core.runtime import Runtime
 from services.core.store.timeliness import AwaitedDuty
+from services.core.store.values import Attempt, DeliveryOutcome, DueDelivery
 from services.core.timeliness.duty_attributes import awaited_duties, duty_extensions
 from services.core.timeliness.events import event_body, is_system_event
-from services.core.timeliness.lifecycle import event_extensions, recheck_shares, seen_by
+from services.core.timeliness.lifecycle import Shown, event_extensions, shown_now
 from services.core.webhooks import signing
 
 from .webhook import AttemptResult, WebhookSender, next_delay
@@ -63,6 +65,47 @@ def agreement_refs(permitted: RecipientDecision) -> str:
     return ",".join(
         sorted({agreement_ref(g.agreement_id, g.agreement_version) for g in permitted.grants})
     )
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    """What one attempt discloses, decided just before it from the agreements in force: the
+    version the recipient is shown, its share of it (``fields``, under ``grants`` of
+    ``agreements``), and each granting agreement's retention period."""
+
+    shown: Shown
+    permitted: RecipientDecision
+    fields: list[str]
+    grants: list[dict[str, Any]]
+    agreements: str
+    periods: Mapping[str, str | None]
+
+    def outcome(self, status: str, attempt: Attempt | None = None, **rest: Any) -> DeliveryOutcome:
+        """The attempt's outcome, carrying what it disclosed and, once delivered, how long
+        the recipient may keep it (measured from when the attempt ended)."""
+        retention = (
+            retention_of(self.periods, attempt.ended_at)
+            if status == "delivered" and attempt is not None
+            else None
+        )
+        return DeliveryOutcome(
+            status,
+            attempt=attempt,
+            fields=self.fields,
+            grants=self.grants,
+            retention=retention,
+            **rest,
+        )
+
+
+def outcome_of(
+    disclosure: Disclosure | None, status: str, attempt: Attempt | None = None, **rest: Any
+) -> DeliveryOutcome:
+    """An outcome with what ``disclosure`` disclosed; a broker event's (no disclosure)
+    carries only the attempt."""
+    if disclosure is None:
+        return DeliveryOutcome(status, attempt=attempt, **rest)
+    return disclosure.outcome(status, attempt, **rest)
 
 
 def router_identity(data_dir: Path) -> str:
@@ -103,7 +146,7 @@ class Dispatcher:
         await self.sender.aclose()
 
     async def run(self) -> None:
-        poll = self.runtime.settings.dispatch_poll_seconds
+        poll = self.runtime.settings.delivery.dispatch_poll_seconds
         # leases this router held before it was killed: take them back now rather than
         # waiting for them to run out
         with contextlib.suppress(Unavailable):
@@ -132,14 +175,14 @@ class Dispatcher:
         now = self.runtime.clock()
         rows = await self.runtime.store.due_deliveries(now, free * 2, set(self._in_flight))
         self._more = len(rows) >= free * 2
-        limit = self.runtime.settings.webhook_max_in_flight
+        limit = self.runtime.settings.webhooks.max_in_flight
         # the priority lane (services.core.timeliness.priority): rows come priority first;
         # ordinary rows may fill at most MAX_IN_FLIGHT - reserve slots, and a priority row
         # may take one slot per subscription beyond ``limit``
-        reserve = self.runtime.settings.priority_lane_reserved_slots
+        reserve = self.runtime.settings.delivery.priority_lane_reserved_slots
         normal_free = MAX_IN_FLIGHT - reserve - len(self._normal)
         per_sub = Counter(self._per_subscription)
-        chosen: list[dict[str, Any]] = []
+        chosen: list[DueDelivery] = []
         for row in rows:
             urgent = bool(row.get("priority")) and reserve > 0
             if per_sub[row["subscription_id"]] >= limit + (1 if urgent else 0):
@@ -152,7 +195,7 @@ class Dispatcher:
             chosen.append(row)
             if len(chosen) >= free:
                 break
-        lease = dt.timedelta(seconds=self.runtime.settings.webhook_timeout_seconds * 3 + 30)
+        lease = dt.timedelta(seconds=self.runtime.settings.webhooks.timeout_seconds * 3 + 30)
         claimed = await self.runtime.store.claim(
             [r["id"] for r in chosen], self.owner, now, now + lease
         )
@@ -166,7 +209,7 @@ class Dispatcher:
             self._in_flight[row["id"]] = task
         return len(claimed)
 
-    async def _run_one(self, row: dict[str, Any]) -> None:
+    async def _run_one(self, row: DueDelivery) -> None:
         try:
             await self.attempt(row)
         except asyncio.CancelledError:
@@ -176,10 +219,9 @@ class Dispatcher:
         except Exception:  # a bug must not stop the loop; the row is tried again later
             log.exception("delivery_id=%s attempt failed unexpectedly", row["id"])
             with contextlib.suppress(Unavailable):
+                retry_at = self.runtime.clock() + dt.timedelta(seconds=30)
                 await self.runtime.store.record_outcome(
-                    row,
-                    row["status"],
-                    next_attempt_at=self.runtime.clock() + dt.timedelta(seconds=30),
+                    row, DeliveryOutcome(row["status"], next_attempt_at=retry_at)
                 )
         finally:
             self._in_flight.pop(row["id"], None)
@@ -191,44 +233,43 @@ class Dispatcher:
 
     # -- one attempt ---------------------------------------------------------------------------
 
-    async def attempt(self, row: dict[str, Any]) -> None:
+    async def attempt(self, row: DueDelivery) -> None:
         store = self.runtime.store
         now = self.runtime.clock()
         if row["subscription_status"] != "active":
-            await store.record_outcome(
-                row, "dead_lettered", reason=f"subscription {row['subscription_status']}"
-            )
+            reason = f"subscription {row['subscription_status']}"
+            await store.record_outcome(row, DeliveryOutcome("dead_lettered", reason=reason))
             return
         if is_system_event(row):
             # a broker event (duty escalation, DIP reminder or expiry): ids only, sent as
             # stored, with no projection and no re-check (services.core.timeliness.events)
-            await self.send(row, event_body(row), now)
+            await self.send(row, event_body(row), now, None)
             return
-        current, bases = await recheck_shares(
-            self.runtime.engine, store, row, now, only=row["recipient"]
-        )
-        permitted = current.get(
-            row["recipient"], f"no agreement in force now shares with {row['recipient']}"
-        )
         # a cancellation shows each party the version it was entitled to (see lifecycle)
-        row.update(seen_by(row, bases.get(row["recipient"])))
-        if isinstance(permitted, str):
-            await store.record_outcome(row, "withheld", reason=permitted)
+        shown = await shown_now(self.runtime.engine, store, row, row["recipient"], now)
+        permitted = shown.permitted
+        if permitted is None:
+            await store.record_outcome(row, DeliveryOutcome("withheld", reason=shown.withheld))
             log.info("withheld delivery_id=%s recipient=%s", row["id"], row["recipient"])
             return
-        row["fields"] = permitted.disclosed(row["payload"])
-        row["grants"] = [g.to_dict() for g in permitted.grants]
-        row["agreements"] = agreement_refs(permitted)
-        # recorded with the delivery: how long the recipient may keep it
-        row["retention_periods"] = periods_for(
-            self.runtime.engine.policies, row["recipient"], row["grants"]
+        policies = self.runtime.engine.policies
+        grants = [g.to_dict() for g in permitted.grants]
+        disclosure = Disclosure(
+            shown=shown,
+            permitted=permitted,
+            fields=shown.disclosed(),
+            grants=grants,
+            agreements=agreement_refs(permitted),
+            # recorded with the delivery: how long the recipient may keep it
+            periods=periods_for(policies, row["recipient"], grants),
         )
         # read now, not at routing: an amendment's deadline, an acknowledgement since
-        duties = await awaited_duties(store, self.runtime.engine.policies, row, permitted)
-        body = self.body(row, permitted, duties)
-        await self.send(row, body, now)
+        duties = await awaited_duties(store, policies, row, permitted)
+        await self.send(row, self.body(row, disclosure, duties), now, disclosure)
 
-    async def send(self, row: dict[str, Any], body: bytes, now: dt.datetime) -> None:
+    async def send(
+        self, row: DueDelivery, body: bytes, now: dt.datetime, disclosure: Disclosure | None
+    ) -> None:
         """One attempt to send ``body`` on the delivery's channel, and its outcome. A Kafka
         record, and a webhook body whose subscription asked for it, is first encrypted to
         the recipient's current public key; with no key registered the attempt fails and is
@@ -237,19 +278,17 @@ class Dispatcher:
         store = self.runtime.store
         content_type = "application/cloudevents+json"
         if row["channel"] == "kafka" or (row["channel"] == "webhook" and row.get("encrypt")):
-            sealed = await self.seal_for_recipient(row, body)
+            agreements = disclosure.agreements if disclosure is not None else ""
+            sealed = await self.seal_for_recipient(row, body, agreements)
             if sealed is None:
                 error = f"no encryption key registered for {row['recipient']}"
-                await self.settle(row, AttemptResult(False, None, error, 0.0, True), now)
+                failed = AttemptResult(False, None, error, 0.0, True)
+                await self.settle(row, failed, now, disclosure)
                 return
             body, content_type = sealed, recipient.CONTENT_TYPE
         if row["channel"] == "inbox":
-            await store.record_outcome(
-                row,
-                "delivered",
-                attempt={"at": now, "status_code": None, "error": None, "duration_ms": 0.0},
-                inbox_body=body.decode(),
-            )
+            outcome = outcome_of(disclosure, "delivered", Attempt(at=now), inbox_body=body.decode())
+            await store.record_outcome(row, outcome)
             return
         if row["channel"] == "kafka":
             result = await self._publish(row, body, content_type)
@@ -262,14 +301,19 @@ class Dispatcher:
                 previous = at_rest.open_(row["subscription_id"], row.get("previous_secret"))
             except EnvelopeError as e:  # never sent unsigned: retried, then dead-lettered
                 error = f"the subscription's signing key cannot be opened: {e}"
-                await self.settle(row, AttemptResult(False, None, error, 0.0, True), now)
+                failed = AttemptResult(False, None, error, 0.0, True)
+                await self.settle(row, failed, now, disclosure)
                 return
             assert secret is not None  # noqa: S101 - a webhook subscription has a key
             keys = signing.active_keys(secret, previous, row.get("previous_secret_until"), now)
-            result = await self.sender.attempt(row["url"], keys, row["id"], body, ts, content_type)
-        await self.settle(row, result, now)
+            url = row["url"]
+            assert url is not None  # noqa: S101 - a webhook subscription has a URL
+            result = await self.sender.attempt(url, keys, row["id"], body, ts, content_type)
+        await self.settle(row, result, now, disclosure)
 
-    async def seal_for_recipient(self, row: dict[str, Any], body: bytes) -> bytes | None:
+    async def seal_for_recipient(
+        self, row: DueDelivery, body: bytes, agreements: str
+    ) -> bytes | None:
         """``body`` signed with the broker's active delivery-signing key, then encrypted as a
         compact JWE to the recipient's current key, both bound to the message, the delivery,
         the recipient and the agreements (:mod:`services.core.crypto.recipient`); None when
@@ -281,20 +325,19 @@ class Dispatcher:
             message_id=row["message_id"],
             delivery_id=row["id"],
             recipient=row["recipient"],
-            agreements=row.get("agreements", ""),
+            agreements=agreements,
         )
         signing_key = self.runtime.keys.delivery_signing_key(self.runtime.clock())
         return recipient.seal(body, key, binding, signing_key=signing_key)
 
     def body(
-        self,
-        row: dict[str, Any],
-        permitted: RecipientDecision,
-        duties: Sequence[AwaitedDuty] = (),
+        self, row: DueDelivery, disclosure: Disclosure, duties: Sequence[AwaitedDuty] = ()
     ) -> bytes:
-        """The structured CloudEvent a recipient receives: only its permitted fields, the
-        agreements (id@version) that permitted them, and the ``duties`` on the message that
-        await its acknowledgement (:mod:`services.core.timeliness.duty_attributes`)."""
+        """The structured CloudEvent a recipient receives: only its permitted fields of the
+        version it is shown, the agreements (id@version) that permitted them, and the
+        ``duties`` on the message that await its acknowledgement
+        (:mod:`services.core.timeliness.duty_attributes`)."""
+        shown = disclosure.shown
         event = event_of(
             {
                 "id": row["message_id"],
@@ -302,22 +345,22 @@ class Dispatcher:
                 "message_type": row["message_type"],
                 "accepted_at": row["accepted_at"],
                 "person": row["person"],
-                "payload": row["payload"],
+                "payload": shown.payload,
             }
         )
         return structured(
             event,
-            permitted.project(row["payload"]),
+            disclosure.permitted.project(shown.payload),
             {
-                "isarecipient": permitted.party,
-                "isaagreements": agreement_refs(permitted),
+                "isarecipient": disclosure.permitted.party,
+                "isaagreements": disclosure.agreements,
                 "isadeliveryid": row["id"],
-                **event_extensions(row),
+                **event_extensions({**row, "timeliness": shown.timeliness}),
                 **duty_extensions(duties),
             },
         )
 
-    async def _publish(self, row: dict[str, Any], body: bytes, content_type: str) -> AttemptResult:
+    async def _publish(self, row: DueDelivery, body: bytes, content_type: str) -> AttemptResult:
         topic = self.runtime.kafka.agency_topic(row["recipient"])
         # a message is keyed by its person, so that one person's records stay in order; a
         # broker event goes to parties that may never have received the message, so it is
@@ -341,17 +384,24 @@ class Dispatcher:
         elapsed = (asyncio.get_running_loop().time() - started) * 1000
         return AttemptResult(True, None, None, elapsed, False)
 
-    async def settle(self, row: dict[str, Any], result: AttemptResult, now: dt.datetime) -> None:
+    async def settle(
+        self,
+        row: DueDelivery,
+        result: AttemptResult,
+        now: dt.datetime,
+        disclosure: Disclosure | None,
+    ) -> None:
         store = self.runtime.store
         settings = self.runtime.settings
-        attempt = {
-            "at": now,
-            "status_code": result.status_code,
-            "error": result.error,
-            "duration_ms": result.duration_ms,
-        }
+        attempt = Attempt(
+            at=now,
+            status_code=result.status_code,
+            error=result.error,
+            duration_ms=result.duration_ms,
+        )
         if result.ok:
-            await store.record_outcome(row, "delivered", attempt=attempt, endpoint_ok=True)
+            outcome = outcome_of(disclosure, "delivered", attempt, endpoint_ok=True)
+            await store.record_outcome(row, outcome)
             log.info(
                 "delivered delivery_id=%s recipient=%s attempts=%d",
                 row["id"],
@@ -361,7 +411,7 @@ class Dispatcher:
             return
         failed = int(row["retry_index"]) + 1
         delay = (
-            next_delay(failed, settings.webhook_retry_schedule, result.retry_after, self._rng)
+            next_delay(failed, settings.webhooks.retry_schedule, result.retry_after, self._rng)
             if result.retryable
             else None
         )
@@ -371,26 +421,29 @@ class Dispatcher:
                 if result.gone
                 else f"retry schedule exhausted after {failed} attempts: {result.error}"
             )
-            await store.record_outcome(row, "dead_lettered", attempt=attempt, reason=reason)
+            await store.record_outcome(
+                row, outcome_of(disclosure, "dead_lettered", attempt, reason=reason)
+            )
             await self.publish_dead_letter(row, reason)
             if result.gone:
                 await self.disable(row, "receiver answered 410 Gone")
             return
-        await store.record_outcome(
-            row,
+        retry = outcome_of(
+            disclosure,
             "retrying",
-            attempt=attempt,
+            attempt,
             next_attempt_at=now + dt.timedelta(seconds=delay),
             retry_index=failed,
         )
+        await store.record_outcome(row, retry)
         if row["channel"] != "webhook":
             return
         since = await store.endpoint_failed(row["subscription_id"], now)
         failing_for = (now - since).total_seconds()
-        if failing_for >= settings.endpoint_disable_after_seconds:
+        if failing_for >= settings.webhooks.endpoint_disable_after_seconds:
             await self.disable(row, f"endpoint failed every attempt for {int(failing_for)} seconds")
 
-    async def disable(self, row: dict[str, Any], reason: str) -> None:
+    async def disable(self, row: DueDelivery, reason: str) -> None:
         """Disable the subscription, dead-letter what it held, and tell its owner and the
         senders of those messages, each on its own feed (ids only, no personal data)."""
         store = self.runtime.store
@@ -414,8 +467,10 @@ class Dispatcher:
         }
         await store.add_notice(row["recipient"], self.notice("subscription-disabled", data))
         by_sender: dict[str, list[str]] = {}
-        for d in [row, *held]:
-            by_sender.setdefault(d["sender"], []).append(d["message_id"])
+        for sender, message_id in [(row["sender"], row["message_id"])] + [
+            (d["sender"], d["message_id"]) for d in held
+        ]:
+            by_sender.setdefault(sender, []).append(message_id)
         for sender, message_ids in sorted(by_sender.items()):
             if sender == row["recipient"]:
                 continue
@@ -434,7 +489,7 @@ class Dispatcher:
     def notice(self, kind: str, data: dict[str, Any]) -> str:
         return notice_event(kind, data, source=NOTICE_SOURCE, at=self.runtime.clock())
 
-    async def publish_dead_letter(self, row: dict[str, Any], reason: str) -> None:
+    async def publish_dead_letter(self, row: Mapping[str, Any], reason: str) -> None:
         """A record on the dead-letter topic for operators' tooling: ids, the reason and the
         attempt history (status codes and errors), never the payload."""
         history = await self.runtime.store.attempts(row["id"])

@@ -26,7 +26,7 @@ from services.core.runtime import Runtime
 from services.core.store.rows import new_delivery
 from services.core.timeliness.duties import on_routed
 from services.core.timeliness.filters import Narrowing
-from services.core.timeliness.lifecycle import recheck_shares
+from services.core.timeliness.lifecycle import Shown, recheck_shares
 from services.core.timeliness.priority import PRIORITY_TYPES
 
 from .dispatch import Dispatcher
@@ -152,7 +152,8 @@ class Router:
             message,
             [s for subs in by_party.values() for s in subs],
         )
-        for party, permitted in sorted(current.items()):
+        for party in sorted(current):
+            shown = Shown.of(message, party, current, bases)
             subs = by_party.get(party, [])
             new_row = partial(
                 new_delivery,
@@ -164,9 +165,9 @@ class Router:
                 now=now,
                 priority=message.get("priority") or 0,
             )
-            if isinstance(permitted, str) or not subs:
-                reason = permitted if isinstance(permitted, str) else "no active subscription"
-                status = "withheld" if isinstance(permitted, str) else "no_channel"
+            if shown.permitted is None or not subs:
+                reason = shown.withheld if shown.withheld is not None else "no active subscription"
+                status = "withheld" if shown.withheld is not None else "no_channel"
                 targets: list[dict[str, Any] | None] = list(subs) or [None]
                 for sub in targets:
                     rows.append(
@@ -178,12 +179,11 @@ class Router:
                         )
                     )
                 continue
-            payload = bases.get(party, message)["payload"]
-            fields = permitted.disclosed(payload)
-            grants = [g.to_dict() for g in permitted.grants]
+            fields = shown.disclosed()
+            grants = [g.to_dict() for g in shown.permitted.grants]
             # only narrows: a subset of this permitted party's subscriptions; a subscription
             # filtered out gets no row (it is not a disclosure, nor a refusal)
-            for sub in narrowing.keep(subs, permitted, payload):
+            for sub in narrowing.keep(subs, shown.permitted, shown.payload):
                 row = new_row(
                     subscription_id=sub["id"],
                     channel=sub["channel"],

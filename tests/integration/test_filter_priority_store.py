@@ -16,6 +16,7 @@ from services.core.clock import ManualClock
 from services.core.crypto import recipient
 from services.core.runtime import Runtime
 from services.core.store.tables import cohort_members
+from services.core.store.values import Attempt, DeliveryOutcome
 from services.router.dispatch import MAX_IN_FLIGHT, Dispatcher
 from services.router.router import Router
 from tests.factories import example
@@ -303,8 +304,8 @@ async def test_delivered_at_and_latency_by_lane(make_runtime: MakeRuntime) -> No
     for m in messages:
         (row,) = await rt.store.list_deliveries(message_id=m["id"], recipient=IOM)
         took = 250.0 if m["priority"] else 1000.0 * (messages.index(m) + 1)
-        attempt = {"at": rt.clock(), "status_code": 200, "error": None, "duration_ms": took}
-        await rt.store.record_outcome(row, "delivered", attempt=attempt)
+        attempt = Attempt(at=rt.clock(), status_code=200, duration_ms=took)
+        await rt.store.record_outcome(row, DeliveryOutcome("delivered", attempt=attempt))
     (first,) = await rt.store.list_deliveries(message_id=messages[0]["id"], recipient=IOM)
     assert first["delivered_at"] == T0 + dt.timedelta(seconds=2.25)
     lanes = await rt.store.delivery_latency_by_lane(recipient=IOM)
@@ -318,7 +319,9 @@ async def test_delivered_at_and_latency_by_lane(make_runtime: MakeRuntime) -> No
     m = await accept(rt, PDU, "licence-recall", recall(310, ual=False))
     await routed(rt, m)
     (row,) = await rt.store.list_deliveries(message_id=m["id"], recipient=IOM)
-    attempt = {"at": rt.clock(), "status_code": 500, "error": "HTTP 500", "duration_ms": 5.0}
-    await rt.store.record_outcome(row, "retrying", attempt=attempt, next_attempt_at=rt.clock())
+    attempt = Attempt(at=rt.clock(), status_code=500, error="HTTP 500", duration_ms=5.0)
+    await rt.store.record_outcome(
+        row, DeliveryOutcome("retrying", attempt=attempt, next_attempt_at=rt.clock())
+    )
     (row,) = await rt.store.list_deliveries(message_id=m["id"], recipient=IOM)
     assert row["delivered_at"] is None

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from services.core.store import Store
+from services.core.store.values import Attempt, DeliveryOutcome
 from tests.factories import message_row
 
 pytestmark = pytest.mark.integration
@@ -133,16 +134,18 @@ async def test_message_completes_only_when_every_delivery_is_terminal(store: Sto
     assert due["url"] == "http://127.0.0.1:1/h" and due["payload"] == {"x": 1}
     await store.record_outcome(
         due,
-        "retrying",
-        attempt={"at": T0, "status_code": 500, "error": "HTTP 500", "duration_ms": 2.0},
-        next_attempt_at=T0 + dt.timedelta(seconds=5),
-        retry_index=1,
+        DeliveryOutcome(
+            "retrying",
+            attempt=Attempt(at=T0, status_code=500, error="HTTP 500", duration_ms=2.0),
+            next_attempt_at=T0 + dt.timedelta(seconds=5),
+            retry_index=1,
+        ),
     )
     assert await store.due_deliveries(T0 + dt.timedelta(seconds=4), 10, set()) == []
     [due] = await store.due_deliveries(T0 + dt.timedelta(seconds=5), 10, set())
     assert due["attempts"] == 1 and due["retry_index"] == 1
     await store.record_outcome(
-        due, "delivered", attempt={"at": T0, "status_code": 204, "duration_ms": 1.0}
+        due, DeliveryOutcome("delivered", attempt=Attempt(at=T0, status_code=204, duration_ms=1.0))
     )
     stored = await store.get_message(str(m["id"]))
     assert stored is not None and stored["status"] == "complete"
@@ -172,12 +175,13 @@ async def test_per_person_order_holds_back_later_deliveries(store: Store) -> Non
     assert [d["message_id"] for d in due] == [first["id"], other_person["id"]]
     # while the first is retrying, the second still waits
     await store.record_outcome(
-        due[0], "retrying", next_attempt_at=T0 + dt.timedelta(hours=1), retry_index=1
+        due[0],
+        DeliveryOutcome("retrying", next_attempt_at=T0 + dt.timedelta(hours=1), retry_index=1),
     )
     assert [d["message_id"] for d in await store.due_deliveries(T0, 10, set())] == [
         other_person["id"]
     ]
-    await store.record_outcome(due[0], "dead_lettered", reason="exhausted")
+    await store.record_outcome(due[0], DeliveryOutcome("dead_lettered", reason="exhausted"))
     assert str(second["id"]) in [d["message_id"] for d in await store.due_deliveries(T0, 10, set())]
 
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from ..isa.model import PolicySet, agreement_ref, parse_agreement_ref
+from ..isa.model import PolicySet, agreement_ref, parse_agreement_ref, rule_ref
 from ..messages.models import PersonIdentifiers
 from ..store.subject_access import DisclosureQuery
 
@@ -152,11 +152,7 @@ def disclosure(entry: Mapping[str, Any], policies: PolicySet) -> Disclosure:
         person=entry.get("person"),
         agreements=[agreement_ref(a, v) for a, v in refs],
         flows=sorted(
-            {
-                f"{agreement_ref(g['agreement'], g['version'])}#{g['flow']}"
-                for g in grants
-                if g.get("flow")
-            }
+            {rule_ref(g["agreement"], g["version"], g["flow"]) for g in grants if g.get("flow")}
         ),
         purposes=sorted({str(g["purpose"]) for g in grants if g.get("purpose")}),
         lawful_basis=_lawful_basis(refs, policies),

@@ -38,7 +38,7 @@ import cel
 from ..errors import SharingRefused
 from ..messages import MESSAGE_TYPES
 from ..messages.fields import leaf_paths, projector
-from .model import Agreement, Flow, HardBlock, PolicySet, agreement_ref
+from .model import Agreement, Flow, HardBlock, PolicySet, rule_ref
 
 _MESSAGE_PATH = re.compile(r"\bmessage(?:\.[a-z_]+)+")
 _MEMO_SIZE = 65_536
@@ -58,7 +58,7 @@ class Grant:
 
     @property
     def ref(self) -> str:
-        return f"{agreement_ref(self.agreement_id, self.agreement_version)}#{self.flow_id}"
+        return rule_ref(self.agreement_id, self.agreement_version, self.flow_id)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,7 +87,7 @@ class Block:
 
     @property
     def ref(self) -> str:
-        return f"{agreement_ref(self.agreement_id, self.agreement_version)}#{self.rule}"
+        return rule_ref(self.agreement_id, self.agreement_version, self.rule)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -114,6 +114,13 @@ def agreement_ref(agreement_id: str, version: str) -> str:
     return f"{agreement_id}@{version}"
 
 
+def rule_ref(agreement_id: str, version: str, rule: str) -> str:
+    """How one rule of an agreement version - a flow, or a hard block - is referred to
+    everywhere (explanations, disclosure records, a party's receivable fields):
+    ``id@version#rule``."""
+    return f"{agreement_ref(agreement_id, version)}#{rule}"
+
+
 def parse_agreement_ref(ref: str) -> tuple[str, str]:
     """The id and version of an ``id@version`` reference (:func:`agreement_ref`); the
     version is empty when ``ref`` names no version."""

@@ -5,13 +5,12 @@ first), leases between routers, one attempt's outcome in one transaction, requeu
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..retention import recorded_retention
 from . import tables as t
 from .base import StoreBase
 from .rows import (
@@ -24,6 +23,7 @@ from .rows import (
     to_utc,
 )
 from .sql import append_audit, append_inbox, complete_if_settled
+from .values import DeliveryOutcome, DueDelivery
 
 
 class DeliveryStore(StoreBase):
@@ -34,7 +34,7 @@ class DeliveryStore(StoreBase):
 
     async def due_deliveries(
         self, now: dt.datetime, limit: int, exclude: set[str]
-    ) -> list[dict[str, Any]]:
+    ) -> list[DueDelivery]:
         """Deliveries whose next attempt is due and that per-person order allows now: no
         earlier message about the same person is still unfinished for the same subscription,
         and none is still unrouted (it may concern this recipient too). Each row carries
@@ -96,7 +96,7 @@ class DeliveryStore(StoreBase):
         )
         async with self._tx() as c:
             rows = [row_dict(r) for r in (await c.execute(q)).all()]
-        return [r for r in rows if r["id"] not in exclude][:limit]
+        return [cast(DueDelivery, r) for r in rows if r["id"] not in exclude][:limit]
 
     async def claim(
         self, ids: list[str], owner: str, now: dt.datetime, until: dt.datetime
@@ -123,65 +123,55 @@ class DeliveryStore(StoreBase):
             )
             return {row[0] for row in r.all()}
 
-    async def record_outcome(
-        self,
-        delivery: dict[str, Any],
-        status: str,
-        *,
-        attempt: dict[str, Any] | None = None,
-        next_attempt_at: dt.datetime | None = None,
-        retry_index: int | None = None,
-        reason: str | None = None,
-        inbox_body: str | None = None,
-        endpoint_ok: bool = False,
-    ) -> None:
+    async def record_outcome(self, delivery: Mapping[str, Any], outcome: DeliveryOutcome) -> None:
         """Apply one attempt's outcome in one transaction: its history row, the delivery's new
-        state (retrying with its next due time, or terminal with its disclosure-log entry),
-        an inbox entry for the inbox channel, and the message's completion."""
+        state (retrying with its next due time, or terminal with its disclosure-log entry,
+        a delivered one with its retention), an inbox entry for the inbox channel, and the
+        message's completion."""
         now = dt.datetime.now(dt.UTC)
+        attempt = outcome.attempt
+        fields = outcome.fields if outcome.fields is not None else delivery["fields"]
+        grants = outcome.grants if outcome.grants is not None else delivery["grants"]
         values: dict[str, Any] = {
-            "status": status,
+            "status": outcome.status,
             "updated_at": now,
             "lease_owner": None,
             "lease_until": None,
-            "fields": delivery["fields"],
-            "grants": delivery["grants"],
+            "fields": fields,
+            "grants": grants,
         }
-        if next_attempt_at is not None:
-            values["next_attempt_at"] = next_attempt_at
-        kept: dict[str, Any] = {}
-        if status == "delivered":
+        if outcome.next_attempt_at is not None:
+            values["next_attempt_at"] = outcome.next_attempt_at
+        if outcome.status == "delivered":
             # on the clock accepted_at was read from: the attempt's start plus its duration
-            values["delivered_at"] = (
-                attempt["at"] + dt.timedelta(milliseconds=attempt.get("duration_ms") or 0.0)
-                if attempt is not None and attempt.get("at") is not None
-                else now
-            )
-            # how long the recipient may keep it (services.core.retention)
-            columns, kept = recorded_retention(delivery, values["delivered_at"])
-            values.update(columns)
-        if retry_index is not None:
-            values["retry_index"] = retry_index
+            values["delivered_at"] = attempt.ended_at if attempt is not None else now
+        kept: dict[str, Any] = {}
+        if outcome.retention is not None:
+            values["retention"] = outcome.retention.period
+            values["retain_until"] = outcome.retention.retain_until
+            kept = outcome.retention.logged()
+        if outcome.retry_index is not None:
+            values["retry_index"] = outcome.retry_index
         if attempt is not None:
             values["attempts"] = t.deliveries.c.attempts + 1
-            values["last_status_code"] = attempt.get("status_code")
-        error = reason or (attempt or {}).get("error")
+            values["last_status_code"] = attempt.status_code
+        error = outcome.reason or (attempt.error if attempt is not None else None)
         values["last_error"] = error[:500] if error else None
         async with self._tx() as c:
             if attempt is not None:
                 await c.execute(
                     t.delivery_attempts.insert().values(
                         delivery_id=delivery["id"],
-                        at=attempt.get("at", now),
-                        status_code=attempt.get("status_code"),
-                        error=attempt["error"][:500] if attempt.get("error") else None,
-                        duration_ms=attempt.get("duration_ms", 0.0),
+                        at=attempt.at,
+                        status_code=attempt.status_code,
+                        error=attempt.error[:500] if attempt.error else None,
+                        duration_ms=attempt.duration_ms,
                     )
                 )
             await c.execute(
                 t.deliveries.update().where(t.deliveries.c.id == delivery["id"]).values(**values)
             )
-            if endpoint_ok and delivery.get("subscription_id"):
+            if outcome.endpoint_ok and delivery.get("subscription_id"):
                 await c.execute(
                     t.subscriptions.update()
                     .where(
@@ -190,17 +180,20 @@ class DeliveryStore(StoreBase):
                     )
                     .values(failing_since=None)
                 )
-            if inbox_body is not None:
-                await append_inbox(c, delivery["recipient"], "message", inbox_body, delivery["id"])
-            if status in TERMINAL_DELIVERY:
+            if outcome.inbox_body is not None:
+                await append_inbox(
+                    c, delivery["recipient"], "message", outcome.inbox_body, delivery["id"]
+                )
+            if outcome.status in TERMINAL_DELIVERY:
+                logged = {**delivery, "fields": fields, "grants": grants}
                 await append_audit(
                     c,
-                    status,
+                    outcome.status,
                     message_id=delivery["message_id"],
                     message_type=delivery["message_type"],
                     recipient=delivery["recipient"],
                     person=delivery["person"],
-                    detail={**disclosure(delivery, reason), **kept},
+                    detail={**disclosure(logged, outcome.reason), **kept},
                 )
                 await complete_if_settled(c, delivery["message_id"])
 

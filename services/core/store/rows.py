@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 #: a delivery's outcomes after which nothing more is attempted
@@ -44,7 +45,7 @@ def chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def disclosure(delivery: dict[str, Any], reason: str | None) -> dict[str, Any]:
+def disclosure(delivery: Mapping[str, Any], reason: str | None) -> dict[str, Any]:
     """The disclosure-log detail of a delivery outcome: field names and grants, no values."""
     detail: dict[str, Any] = {
         "delivery_id": delivery["id"],

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..clock import utc_z
@@ -38,12 +39,12 @@ EVENT_TYPES = {
 _NAMESPACE = uuid.UUID("5b0c3c1e-6f0a-4c0e-9d7c-3b1f7d2a6e41")
 
 
-def is_system_event(row: dict[str, Any]) -> bool:
+def is_system_event(row: Mapping[str, Any]) -> bool:
     """A delivery (or message) row of a broker event rather than an agency's message."""
     return row.get("sender") == SYSTEM_SENDER and row.get("message_type") in EVENT_TYPES
 
 
-def event_body(row: dict[str, Any]) -> bytes:
+def event_body(row: Mapping[str, Any]) -> bytes:
     """The body the dispatcher sends for a delivery of a broker event: the stored event,
     with the recipient and the delivery id added as for any message."""
     event = dict(row["payload"])

@@ -44,7 +44,7 @@ from pydantic import (
 )
 
 from ..errors import InvalidRequest
-from ..isa.model import PolicySet
+from ..isa.model import PolicySet, rule_ref
 from ..messages import MESSAGE_TYPES
 from ..messages.models import PersonIdentifiers, RoshLevel, Str
 from ..messages.person import IDENTIFIERS, identifier_keys
@@ -251,14 +251,14 @@ def receivable(policies: PolicySet, party: str, message_type: str, day: dt.date)
                 continue
             if not flow.senders - {party}:
                 continue
-            flows.append(f"{agreement.ref}#{flow.id}")
+            flows.append(rule_ref(agreement.id, agreement.version, flow.id))
             for leaf in leaves_of:
                 if any(leaf == p or leaf.startswith(p + ".") for p in flow.fields) and not any(
                     leaf == p or leaf.startswith(p + ".") for p in flow.prohibited
                 ):
                     leaves.add(leaf)
     blocks = tuple(
-        (f"{a.ref}#{b.id}", b.fields)
+        (rule_ref(a.id, a.version, b.id), b.fields)
         for a in policies.agreements
         if a.status != "draft"
         for b in a.hard_blocks

@@ -226,6 +226,64 @@ def seen_by(message: Mapping[str, Any], basis: Mapping[str, Any] | None) -> dict
     return {"payload": basis["payload"], "timeliness": timeliness}
 
 
+@dataclass(frozen=True)
+class Shown:
+    """What one party may be shown of a message now: the share the agreements in force still
+    permit it (``permitted``), or why nothing is shown (``withheld``); and the version it is
+    shown, ``payload`` and ``timeliness`` (a cancellation's: its basis version's, with the
+    cancellation's reason, :func:`seen_by`). Exactly one of ``permitted`` and ``withheld``
+    is set."""
+
+    party: str
+    permitted: RecipientDecision | None
+    withheld: str | None
+    payload: dict[str, Any]
+    timeliness: dict[str, Any] | None
+
+    @classmethod
+    def of(
+        cls,
+        message: Mapping[str, Any],
+        party: str,
+        current: Mapping[str, RecipientDecision | str],
+        bases: Mapping[str, Mapping[str, Any]],
+    ) -> Shown:
+        """``party``'s part of a re-check of ``message`` (:func:`recheck_shares`'s answer);
+        a party the re-check does not name is withheld."""
+        share = current.get(party, f"no agreement in force now shares with {party}")
+        columns = seen_by(message, bases.get(party))
+        payload = columns.get("payload", message["payload"])
+        timeliness = columns.get("timeliness", message.get("timeliness"))
+        if isinstance(share, str):
+            return cls(party, None, share, payload, timeliness)
+        return cls(party, share, None, payload, timeliness)
+
+    def projection(self) -> dict[str, Any] | None:
+        """The party's own projection of the version it is shown; None when withheld."""
+        return None if self.permitted is None else self.permitted.project(self.payload)
+
+    def disclosed(self) -> list[str]:
+        """The fields that projection discloses (none when withheld)."""
+        return [] if self.permitted is None else self.permitted.disclosed(self.payload)
+
+
+async def shown_now(
+    engine: IsaEngine,
+    store: MessageReader,
+    message: Mapping[str, Any],
+    party: str,
+    now: dt.datetime,
+) -> Shown:
+    """What ``party`` may be shown of ``message`` (a message row, or a due-delivery row
+    carrying the message's columns) at ``now``: its stored decision re-checked against the
+    agreements in force, then the version the party is to be shown. The one answer the
+    dispatcher (before each attempt) and a recipient reading a message's history both get;
+    the router, re-checking every recipient at once, takes each party's with
+    :meth:`Shown.of`."""
+    current, bases = await recheck_shares(engine, store, message, now, only=party)
+    return Shown.of(message, party, current, bases)
+
+
 def own_version(message: Mapping[str, Any]) -> int:
     """The version a message row IS: 1 for an original (whose ``version`` column carries the
     chain's latest version), an update's own number otherwise."""
