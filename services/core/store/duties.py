@@ -1,7 +1,8 @@
 """The rows of acknowledgement duties and their ``duty-due`` timers, in the caller's
 transaction: what :mod:`services.core.timeliness.duties` writes when the router routes a
-message and when a duty falls due. The rules (who is entitled, when a duty is due, what an
-amendment changes, what an escalation says) stay there; this module only reads and writes.
+message and when a duty falls due, and a recipient's acknowledgement. The rules (who is
+entitled, when a duty is due, what an amendment changes, what an escalation says) stay
+there; this module only reads and writes.
 
 Also the typed timer a handler of the durable scheduler receives (:class:`Timer`)."""
 
@@ -15,9 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ..isa.model import agreement_ref
 from . import tables as t
 from .rows import row_dict
-from .sql import insert_ignore
+from .sql import append_audit, insert_ignore
 
 #: the timer kind of a duty's due time (its subject the duty's id)
 DUTY_TIMER = "duty-due"
@@ -210,3 +212,68 @@ class DutyRepository:
             .values(status="escalated", escalated_at=now, updated_at=now)
         )
         return bool(r.rowcount)
+
+    async def acknowledge(
+        self,
+        duty_id: str,
+        party: str,
+        client_id: str,
+        action: str | None,
+        now: dt.datetime,
+    ) -> tuple[str, dict[str, Any]] | None:
+        """Acknowledge ``party``'s duty: ``(outcome, duty)`` with outcome ``acknowledged``
+        (now), ``already`` (an earlier acknowledgement stands, unchanged) or ``cleared``;
+        None when it is not a duty of ``party``. The duty's timer is cancelled with it, and
+        the acknowledgement entered in the disclosure log."""
+        c = self._c
+        d, tm = t.duties, t.timers
+        found = (
+            await c.execute(sa.select(d).where(d.c.id == duty_id, d.c.recipient == party))
+        ).first()
+        if found is None:
+            return None
+        duty = row_dict(found)
+        if duty["status"] == "cleared":
+            return "cleared", duty
+        if duty["status"] == "acknowledged":
+            return "already", duty
+        late = now > duty["due_at"]
+        values = {
+            "status": "acknowledged",
+            "acknowledged_at": now,
+            "acknowledged_by": client_id,
+            "action": action,
+            "late": late,
+            "updated_at": now,
+        }
+        r = await c.execute(
+            d.update()
+            .where(d.c.id == duty_id, d.c.status.in_(("open", "escalated")))
+            .values(**values)
+        )
+        if not r.rowcount:  # raced with a clearing or another acknowledgement
+            again = row_dict((await c.execute(sa.select(d).where(d.c.id == duty_id))).one())
+            return ("cleared" if again["status"] == "cleared" else "already"), again
+        await c.execute(
+            tm.update()
+            .where(tm.c.kind == DUTY_TIMER, tm.c.subject == duty_id, tm.c.status == "pending")
+            .values(status="cancelled")
+        )
+        await append_audit(
+            c,
+            "duty_acknowledged",
+            message_id=duty["message_id"],
+            message_type=duty["message_type"],
+            actor=party,
+            recipient=party,
+            person=duty["person"],
+            detail={
+                "duty_id": duty_id,
+                "client_id": client_id,
+                "action": action,
+                "late": late,
+                "agreement": agreement_ref(duty["agreement"], duty["agreement_version"]),
+                "flow": duty["flow"],
+            },
+        )
+        return "acknowledged", {**duty, **values}

@@ -17,12 +17,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..isa.model import agreement_ref
 from . import tables as t
 from .base import StoreBase
-from .duties import DUTY_TIMER, Timer
+from .duties import Timer
 from .rows import row_dict, to_utc
-from .sql import append_audit
 from .transaction import Transaction
 
 #: what a timer's handler answers: None or a dict (done; the dict is kept as the row's
@@ -223,61 +221,10 @@ class TimelinessStore(StoreBase):
         action: str | None,
         now: dt.datetime,
     ) -> tuple[str, dict[str, Any]] | None:
-        """Acknowledge ``party``'s duty: ``(outcome, duty)`` with outcome ``acknowledged``
-        (now), ``already`` (an earlier acknowledgement stands, unchanged) or ``cleared``;
-        None when it is not a duty of ``party``. The duty's timer is cancelled with it."""
-        d, tm = t.duties, t.timers
-        async with self._tx() as c:
-            found = (
-                await c.execute(sa.select(d).where(d.c.id == duty_id, d.c.recipient == party))
-            ).first()
-            if found is None:
-                return None
-            duty = row_dict(found)
-            if duty["status"] == "cleared":
-                return "cleared", duty
-            if duty["status"] == "acknowledged":
-                return "already", duty
-            late = now > duty["due_at"]
-            values = {
-                "status": "acknowledged",
-                "acknowledged_at": now,
-                "acknowledged_by": client_id,
-                "action": action,
-                "late": late,
-                "updated_at": now,
-            }
-            r = await c.execute(
-                d.update()
-                .where(d.c.id == duty_id, d.c.status.in_(("open", "escalated")))
-                .values(**values)
-            )
-            if not r.rowcount:  # raced with a clearing or another acknowledgement
-                again = row_dict((await c.execute(sa.select(d).where(d.c.id == duty_id))).one())
-                return ("cleared" if again["status"] == "cleared" else "already"), again
-            await c.execute(
-                tm.update()
-                .where(tm.c.kind == DUTY_TIMER, tm.c.subject == duty_id, tm.c.status == "pending")
-                .values(status="cancelled")
-            )
-            await append_audit(
-                c,
-                "duty_acknowledged",
-                message_id=duty["message_id"],
-                message_type=duty["message_type"],
-                actor=party,
-                recipient=party,
-                person=duty["person"],
-                detail={
-                    "duty_id": duty_id,
-                    "client_id": client_id,
-                    "action": action,
-                    "late": late,
-                    "agreement": agreement_ref(duty["agreement"], duty["agreement_version"]),
-                    "flow": duty["flow"],
-                },
-            )
-            return "acknowledged", {**duty, **values}
+        """Acknowledge ``party``'s duty in one transaction (see
+        :meth:`~.duties.DutyRepository.acknowledge`)."""
+        async with self.transaction() as tx:
+            return await tx.duties.acknowledge(duty_id, party, client_id, action, now)
 
     # -- DIP breaches --------------------------------------------------------------------------
 
