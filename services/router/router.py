@@ -24,6 +24,7 @@ from services.core.kafka.publisher import Publisher
 from services.core.messages import MESSAGE_TYPES
 from services.core.runtime import Runtime
 from services.core.store.rows import new_delivery
+from services.core.store.values import StoredMessage
 from services.core.timeliness.duties import on_routed
 from services.core.timeliness.filters import Narrowing
 from services.core.timeliness.lifecycle import Shown, recheck_shares
@@ -133,7 +134,7 @@ class Router:
             return  # seen before (a repeat from the broker or the reconciler)
         await self.route(message)
 
-    async def route(self, message: dict[str, Any]) -> None:
+    async def route(self, message: StoredMessage) -> None:
         """Record one delivery per recipient and subscription (or the reason there is none)
         and mark the message routed, in one transaction. A disabled subscription gets its
         delivery as a dead letter, to be replayed once it is enabled again."""

@@ -35,6 +35,7 @@ from ..messages import MessageType, get_message_type
 from ..messages.models import BreachOutcome
 from ..messages.person import IDENTIFIERS
 from ..runtime import Runtime
+from ..store.values import StoredMessage
 from ..timeliness.lifecycle import (
     AMEND,
     CANCEL,
@@ -59,10 +60,10 @@ Row = Mapping[str, Any]
 Prepare = Callable[[Row, Sequence[Row]], tuple[Update, dict[str, Any]]]
 
 
-async def resolve_root(runtime: Runtime, message_id: str) -> dict[str, Any] | None:
+async def resolve_root(runtime: Runtime, message_id: str) -> StoredMessage | None:
     """The root of the chain ``message_id`` belongs to (itself, or what it refers to)."""
     row = await runtime.store.get_message(message_id)
-    if row is not None and row.get("refers_to"):
+    if row is not None and row["refers_to"]:
         row = await runtime.store.get_message(row["refers_to"])
     return row
 

@@ -20,6 +20,7 @@ from ..isa.model import agreement_ref
 from . import tables as t
 from .rows import row_dict
 from .sql import append_audit, insert_ignore
+from .values import StoredMessage
 
 #: the timer kind of a duty's due time (its subject the duty's id)
 DUTY_TIMER = "duty-due"
@@ -119,7 +120,7 @@ class DutyRepository:
         self,
         *,
         duty_id: str,
-        root: dict[str, Any],
+        root: StoredMessage,
         recipient: str,
         agreement: str,
         agreement_version: str,

@@ -13,8 +13,9 @@ from sqlalchemy.exc import IntegrityError
 
 from . import tables as t
 from .messages import MessageStore, insert_accepted
-from .rows import row_dict, to_utc
+from .rows import row_dict, stored_message, to_utc
 from .sql import append_audit
+from .values import StoredMessage
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -27,8 +28,8 @@ class UpdateResult:
     whose state or version had changed since it was read (nothing was stored)."""
 
     stored: bool
-    existing: dict[str, Any] | None = None
-    root: dict[str, Any] | None = None
+    existing: StoredMessage | None = None
+    root: StoredMessage | None = None
 
 
 class LifecycleStore(MessageStore):
@@ -65,7 +66,7 @@ class LifecycleStore(MessageStore):
                 )
                 if not moved.rowcount:
                     now_root = (await c.execute(sa.select(m).where(m.c.id == root_id))).first()
-                    return UpdateResult(False, root=_plain(now_root))
+                    return UpdateResult(False, root=stored_message(now_root))
                 await insert_accepted(
                     c, {**update, "version": expected_version + 1}, topic, pseudonyms
                 )
@@ -104,7 +105,7 @@ class LifecycleStore(MessageStore):
                 # the root first: its version column carries the chain's latest number
                 .order_by(sa.case((m.c.refers_to.is_(None), 0), else_=1), m.c.version)
             )
-            return [x for x in (_plain(row) for row in r.all()) if x is not None]
+            return [row_dict(row) for row in r.all()]
 
     async def recipients_of(self, message_ids: list[str], party: str) -> dict[str, list[str]]:
         """Per message id, the statuses of ``party``'s deliveries of it."""
@@ -170,8 +171,4 @@ class LifecycleStore(MessageStore):
             )
         q = q.order_by(m.c.accepted_at, m.c.id).limit(limit)
         async with self._tx() as c:
-            return [x for x in (_plain(row) for row in (await c.execute(q)).all()) if x is not None]
-
-
-def _plain(row: Any) -> dict[str, Any] | None:
-    return None if row is None else row_dict(row)
+            return [row_dict(row) for row in (await c.execute(q)).all()]

@@ -15,15 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import tables as t
 from .base import StoreBase
-from .rows import TERMINAL_DELIVERY, chunks, disclosure, row_dict, row_or_none, utc
+from .rows import TERMINAL_DELIVERY, chunks, disclosure, row_dict, stored_message, utc
 from .sql import append_audit, complete_if_settled, index_person, insert_ignore
 from .transaction import Transaction
+from .values import StoredMessage
 
 
 class MessageStore(StoreBase):
     async def accept_message(
         self, message: dict[str, Any], topic: str, pseudonyms: Sequence[str] = ()
-    ) -> dict[str, Any] | None:
+    ) -> StoredMessage | None:
         """Store a message, its decision and its outbox row in one transaction, and index it
         under the ``pseudonyms`` of every identifier of its person (subject access).
 
@@ -58,19 +59,19 @@ class MessageStore(StoreBase):
             )
             return bool(r.rowcount)
 
-    async def find_idempotent(self, client_id: str, key: str) -> dict[str, Any] | None:
+    async def find_idempotent(self, client_id: str, key: str) -> StoredMessage | None:
         async with self._tx() as c:
             r = await c.execute(
                 sa.select(t.messages).where(
                     t.messages.c.client_id == client_id, t.messages.c.idempotency_key == key
                 )
             )
-            return row_or_none(r.first())
+            return stored_message(r.first())
 
-    async def get_message(self, message_id: str) -> dict[str, Any] | None:
+    async def get_message(self, message_id: str) -> StoredMessage | None:
         async with self._tx() as c:
             r = await c.execute(sa.select(t.messages).where(t.messages.c.id == message_id))
-            return row_or_none(r.first())
+            return stored_message(r.first())
 
     async def unpublished(self, limit: int = 100) -> list[dict[str, Any]]:
         async with self._tx() as c:

@@ -9,7 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from .values import StoredMessage
 
 #: a delivery's outcomes after which nothing more is attempted
 TERMINAL_DELIVERY = frozenset({"delivered", "dead_lettered", "withheld", "no_channel"})
@@ -38,6 +41,11 @@ def row_dict(row: Any) -> dict[str, Any]:
 def row_or_none(row: Any) -> dict[str, Any] | None:
     """:func:`row_dict` of a row that may be missing."""
     return None if row is None else row_dict(row)
+
+
+def stored_message(row: Any) -> StoredMessage | None:
+    """A ``messages`` row that may be missing, as :class:`~.values.StoredMessage`."""
+    return None if row is None else cast("StoredMessage", row_dict(row))
 
 
 def chunks(items: list[Any], size: int) -> list[list[Any]]:

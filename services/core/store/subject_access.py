@@ -22,8 +22,7 @@ import sqlalchemy as sa
 
 from . import tables as t
 from .base import StoreBase
-from .lifecycle import _plain
-from .rows import to_utc
+from .rows import row_dict, to_utc
 
 #: the disclosure-log events of a delivery's outcome: what was disclosed, or not, to whom
 DISCLOSURE_EVENTS = ("delivered", "withheld", "dead_lettered", "no_channel")
@@ -149,4 +148,4 @@ def _under(entry: dict[str, Any], agreement: str, version: str | None) -> bool:
 
 
 def _rows(rows: Sequence[Any]) -> list[dict[str, Any]]:
-    return [x for x in (_plain(row) for row in rows) if x is not None]
+    return [row_dict(row) for row in rows]

@@ -17,8 +17,9 @@ from . import tables as t
 from .dip import BreachRepository
 from .duties import DutyRepository
 from .events import EventRepository
-from .rows import row_dict
+from .rows import stored_message
 from .sql import append_audit
+from .values import StoredMessage
 
 
 class MessageReads:
@@ -27,11 +28,12 @@ class MessageReads:
     def __init__(self, c: AsyncConnection) -> None:
         self._c = c
 
-    async def get(self, message_id: str) -> dict[str, Any] | None:
+    async def get(self, message_id: str) -> StoredMessage | None:
         """A ``messages`` row as the rest of the store hands it out."""
         m = t.messages
-        found = (await self._c.execute(sa.select(m).where(m.c.id == message_id))).first()
-        return row_dict(found) if found is not None else None
+        return stored_message(
+            (await self._c.execute(sa.select(m).where(m.c.id == message_id))).first()
+        )
 
     async def amendment_routed(self, root_id: str, newer_than: int) -> bool:
         """Whether an amendment of ``root_id`` newer than version ``newer_than`` has already

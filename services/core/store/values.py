@@ -1,5 +1,5 @@
-"""Typed values that cross the store's boundary on the delivery path: the due delivery the
-store hands the dispatcher (a row, only read), and the outcome the dispatcher hands back
+"""Typed values that cross the store's boundary: a stored message and the due delivery the
+store hands the dispatcher (rows, only read), and the outcome the dispatcher hands back
 (an attempt, what was disclosed and under which grants, and how long the recipient may
 keep it). Nothing is added to a row on the way and read back by the store.
 
@@ -13,6 +13,32 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from ..clock import utc_z
+
+
+class StoredMessage(TypedDict):
+    """A message as stored (an original, or an update with ``refers_to`` and
+    ``lifecycle``): the sender's payload, the ISA decision at intake, its state. Only read."""
+
+    id: str
+    message_type: str
+    sender: str
+    client_id: str
+    purposes: list[str] | None
+    person: str
+    payload: dict[str, Any]
+    decision: dict[str, Any]
+    status: str
+    accepted_at: dt.datetime
+    completed_at: dt.datetime | None
+    idempotency_key: str | None
+    request_hash: str | None
+    routed_at: dt.datetime | None
+    refers_to: str | None
+    lifecycle: str | None
+    state: str | None
+    version: int
+    timeliness: dict[str, Any] | None
+    priority: int
 
 
 class DueDelivery(TypedDict):

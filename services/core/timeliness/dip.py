@@ -34,6 +34,7 @@ from ..settings import Settings
 from ..store.dip import EXPIRY as EXPIRY
 from ..store.dip import REMINDER as REMINDER
 from ..store.timeliness import HandlerResult
+from ..store.values import StoredMessage
 from .events import emit
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def plan(
 
 
 async def schedule(
-    tx: Transaction, settings: Settings, root: dict[str, Any], now: dt.datetime
+    tx: Transaction, settings: Settings, root: StoredMessage, now: dt.datetime
 ) -> None:
     """The timers of an original breach being routed, unless it is closed already (an
     outcome arrived with it, or an outcome update overtook it)."""
@@ -95,7 +96,7 @@ async def close(tx: Transaction, root_id: str) -> None:
     await tx.breaches.cancel_timers(root_id)
 
 
-async def responsible(tx: Transaction, root: dict[str, Any]) -> list[str]:
+async def responsible(tx: Transaction, root: StoredMessage) -> list[str]:
     """The sender and every recipient the breach was permitted to reach."""
     return sorted({root["sender"], *await tx.breaches.recipients(root["id"])})
 

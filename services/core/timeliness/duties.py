@@ -42,6 +42,7 @@ from ..isa.model import Duty, Flow, PolicySet, agreement_ref
 from ..notices import SYSTEM_SENDER
 from ..store.duties import DUTY_TIMER as DUTY_TIMER
 from ..store.timeliness import HandlerResult
+from ..store.values import StoredMessage
 from . import dip
 from .events import emit
 
@@ -123,7 +124,7 @@ def entitled(
 
 
 def on_routed(
-    runtime: Any, message: dict[str, Any], permitted: Permitted, now: dt.datetime
+    runtime: Any, message: StoredMessage, permitted: Permitted, now: dt.datetime
 ) -> Callable[[Transaction], Awaitable[None]] | None:
     """What the router writes, with its delivery rows, for a message it routes: duties and
     their timers, DIP breach timers, or the changes an update makes to those of its root.
@@ -140,7 +141,7 @@ def on_routed(
 async def routed(
     tx: Transaction,
     runtime: Any,
-    message: dict[str, Any],
+    message: StoredMessage,
     permitted: Permitted,
     now: dt.datetime,
 ) -> None:
@@ -170,8 +171,8 @@ async def routed(
 async def reconcile(
     tx: Transaction,
     policies: PolicySet,
-    root: dict[str, Any],
-    message: dict[str, Any],
+    root: StoredMessage,
+    message: StoredMessage,
     permitted: Permitted,
     now: dt.datetime,
 ) -> None:
@@ -236,7 +237,7 @@ async def reconcile(
         await _clear_ids(tx, root, gone, now, "no longer entitled after an amendment")
 
 
-async def clear(tx: Transaction, root: dict[str, Any], now: dt.datetime, reason: str) -> None:
+async def clear(tx: Transaction, root: StoredMessage, now: dt.datetime, reason: str) -> None:
     """Every open duty of the root ``cleared``, its timer cancelled."""
     ids = await tx.duties.open_duty_ids(root["id"])
     if ids:
@@ -244,7 +245,7 @@ async def clear(tx: Transaction, root: dict[str, Any], now: dt.datetime, reason:
 
 
 async def _clear_ids(
-    tx: Transaction, root: dict[str, Any], ids: list[str], now: dt.datetime, reason: str
+    tx: Transaction, root: StoredMessage, ids: list[str], now: dt.datetime, reason: str
 ) -> None:
     await tx.duties.clear_duties(ids, now)
     await tx.audit.append(

@@ -58,7 +58,7 @@ async def emit(
     *,
     kind: str,
     key: str,
-    about: dict[str, Any],
+    about: Mapping[str, Any],
     targets: list[str],
     data: dict[str, Any],
     now: dt.datetime,

@@ -53,6 +53,7 @@ from ..errors import (
     NoticeReleased,
 )
 from ..isa.engine import Decision, IsaEngine, RecipientDecision
+from ..store.values import StoredMessage
 
 #: ``messages.lifecycle`` of an original (stored as NULL) and of each kind of update
 ORIGINAL = "original"
@@ -165,7 +166,7 @@ def cancellation_decision(
 
 
 class MessageReader(Protocol):
-    async def get_message(self, message_id: str) -> dict[str, Any] | None: ...
+    async def get_message(self, message_id: str) -> StoredMessage | None: ...
 
 
 async def recheck_shares(
