@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
-import json
 import logging
 import random
 import socket
@@ -40,7 +39,6 @@ from services.core.isa.engine import RecipientDecision
 from services.core.isa.model import agreement_ref
 from services.core.kafka.cloudevents import event_of, structured
 from services.core.kafka.publisher import Publisher
-from services.core.notices import notice_event
 from services.core.retention import periods_for, retention_of
 from services.core.runtime import Runtime
 from services.core.store.timeliness import AwaitedDuty
@@ -50,14 +48,13 @@ from services.core.timeliness.events import event_body, is_system_event
 from services.core.timeliness.lifecycle import Shown, event_extensions, shown_now
 from services.core.webhooks import signing
 
+from .dead_letters import DeadLetters
 from .webhook import AttemptResult, WebhookSender, next_delay
 
 log = logging.getLogger("isa_broker.router")
 
 #: attempts in flight at once in one router, all subscriptions together
 MAX_IN_FLIGHT = 64
-
-NOTICE_SOURCE = "urn:isa-broker:router"
 
 
 def agreement_refs(permitted: RecipientDecision) -> str:
@@ -127,6 +124,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._more = False
         self._rng = random.Random()  # noqa: S311 - jitter, not security
+        self.dead_letters = DeadLetters(runtime, publisher)
 
     def wake(self) -> None:
         """New deliveries were recorded: look for due rows now rather than at the next poll."""
@@ -424,9 +422,9 @@ class Dispatcher:
             await store.record_outcome(
                 row, outcome_of(disclosure, "dead_lettered", attempt, reason=reason)
             )
-            await self.publish_dead_letter(row, reason)
+            await self.dead_letters.publish(row, reason)
             if result.gone:
-                await self.disable(row, "receiver answered 410 Gone")
+                await self.dead_letters.disable(row, "receiver answered 410 Gone")
             return
         retry = outcome_of(
             disclosure,
@@ -441,99 +439,6 @@ class Dispatcher:
         since = await store.endpoint_failed(row["subscription_id"], now)
         failing_for = (now - since).total_seconds()
         if failing_for >= settings.webhooks.endpoint_disable_after_seconds:
-            await self.disable(row, f"endpoint failed every attempt for {int(failing_for)} seconds")
-
-    async def disable(self, row: DueDelivery, reason: str) -> None:
-        """Disable the subscription, dead-letter what it held, and tell its owner and the
-        senders of those messages, each on its own feed (ids only, no personal data)."""
-        store = self.runtime.store
-        held = await store.disable_subscription(row["subscription_id"], reason)
-        if held is None:
-            return  # already disabled, by another attempt or another router
-        log.warning(
-            "subscription_id=%s of %s disabled: %s; %d deliveries dead-lettered",
-            row["subscription_id"],
-            row["recipient"],
-            reason,
-            len(held),
-        )
-        for d in held:
-            await self.publish_dead_letter(d, f"subscription disabled: {reason}")
-        data = {
-            "subscription_id": row["subscription_id"],
-            "recipient": row["recipient"],
-            "reason": reason,
-            "dead_lettered": sorted(d["id"] for d in held),
-        }
-        await store.add_notice(row["recipient"], self.notice("subscription-disabled", data))
-        by_sender: dict[str, list[str]] = {}
-        for sender, message_id in [(row["sender"], row["message_id"])] + [
-            (d["sender"], d["message_id"]) for d in held
-        ]:
-            by_sender.setdefault(sender, []).append(message_id)
-        for sender, message_ids in sorted(by_sender.items()):
-            if sender == row["recipient"]:
-                continue
-            await store.add_notice(
-                sender,
-                self.notice(
-                    "recipient-endpoint-disabled",
-                    {
-                        "recipient": row["recipient"],
-                        "reason": reason,
-                        "message_ids": sorted(set(message_ids)),
-                    },
-                ),
+            await self.dead_letters.disable(
+                row, f"endpoint failed every attempt for {int(failing_for)} seconds"
             )
-
-    def notice(self, kind: str, data: dict[str, Any]) -> str:
-        return notice_event(kind, data, source=NOTICE_SOURCE, at=self.runtime.clock())
-
-    async def publish_dead_letter(self, row: Mapping[str, Any], reason: str) -> None:
-        """A record on the dead-letter topic for operators' tooling: ids, the reason and the
-        attempt history (status codes and errors), never the payload."""
-        history = await self.runtime.store.attempts(row["id"])
-        value = json.dumps(
-            {
-                "delivery_id": row["id"],
-                "message_id": row["message_id"],
-                "recipient": row["recipient"],
-                "subscription_id": row["subscription_id"],
-                "reason": reason,
-                "attempts": [
-                    {
-                        "at": a["at"].isoformat(),
-                        "status_code": a["status_code"],
-                        "error": a["error"],
-                        "duration_ms": round(a["duration_ms"], 1),
-                    }
-                    for a in history
-                ],
-            }
-        ).encode()
-        topic = self.runtime.kafka.dead_letter_topic
-        # a shared topic: the value is encrypted like the message topics' (the error texts
-        # of the attempt history are the receivers' words)
-        value, headers = self.runtime.topic_encryption.seal(
-            topic,
-            value,
-            [
-                ("ce_specversion", b"1.0"),
-                ("ce_id", row["id"].encode()),
-                ("ce_source", NOTICE_SOURCE.encode()),
-                ("ce_type", b"org.isa-broker.dead-letter.v1"),
-                ("ce_time", self.runtime.clock().isoformat().encode()),
-                ("ce_subject", row["message_id"].encode()),
-                ("content-type", b"application/json"),
-            ],
-        )
-        try:
-            await self.publisher.publish(topic, row["person"].encode(), value, headers)
-        except Unavailable as e:
-            log.warning("dead-letter record not published delivery_id=%s: %s", row["id"], e)
-        log.warning(
-            "dead-lettered delivery_id=%s recipient=%s reason=%s",
-            row["id"],
-            row["recipient"],
-            reason,
-        )
