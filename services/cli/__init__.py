@@ -8,6 +8,8 @@ import asyncio
 import logging
 import os
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 from ..core.errors import IsaBrokerError
@@ -206,8 +208,35 @@ def main(argv: list[str] | None = None) -> int:
         if args.is_async:
             return int(asyncio.run(args.run(args)))
         return int(args.run(args))
-    except IsaBrokerError as e:
-        print(f"isa-broker: {e.code}: {e.detail}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as e:  # noqa: BLE001 - the one place a command's failure is reported
+        return report(e)
+
+
+def report(error: Exception) -> int:
+    """One line on stderr for a command that failed, and its exit status: what was wrong
+    with the input (an error of the broker's own, a file that cannot be read or written),
+    or, for anything unexpected, where its details were written. Never a traceback."""
+    if isinstance(error, IsaBrokerError):
+        print(f"isa-broker: {error.code}: {error.detail}", file=sys.stderr)
+        return 2
+    if isinstance(error, OSError) and error.filename is not None:
+        print(f"isa-broker: {error.filename}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    details = _write_details(error)
+    where = f"; the details were written to {details}" if details else ""
+    print(f"isa-broker: unexpected error ({type(error).__name__}){where}", file=sys.stderr)
+    return 70
+
+
+def _write_details(error: Exception) -> str | None:
+    """The traceback in a file of its own, readable by this user only (it may name local
+    paths and values); None if none can be written."""
+    try:
+        fd, path = tempfile.mkstemp(prefix="isa-broker-error-", suffix=".log")
+        with os.fdopen(fd, "w") as out:
+            traceback.print_exception(error, file=out)
+    except OSError:
+        return None
+    return path

@@ -8,14 +8,13 @@ import asyncio
 import datetime as dt
 import json
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.settings import Settings
 
 if TYPE_CHECKING:
     from ..core.crypto.keys import KeyStore
-from .common import load_settings
+from .common import load_settings, read_json_file
 
 
 async def clients_create(args: argparse.Namespace) -> int:
@@ -25,7 +24,7 @@ async def clients_create(args: argparse.Namespace) -> int:
     settings = load_settings()
     runtime = await Runtime.create(settings, settings.kafka.bootstrap_servers or "", embedded=False)
     try:
-        jwks = json.loads(Path(args.jwks).read_text()) if args.jwks else None
+        jwks = read_json_file("--jwks", args.jwks) if args.jwks else None
         creds = await create_client(
             runtime,
             args.party,

@@ -3,17 +3,18 @@ values given."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
+from ..core.errors import InvalidRequest
 from ..core.settings import DEV_MODE_WARNING, Settings
-
-if TYPE_CHECKING:
-    pass
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -21,6 +22,8 @@ def load_settings(**overrides: object) -> Settings:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as e:
         raise SystemExit(f"isa-broker: invalid settings: {settings_problems(e)}") from e
+    except SettingsError as e:  # a value that cannot be decoded (a JSON list)
+        raise SystemExit(f"isa-broker: invalid settings: {e}") from e
     logging.getLogger().setLevel(settings.log_level)
     return settings
 
@@ -52,3 +55,16 @@ def warn_if_dev(settings: Settings) -> None:
         bar = "!" * 78
         print(f"{bar}\n!!! {DEV_MODE_WARNING}\n{bar}", file=sys.stderr, flush=True)
         logging.getLogger("isa_broker").warning("%s", DEV_MODE_WARNING)
+
+
+def read_json_file(option: str, path: str) -> Any:
+    """The JSON document in the file an option names; a file that cannot be read or is not
+    JSON is refused naming the option and the file (never its content)."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise InvalidRequest(f"{option} {path}: {e.strerror or e}") from e
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidRequest(f"{option} {path}: not valid JSON ({e.msg} at line {e.lineno})") from e

@@ -12,18 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-if TYPE_CHECKING:
-    pass
 from .common import load_settings
+
+if TYPE_CHECKING:
+    from ..core.settings import Settings
+    from ..core.store import Store
 
 
 async def db_upgrade(_: argparse.Namespace) -> int:
-    from ..core.store import Store
     from ..core.store.migrate import current, head
 
     settings = load_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = Store(settings.resolved_database_url)
+    store = open_store(settings)
     try:
         await store.init_schema()
         async with store.engine.connect() as conn:
@@ -40,12 +40,11 @@ async def audit_command(args: argparse.Namespace) -> int:
     from ..core.audit.keys import LogSigningKeys
     from ..core.audit.sealer import Sealer
     from ..core.audit.verify import export_checkpoints, read_export, verify_log
-    from ..core.store import Store
 
     settings = load_settings()
     keys = LogSigningKeys(settings.data_dir)
     exported = read_export(args.checkpoints) if getattr(args, "checkpoints", None) else None
-    store = Store(settings.resolved_database_url)
+    store = open_store(settings)
     try:
         await store.init_schema()
         if args.audit_command == "verify":
@@ -89,7 +88,6 @@ async def retention_command(args: argparse.Namespace) -> int:
     the store only. Ids, dates and agreements: never personal data."""
     from ..core.clock import utc_now
     from ..core.retention import NOTICE_BATCH, as_of_time, deletion_notice
-    from ..core.store import Store
 
     now = utc_now()
     try:
@@ -97,7 +95,7 @@ async def retention_command(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise SystemExit(f"isa-broker: {e}") from e
     settings = load_settings()
-    store = Store(settings.resolved_database_url)
+    store = open_store(settings)
     try:
         await store.init_schema()
         if args.retention_command == "notify":
@@ -153,13 +151,11 @@ async def audit_query(args: argparse.Namespace) -> int:
     from ..core.crypto.signing_keys import RotationPolicy
     from ..core.isa import load_policies
     from ..core.messages.models import PersonIdentifiers
-    from ..core.store import Store
     from ..core.store.subject_access import DisclosureQuery
 
     settings = load_settings()
     policies = load_policies(settings.policies_dir, settings.schemas_dir)
     actor, client_id = "operator", "cli"  # as the other operator commands log
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     person = None
     if args.audit_command == "subject-access":
         try:
@@ -172,7 +168,7 @@ async def audit_query(args: argparse.Namespace) -> int:
             )
             named = ", ".join(bad) or "give --pnc-id, --crn or --prison-number"
             raise SystemExit(f"isa-broker: invalid identifier: {named}") from None
-    store = Store(settings.resolved_database_url)
+    store = open_store(settings)
     try:
         await store.init_schema()
         if person is not None:
@@ -213,3 +209,13 @@ def parse_when(text: str | None, option: str) -> dt.datetime | None:
     except ValueError as e:
         raise SystemExit(f"isa-broker: {option} must be a time such as 2026-12-01T00:00Z") from e
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def open_store(settings: Settings) -> Store:
+    """The store the settings name; its data folder (where the embedded SQLite file and the
+    keys live) made first, readable by this user only, so that any store command works on
+    a fresh folder."""
+    from ..core.store import Store
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return Store(settings.resolved_database_url)

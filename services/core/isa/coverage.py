@@ -44,7 +44,14 @@ class Coverage:
 def load_needs(path: Path, policies: PolicySet) -> list[Need]:
     if not path.exists():
         return []
-    doc: Any = yaml.safe_load(path.read_text())
+    try:
+        doc: Any = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigurationError(f"{path.name}: not valid YAML{at}") from e
+    if doc is not None and not (isinstance(doc, dict) and isinstance(doc.get("needs", []), list)):
+        raise ConfigurationError(f"{path.name}: expected a mapping with a list under 'needs'")
     needs = []
     for i, item in enumerate((doc or {}).get("needs", [])):
         try:

@@ -138,9 +138,7 @@ class FlatEnvironment(PydanticBaseSettingsSource):
                 try:
                     value = self.decode_complex_value(setting.name, setting.field, value)
                 except ValueError as e:
-                    raise SettingsError(
-                        f'error parsing value for field "{setting.name}" from source '
-                        f'"{type(self).__name__}"'
-                    ) from e
+                    # the decoder's message gives the position, never the value
+                    raise SettingsError(f"{set_in[0].upper()}: not valid JSON ({e})") from e
             found[setting.name] = value
         return nest(self.settings_cls, found)

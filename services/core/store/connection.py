@@ -37,14 +37,28 @@ class DatabaseConnection:
     connect_args: dict[str, Any] = field(default_factory=dict)
 
 
+#: the drivers the store runs on; a URL naming the database alone gets its driver here
+DRIVERS = {"postgresql": "postgresql+asyncpg", "sqlite": "sqlite+aiosqlite"}
+
+
 def parse_url(url: str) -> URL:
+    """The database URL, its driver made explicit (``postgresql://`` is
+    ``postgresql+asyncpg://``); another driver is refused, naming the ones supported."""
     try:
-        return make_url(url)
+        parsed = make_url(url)
     except ArgumentError:
         raise ConfigurationError(
             "ISA_BROKER_DATABASE_URL is not a database URL "
             "(expected postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB?sslmode=verify-full)"
         ) from None
+    backend = "postgresql" if parsed.get_backend_name() == "postgres" else parsed.get_backend_name()
+    driver = DRIVERS.get(backend)
+    if driver is None or parsed.drivername not in (backend, driver):
+        raise ConfigurationError(
+            f"ISA_BROKER_DATABASE_URL: the driver {parsed.drivername!r} is not supported; "
+            f"use {' or '.join(d + '://' for d in DRIVERS.values())}"
+        )
+    return parsed.set(drivername=driver)
 
 
 def tls_mode(url: URL) -> str | None:
