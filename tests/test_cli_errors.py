@@ -131,3 +131,30 @@ def test_an_unexpected_error_says_where_its_details_are(
     assert details.parent == tmp_path
     assert "a fault in the command itself" in details.read_text()
     assert stat.S_IMODE(details.stat().st_mode) == 0o600
+
+
+def test_every_option_and_argument_has_help_and_the_version_is_shown(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    parsers: list[argparse.ArgumentParser] = []
+    built = argparse.ArgumentParser.__init__
+
+    def record(self: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        built(self, *args, **kwargs)  # type: ignore[arg-type]
+        parsers.append(self)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "__init__", record)
+    with pytest.raises(SystemExit) as shown:
+        main(["--version"])
+    assert shown.value.code == 0
+    assert capsys.readouterr().out.startswith("isa-broker ")
+    silent = [
+        f"{p.prog} {'/'.join(a.option_strings) or a.dest}"
+        for p in parsers
+        for a in p._actions
+        if a.help is None and not isinstance(a, argparse._HelpAction | argparse._SubParsersAction)
+    ]
+    assert len(parsers) > 30
+    assert silent == []

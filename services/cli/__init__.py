@@ -10,6 +10,7 @@ import os
 import sys
 import tempfile
 import traceback
+from importlib import metadata
 from pathlib import Path
 
 from ..core.errors import IsaBrokerError
@@ -25,11 +26,18 @@ def main(argv: list[str] | None = None) -> int:
         prog="isa-broker",
         description="isa-broker: information sharing between agencies under their agreements.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("dev", help="run the whole embedded system with demo parties and ISAs")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--data-dir", type=Path)
+    p.add_argument(
+        "--port", type=int, default=8000, help="the gateway's port on 127.0.0.1 (default 8000)"
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="where the store, keys and broker data live (default: ISA_BROKER_DATA_DIR)",
+    )
     p.set_defaults(run=serve.dev, is_async=True)
 
     p = sub.add_parser("gateway", help="run the gateway and outbox relay (settings from env)")
@@ -39,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=serve.serve, is_async=True)
 
     p = sub.add_parser("demo", help="run the scripted scenarios on a fresh embedded system")
-    p.add_argument("--data-dir", type=Path)
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="a folder for the demonstration's system (default: a fresh temporary one)",
+    )
     p.add_argument(
         "--scenario",
         choices=("basic", "tranche", "all"),
@@ -57,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         dest="clients_command", required=True
     )
     p = clients.add_parser("create", help="register a client for a party; prints credentials")
-    p.add_argument("--party", required=True)
+    p.add_argument("--party", required=True, help="the party (agency) the client acts for")
     p.add_argument(
         "--scope",
         action="append",
@@ -73,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=access.clients_list, is_async=True)
     for verb in ("disable", "enable"):
         p = clients.add_parser(verb, help=f"{verb} a client (tokens it holds stop within 10 s)")
-        p.add_argument("client_id")
+        p.add_argument("client_id", help="the client's id (see 'clients list')")
         p.set_defaults(run=access.clients_set_disabled, is_async=True)
 
     keys = sub.add_parser(
@@ -94,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         help="delete a key-encryption key that is not current: records it wrapped become "
         "unreadable, so only once they are past the topics' retention",
     )
-    p.add_argument("kid")
+    p.add_argument("kid", help="the key id of the retired key-encryption key")
     p.set_defaults(run=access.keys_command, is_async=False)
     p = keys.add_parser("rotate", help="publish a next key; it signs after the publish-ahead")
     p.add_argument(
@@ -142,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pnc-id", help="PNC id, e.g. 26/000001D")
     p.add_argument("--crn", help="probation case reference number")
     p.add_argument("--prison-number", help="prison number")
-    p.add_argument("--format", choices=("json", "csv"), default="json")
+    p.add_argument(
+        "--format", choices=("json", "csv"), default="json", help="output format (default json)"
+    )
     p.add_argument("--out", help="file to write (default: standard output)")
     p.set_defaults(run=store.audit_query, is_async=True)
     p = audit.add_parser("disclosures", help="disclosures by agreement, party, period (logged)")
@@ -152,7 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--since", help="from this time (ISO 8601; UTC if no offset)")
     p.add_argument("--until", help="before this time")
     p.add_argument("--limit", type=int, default=10_000, help="at most this many (10000)")
-    p.add_argument("--format", choices=("json", "csv"), default="json")
+    p.add_argument(
+        "--format", choices=("json", "csv"), default="json", help="output format (default json)"
+    )
     p.add_argument("--out", help="file to write (default: standard output)")
     p.set_defaults(run=store.audit_query, is_async=True)
 
@@ -160,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
         "retention", help="disclosures past their retention, and deletion notices"
     ).add_subparsers(dest="retention_command", required=True)
     due = retention.add_parser("due", help="delivered disclosures past retention (ids only)")
-    due.add_argument("--format", choices=("table", "json"), default="table")
+    due.add_argument(
+        "--format", choices=("table", "json"), default="table", help="output format (default table)"
+    )
     for p in (due, retention.add_parser("notify", help="tell recipients to delete them")):
         p.add_argument("--as-of", help="a date (00:00 UTC) or date-time; default: now")
         p.add_argument("--party", help="only deliveries to this recipient")
@@ -190,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         dest="policies_command", required=True
     )
     p = policies.add_parser("check", help="same as 'isa lint'")
-    p.add_argument("--strict", action="store_true")
+    p.add_argument("--strict", action="store_true", help="warnings fail too (exit 1)")
     p.set_defaults(run=files.isa_lint, is_async=False)
 
     schemas = sub.add_parser("schemas", help="JSON Schemas").add_subparsers(
@@ -212,6 +230,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as e:  # noqa: BLE001 - the one place a command's failure is reported
         return report(e)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("isa-broker")
+    except metadata.PackageNotFoundError:  # run from a checkout that was not installed
+        return "unknown"
 
 
 def report(error: Exception) -> int:
