@@ -10,6 +10,7 @@ import datetime as dt
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from .core.runtime import Runtime
 from .core.settings import Settings
 from .core.timeliness.scheduler import Scheduler
 from .gateway.app import create_app
+from .router.endpoint import create_endpoint
 from .router.router import Router
 
 log = logging.getLogger("isa_broker.system")
@@ -50,7 +52,7 @@ class System:
         self.broker_restarts = 0
         self._broker_started = dt.datetime.now(dt.UTC)
         self.watcher: PolicyWatcher | None = None
-        self._server: uvicorn.Server | None = None
+        self._servers: list[uvicorn.Server] = []
         self._tasks: list[asyncio.Task[Any]] = []
 
     @property
@@ -123,6 +125,8 @@ class System:
                         self.runtime.store, self.runtime.clock, s.audit.retention_notify_seconds
                     )
                     self._tasks.append(asyncio.create_task(notify, name="retention"))
+            if with_router and not with_gateway and s.http.router_port:
+                await self._start_router_endpoint()
             if self.broker is not None:
                 self._tasks.append(asyncio.create_task(self._supervise(), name="broker-supervisor"))
         except BaseException:
@@ -132,24 +136,41 @@ class System:
 
     async def _start_gateway(self) -> None:
         assert self.runtime is not None and self.publisher is not None  # noqa: S101
-        s = self.settings
         self.relay = OutboxRelay(self.runtime, self.publisher)
-        app = create_app(self.runtime, self.relay)
-        config = uvicorn.Config(
-            app,
-            host=s.http.host,
-            port=s.http.port,
-            log_level="warning",
-            lifespan="on",
-            access_log=False,
+        await self._serve_http(
+            "gateway", create_app(self.runtime, self.relay), self.settings.http.port
         )
-        self._server = uvicorn.Server(config)
-        task = asyncio.create_task(self._server.serve(), name="gateway")
+
+    async def _start_router_endpoint(self) -> None:
+        """A router started on its own serves /livez and /readyz (services.router.endpoint)."""
+        assert self.runtime is not None and self.publisher is not None  # noqa: S101
+
+        def running(name: str) -> Callable[[], bool]:
+            # the consumer's task is replaced after an embedded broker restart: look it up
+            return lambda: any(t.get_name() == name and not t.done() for t in self._tasks)
+
+        app = create_endpoint(
+            self.runtime,
+            self.publisher,
+            {"consumer": running("router"), "dispatcher": running("dispatcher")},
+        )
+        await self._serve_http("router-endpoint", app, self.settings.http.router_port)
+
+    async def _serve_http(self, name: str, app: Any, port: int) -> None:
+        """Serve ``app`` on ISA_BROKER_HOST:``port`` until the system stops; returns once it
+        listens."""
+        host = self.settings.http.host
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", lifespan="on", access_log=False
+        )
+        server = uvicorn.Server(config)
+        self._servers.append(server)
+        task = asyncio.create_task(server.serve(), name=name)
         self._tasks.append(task)
-        while not self._server.started:
+        while not server.started:
             if task.done():
                 task.result()
-                raise Unavailable(f"the gateway could not listen on {s.http.host}:{s.http.port}")
+                raise Unavailable(f"the {name} could not listen on {host}:{port}")
             await asyncio.sleep(0.01)
 
     def _write_broker_pid(self) -> None:
@@ -228,10 +249,11 @@ class System:
                     return
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
+        for server in self._servers:
+            server.should_exit = True  # stops serving gracefully; not cancelled
+        self._servers.clear()
         for task in reversed(self._tasks):
-            if task.get_name() != "gateway":
+            if task.get_name() not in ("gateway", "router-endpoint"):
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 10)

@@ -62,6 +62,9 @@ async def serve(args: argparse.Namespace) -> int:
             print(f"gateway listening on {http.host}:{http.port} as {settings.issuer}")
         else:
             print(f"router consuming from {settings.kafka.bootstrap_servers}")
+            if settings.http.router_port:
+                where = f"{settings.http.host}:{settings.http.router_port}"
+                print(f"router endpoint (/livez, /readyz) on {where}")
         sys.stdout.flush()
         await system.wait()
     finally:

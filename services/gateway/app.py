@@ -27,10 +27,10 @@ from fastapi.responses import JSONResponse
 from pydantic_core import from_json
 
 from services.core.errors import InvalidClient, InvalidRequest, RateLimited
+from services.core.health import liveness, readiness
 from services.core.outbox import OutboxRelay
 from services.core.runtime import Runtime
 from services.core.scopes import ALL_SCOPES
-from services.core.settings import DEV_MODE_WARNING
 
 from . import (
     admin,
@@ -210,13 +210,25 @@ def create_app(
             "scopes_supported": ALL_SCOPES,
         }
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness")
-    async def healthz() -> dict[str, str]:
-        """``status: ok``; in dev mode also ``mode: dev`` and a ``warning`` that unsafe
-        settings are accepted, so that a monitor can tell."""
-        if runtime.settings.mode == "dev":
-            return {"status": "ok", "mode": "dev", "warning": DEV_MODE_WARNING}
-        return {"status": "ok", "mode": "production"}
+    @app.get("/livez", tags=["operations"], summary="Liveness")
+    @app.get("/healthz", tags=["operations"], summary="Liveness (the older name of /livez)")
+    async def livez() -> dict[str, str]:
+        """``status: ok`` while the process serves; in dev mode also ``mode: dev`` and a
+        ``warning`` that unsafe settings are accepted, so that a monitor can tell."""
+        return liveness(runtime.settings.mode)
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Readiness",
+        responses={503: {"description": "not ready: the failing checks say why"}},
+    )
+    async def readyz() -> JSONResponse:
+        """``200`` with every check ``ok`` when the gateway can accept messages now: the
+        store answers and is at the newest schema, and Kafka answers (the outbox relay's
+        producer). ``503`` otherwise, each failing check saying what is wrong."""
+        found = await readiness(runtime.store, relay.publisher if relay is not None else None)
+        return JSONResponse(found.body(), status_code=200 if found.ready else 503)
 
     def openapi() -> dict[str, Any]:
         if not app.openapi_schema:

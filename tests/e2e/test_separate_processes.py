@@ -89,7 +89,9 @@ async def test_gateway_and_router_processes_deliver(
             except httpx.TransportError:
                 pass
             await asyncio.sleep(0.05)
-    processes.append(subprocess.Popen([*CLI, "router"], env=env))  # noqa: S603
+    router_port = free_port()
+    router_env = {**env, "ISA_BROKER_ROUTER_PORT": str(router_port)}
+    processes.append(subprocess.Popen([*CLI, "router"], env=router_env))  # noqa: S603
     prison_creds, vawg_creds = _client(env, "hmp-northgate"), _client(env, "eastborough-vawg")
     prison = AgencyClient(base, prison_creds["client_id"], prison_creds["client_secret"])
     vawg = AgencyClient(base, vawg_creds["client_id"], vawg_creds["client_secret"])
@@ -97,6 +99,11 @@ async def test_gateway_and_router_processes_deliver(
     r = await prison.publish("release-notice", release_notice())
     assert r.status_code == 202, r.text
     assert await receivers.wait_for({"eastborough-vawg"}, timeout=60)
+    # the router process serves its own readiness (services.router.endpoint)
+    async with httpx.AsyncClient() as http:
+        ready = await http.get(f"http://127.0.0.1:{router_port}/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"]["consumer"] == "ok"
     [req] = receivers.for_party("eastborough-vawg")
     Webhook(sub["secret"]).verify(req.body, req.headers)
     assert json.loads(req.body)["id"] == r.json()["id"]

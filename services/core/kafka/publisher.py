@@ -58,6 +58,10 @@ class Publisher(Protocol):
         self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
     ) -> None: ...
 
+    async def reachable(self, timeout: float) -> bool:
+        """Whether Kafka answers now (readiness), within ``timeout`` seconds."""
+        ...
+
 
 @dataclass(frozen=True)
 class PublishedRecord:
@@ -86,6 +90,10 @@ class InMemoryPublisher:
         if count < 0:
             raise ValueError(f"fail_next: count must be 0 or more, not {count}")
         self._failures = count
+
+    async def reachable(self, timeout: float) -> bool:
+        """False while an outage simulated by :meth:`fail_next` lasts."""
+        return not self._failures
 
     async def publish(
         self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]]
@@ -119,6 +127,17 @@ class KafkaPublisher:
                 await producer.stop()
                 raise Unavailable(f"cannot reach Kafka at {self.profile.bootstrap_servers}") from e
             self._producer = producer
+
+    async def reachable(self, timeout: float) -> bool:
+        """Whether a broker of the cluster answers a metadata request now."""
+        producer = self._producer
+        if producer is None:
+            return False
+        try:
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout)
+        except (KafkaError, TimeoutError, OSError):
+            return False
+        return True
 
     async def aclose(self) -> None:
         async with self._lock:

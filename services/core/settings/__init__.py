@@ -103,6 +103,10 @@ def _verified_tls(url: str) -> bool:
         return False
 
 
+#: the router's endpoint in production, unless set
+ROUTER_PORT = 8001
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore")
 
@@ -170,6 +174,8 @@ class Settings(BaseSettings):
         production = self.mode == "production"
         if "allow_http" not in self.webhooks.model_fields_set:
             self.webhooks.allow_http = not production
+        if "router_port" not in self.http.model_fields_set:
+            self.http.router_port = ROUTER_PORT if production else 0
         kafka = self.kafka
         if "replication_factor" not in kafka.model_fields_set:
             kafka.replication_factor = 3 if production else 1

@@ -140,6 +140,13 @@ class HttpSettings(SettingsGroup):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    router_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of the router's own endpoint (/livez, /readyz) on ISA_BROKER_HOST, "
+        "served by 'isa-broker router'. Default: 8001 in production, 0 (none) in dev mode.",
+    )
     max_body_bytes: int = Field(
         default=64 * 1024,
         ge=1024,

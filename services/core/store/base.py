@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from ..errors import Unavailable
 from .connection import connection_for
-from .migrate import upgrade
+from .migrate import head, revision, upgrade
 from .transaction import Transaction
 
 
@@ -55,6 +55,15 @@ class StoreBase:
             raise Unavailable(
                 f"the store at {where} is unavailable ({type(reason).__name__}: {reason})"
             ) from e
+
+    async def schema_is_current(self) -> bool:
+        """Whether the database is at the newest schema, no migration pending (readiness).
+        Raises :class:`Unavailable` when the store cannot be reached."""
+        try:
+            return await revision(self.engine) == head()
+        except (DBAPIError, OSError, ssl.SSLError) as e:
+            reason = getattr(e, "orig", None) or e
+            raise Unavailable(f"the store is unreachable ({type(reason).__name__})") from e
 
     async def aclose(self) -> None:
         await self.engine.dispose()

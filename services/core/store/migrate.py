@@ -65,3 +65,9 @@ async def upgrade(engine: AsyncEngine) -> None:
     sqlite_file = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
     async with _file_lock(sqlite_file), engine.begin() as conn:
         await conn.run_sync(_upgrade)
+
+
+async def revision(engine: AsyncEngine) -> str | None:
+    """The schema revision the database is at (None: never migrated)."""
+    async with engine.connect() as conn:
+        return await conn.run_sync(current)
