@@ -144,6 +144,7 @@ class System:
     async def _start_router_endpoint(self) -> None:
         """A router started on its own serves /livez and /readyz (services.router.endpoint)."""
         assert self.runtime is not None and self.publisher is not None  # noqa: S101
+        assert self.router is not None  # noqa: S101
 
         def running(name: str) -> Callable[[], bool]:
             # the consumer's task is replaced after an embedded broker restart: look it up
@@ -153,6 +154,7 @@ class System:
             self.runtime,
             self.publisher,
             {"consumer": running("router"), "dispatcher": running("dispatcher")},
+            self.router.consumer_lag,
         )
         await self._serve_http("router-endpoint", app, self.settings.http.router_port)
 

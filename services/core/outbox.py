@@ -19,6 +19,7 @@ import logging
 from .errors import Unavailable
 from .kafka.cloudevents import to_record
 from .kafka.publisher import Publisher
+from .metrics import REPUBLISHED
 from .runtime import Runtime
 
 log = logging.getLogger("isa_broker.outbox")
@@ -72,6 +73,7 @@ class OutboxRelay:
             self.runtime.clock(), settings.delivery.reconcile_after_seconds, everything=everything
         )
         if requeued:
+            REPUBLISHED.inc(len(requeued))
             log.warning(
                 "reconciler: %d accepted messages not yet routed; publishing them again",
                 len(requeued),

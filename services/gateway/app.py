@@ -23,11 +23,13 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic_core import from_json
 
 from services.core.errors import InvalidClient, InvalidRequest, RateLimited
 from services.core.health import liveness, readiness
+from services.core.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from services.core.metrics import render as render_metrics
 from services.core.outbox import OutboxRelay
 from services.core.runtime import Runtime
 from services.core.scopes import ALL_SCOPES
@@ -216,6 +218,19 @@ def create_app(
         """``status: ok`` while the process serves; in dev mode also ``mode: dev`` and a
         ``warning`` that unsafe settings are accepted, so that a monitor can tell."""
         return liveness(runtime.settings.mode)
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+    )
+    async def metrics() -> Response:
+        """This process's counters and the store's gauges in the Prometheus text format
+        (catalogue: docs/operations.md, Metrics). Ids, types and outcomes only. Serve it to
+        the monitoring network, not through the agencies' load balancer."""
+        body = await render_metrics(runtime.store, runtime.clock())
+        return Response(body, media_type=METRICS_CONTENT_TYPE)
 
     @app.get(
         "/readyz",

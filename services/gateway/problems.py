@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.core.errors import IsaBrokerError, RateLimited
+from services.core.metrics import API_REFUSALS
 
 log = logging.getLogger("isa_broker.gateway")
 
@@ -27,6 +28,7 @@ def problem(
     headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> JSONResponse:
+    API_REFUSALS.labels(code=code).inc()
     body = {
         "type": PROBLEM_BASE + code,
         "title": title,

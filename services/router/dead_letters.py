@@ -13,6 +13,7 @@ from typing import Any
 
 from services.core.errors import Unavailable
 from services.core.kafka.publisher import Publisher
+from services.core.metrics import ENDPOINTS_DISABLED
 from services.core.notices import notice_event
 from services.core.runtime import Runtime
 from services.core.store.values import DueDelivery
@@ -36,6 +37,7 @@ class DeadLetters:
         held = await store.disable_subscription(row["subscription_id"], reason)
         if held is None:
             return  # already disabled, by another attempt or another router
+        ENDPOINTS_DISABLED.labels(recipient=row["recipient"]).inc()
         log.warning(
             "subscription_id=%s of %s disabled: %s; %d deliveries dead-lettered",
             row["subscription_id"],

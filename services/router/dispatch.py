@@ -39,6 +39,7 @@ from services.core.isa.engine import RecipientDecision
 from services.core.isa.model import agreement_ref
 from services.core.kafka.cloudevents import event_of, structured
 from services.core.kafka.publisher import Publisher
+from services.core.metrics import DELIVERIES
 from services.core.retention import periods_for, retention_of
 from services.core.runtime import Runtime
 from services.core.store.timeliness import AwaitedDuty
@@ -218,9 +219,7 @@ class Dispatcher:
             log.exception("delivery_id=%s attempt failed unexpectedly", row["id"])
             with contextlib.suppress(Unavailable):
                 retry_at = self.runtime.clock() + dt.timedelta(seconds=30)
-                await self.runtime.store.record_outcome(
-                    row, DeliveryOutcome(row["status"], next_attempt_at=retry_at)
-                )
+                await self.record(row, DeliveryOutcome(row["status"], next_attempt_at=retry_at))
         finally:
             self._in_flight.pop(row["id"], None)
             self._normal.discard(row["id"])
@@ -229,6 +228,13 @@ class Dispatcher:
                 del self._per_subscription[row["subscription_id"]]
             self._wake.set()
 
+    async def record(self, row: DueDelivery, outcome: DeliveryOutcome) -> None:
+        """Record an outcome in the store, and count it (isa_broker_deliveries)."""
+        await self.runtime.store.record_outcome(row, outcome)
+        DELIVERIES.labels(
+            channel=row["channel"], outcome=outcome.status, recipient=row["recipient"]
+        ).inc()
+
     # -- one attempt ---------------------------------------------------------------------------
 
     async def attempt(self, row: DueDelivery) -> None:
@@ -236,7 +242,7 @@ class Dispatcher:
         now = self.runtime.clock()
         if row["subscription_status"] != "active":
             reason = f"subscription {row['subscription_status']}"
-            await store.record_outcome(row, DeliveryOutcome("dead_lettered", reason=reason))
+            await self.record(row, DeliveryOutcome("dead_lettered", reason=reason))
             return
         if is_system_event(row):
             # a broker event (duty escalation, DIP reminder or expiry): ids only, sent as
@@ -247,7 +253,7 @@ class Dispatcher:
         shown = await shown_now(self.runtime.engine, store, row, row["recipient"], now)
         permitted = shown.permitted
         if permitted is None:
-            await store.record_outcome(row, DeliveryOutcome("withheld", reason=shown.withheld))
+            await self.record(row, DeliveryOutcome("withheld", reason=shown.withheld))
             log.info("withheld delivery_id=%s recipient=%s", row["id"], row["recipient"])
             return
         policies = self.runtime.engine.policies
@@ -273,7 +279,6 @@ class Dispatcher:
         the recipient's current public key; with no key registered the attempt fails and is
         retried on the schedule (the agency is told on its inbox when the delivery is
         dead-lettered), never sent in clear."""
-        store = self.runtime.store
         content_type = "application/cloudevents+json"
         if row["channel"] == "kafka" or (row["channel"] == "webhook" and row.get("encrypt")):
             agreements = disclosure.agreements if disclosure is not None else ""
@@ -286,7 +291,7 @@ class Dispatcher:
             body, content_type = sealed, recipient.CONTENT_TYPE
         if row["channel"] == "inbox":
             outcome = outcome_of(disclosure, "delivered", Attempt(at=now), inbox_body=body.decode())
-            await store.record_outcome(row, outcome)
+            await self.record(row, outcome)
             return
         if row["channel"] == "kafka":
             result = await self._publish(row, body, content_type)
@@ -399,7 +404,7 @@ class Dispatcher:
         )
         if result.ok:
             outcome = outcome_of(disclosure, "delivered", attempt, endpoint_ok=True)
-            await store.record_outcome(row, outcome)
+            await self.record(row, outcome)
             log.info(
                 "delivered delivery_id=%s recipient=%s attempts=%d",
                 row["id"],
@@ -419,9 +424,7 @@ class Dispatcher:
                 if result.gone
                 else f"retry schedule exhausted after {failed} attempts: {result.error}"
             )
-            await store.record_outcome(
-                row, outcome_of(disclosure, "dead_lettered", attempt, reason=reason)
-            )
+            await self.record(row, outcome_of(disclosure, "dead_lettered", attempt, reason=reason))
             await self.dead_letters.publish(row, reason)
             if result.gone:
                 await self.dead_letters.disable(row, "receiver answered 410 Gone")
@@ -433,7 +436,7 @@ class Dispatcher:
             next_attempt_at=now + dt.timedelta(seconds=delay),
             retry_index=failed,
         )
-        await store.record_outcome(row, retry)
+        await self.record(row, retry)
         if row["channel"] != "webhook":
             return
         since = await store.endpoint_failed(row["subscription_id"], now)

@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import IllegalStateError, KafkaError
 
 from services.core.crypto.envelope import EnvelopeError
 from services.core.errors import InvalidRequest, Unavailable
@@ -52,6 +52,8 @@ class Router:
         self.dispatcher = Dispatcher(runtime, publisher)
         #: called after routing wrote timers (the scheduler's ``wake``)
         self.on_timers: Callable[[], None] | None = None
+        #: the consumers running now (their lag is a metric)
+        self._consumers: set[AIOKafkaConsumer] = set()
 
     async def aclose(self) -> None:
         await self.dispatcher.aclose()
@@ -98,6 +100,7 @@ class Router:
         except BaseException:  # cancelled while joining the group: close its connections
             await asyncio.shield(consumer.stop())
             raise
+        self._consumers.add(consumer)
         try:
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=200)
@@ -107,8 +110,26 @@ class Router:
                 if batches:
                     await consumer.commit()
         finally:
+            self._consumers.discard(consumer)
             with contextlib.suppress(KafkaError):
                 await consumer.stop()
+
+    async def consumer_lag(self) -> dict[str, int]:
+        """Per topic, the records this router's consumers have yet to read from their
+        partitions (the high watermark last fetched less the position); a partition whose
+        position is not known yet counts nothing."""
+        lag: dict[str, int] = {}
+        for consumer in list(self._consumers):
+            for tp in consumer.assignment():
+                highwater = consumer.highwater(tp)
+                if highwater is None:
+                    continue
+                try:
+                    position = await asyncio.wait_for(consumer.position(tp), 1)
+                except (KafkaError, TimeoutError, IllegalStateError):
+                    continue
+                lag[tp.topic] = lag.get(tp.topic, 0) + max(0, highwater - position)
+        return lag
 
     async def handle(self, headers: list[tuple[str, bytes]], value: bytes, topic: str) -> None:
         """Route the message a record announces. The record is decrypted first (the

@@ -63,6 +63,10 @@ async def test_ready_while_its_dependencies_answer_and_not_while_one_is_missing(
             assert checks == {"store": "ok", "kafka": "ok", "consumer": "ok", "dispatcher": "ok"}
             for base in bases.values():
                 assert (await http.get(base + "/readyz")).json()["status"] == "ready"
+                # both serve the metrics too (services.core.metrics)
+                scraped = await http.get(base + "/metrics")
+                assert scraped.status_code == 200
+                assert "\nisa_broker_store_up 1.0\n" in scraped.text
 
             # a rolling upgrade: the code expects a newer schema than the database has
             database = settings.data_dir / "isa-broker.db"

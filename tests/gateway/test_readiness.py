@@ -14,5 +14,5 @@ async def test_live_and_ready_are_served_and_documented(http: httpx.AsyncClient)
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready", "checks": {"store": "ok"}}
     paths = (await http.get("/openapi.json")).json()["paths"]
-    assert {"/livez", "/healthz", "/readyz"} <= paths.keys()
+    assert {"/livez", "/healthz", "/readyz", "/metrics"} <= paths.keys()
     assert "503" in paths["/readyz"]["get"]["responses"]

@@ -10,10 +10,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InvalidRequest, SharingRefused
+from ..errors import InvalidRequest, SharingRefused, ValidationFailed
 from ..isa.engine import Decision
 from ..messages import MessageType, get_message_type
 from ..messages.person import identifier_keys, person_key
+from ..metrics import DECISION_SECONDS, INTAKE
 from ..runtime import Runtime
 from ..timeliness.lifecycle import ORIGINAL, Transition, initial_state
 from ..timeliness.notice import timeliness_of
@@ -73,10 +74,15 @@ async def accept(
     :class:`~services.core.errors.IdempotencyKeyReused` and
     :class:`~services.core.errors.SharingRefused`."""
     mt = get_message_type(message_type)
-    payload = mt.validate_json(body)
+    try:
+        payload = mt.validate_json(body)
+    except ValidationFailed:
+        INTAKE.labels(message_type=mt.name, outcome="invalid").inc()
+        raise
     request = request_hash(mt.name, sorted(purposes or []), payload)
     replay = await replay_if_seen(runtime, client_id, idempotency_key, request)
     if replay is not None:
+        INTAKE.labels(message_type=mt.name, outcome="replayed").inc()
         return replay
     accepted = await decide_and_store(
         runtime,
@@ -121,8 +127,10 @@ async def decide_and_store(
         decision = update.decision
     else:
         try:
-            decision = runtime.engine.decide(sender, mt.name, now, purposes, payload)
+            with DECISION_SECONDS.labels(message_type=mt.name).time():
+                decision = runtime.engine.decide(sender, mt.name, now, purposes, payload)
         except SharingRefused as e:
+            INTAKE.labels(message_type=mt.name, outcome="refused").inc()
             await runtime.store.audit(
                 "refused",
                 message_type=mt.name,
@@ -179,7 +187,9 @@ async def decide_and_store(
         existing = result.existing
         row["version"] = int(update.root["version"]) + 1
     if existing is not None:  # a concurrent request with the same key won the race
+        INTAKE.labels(message_type=mt.name, outcome="replayed").inc()
         return replayed(existing, request)
+    INTAKE.labels(message_type=mt.name, outcome="accepted").inc()
     if wake is not None:
         wake()
     log.info(

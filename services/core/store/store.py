@@ -15,7 +15,8 @@ of :class:`~.base.StoreBase` (the engine and its transactions):
 * :mod:`.subject_access` — a person's disclosures, found by pseudonym;
 * :mod:`.retention` — how long recipients may keep what they were sent;
 * :mod:`.party_keys` — agencies' encryption keys;
-* :mod:`.reports` — the backlog and the partnership's reports.
+* :mod:`.reports` — the backlog and the partnership's reports;
+* :mod:`.gauges` — what the metrics endpoints read at each scrape.
 
 Domain code that must write several things at once does so through
 ``async with store.transaction() as tx`` (:class:`~.transaction.Transaction`)."""
@@ -26,6 +27,7 @@ from .audit_log import AuditLogStore
 from .clients import ClientStore
 from .deliveries import DeliveryStore
 from .filters import FilterStore
+from .gauges import GaugeStore
 from .inbox import InboxStore
 from .lifecycle import LifecycleStore
 from .messages import MessageStore
@@ -53,5 +55,6 @@ class Store(
     RetentionStore,
     PartyKeyStore,
     ReportStore,
+    GaugeStore,
 ):
     """The whole store (see the module docstring for its parts)."""
