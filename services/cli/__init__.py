@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from ..core.errors import IsaBrokerError
+from ..core.logs import TEXT_FORMAT
 from ..core.messages import MESSAGE_TYPES as MESSAGE_TYPE_NAMES
 from . import access, files, serve, store
 from .common import settings_problems
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=files.schemas_export, is_async=False)
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format=TEXT_FORMAT)
     # Everything this process writes (store, keys, logs) holds personal data or secrets.
     os.umask(0o077)
     try:

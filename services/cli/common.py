@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 from ..core.errors import InvalidRequest
+from ..core.logs import configure as configure_logs
 from ..core.settings import DEV_MODE_WARNING, Settings
 
 
@@ -24,7 +25,7 @@ def load_settings(**overrides: object) -> Settings:
         raise SystemExit(f"isa-broker: invalid settings: {settings_problems(e)}") from e
     except SettingsError as e:  # a value that cannot be decoded (a JSON list)
         raise SystemExit(f"isa-broker: invalid settings: {e}") from e
-    logging.getLogger().setLevel(settings.log_level)
+    configure_logs(settings.log_level, settings.log_format)
     return settings
 
 

@@ -76,6 +76,8 @@ async def demo(args: argparse.Namespace) -> int:
     from ..demo.scenario import run_demo
     from ..demo.tranche import run_tranche
 
+    load_settings(mode="dev")  # the log level and format (each scenario has its own system)
+
     ok = True
     if args.scenario in ("basic", "all"):
         ok = await run_demo(args.data_dir) and ok

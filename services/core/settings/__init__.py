@@ -117,6 +117,11 @@ class Settings(BaseSettings):
         "start-up. isa-broker dev and demo always run in dev mode.",
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: 'LEVEL logger: message' lines; json: one JSON object per line, "
+        "with the ids a message names as fields (services.core.logs).",
+    )
     data_dir: Path = Field(default=REPO_ROOT / ".data")
     policies_dir: Path = Field(default=REPO_ROOT / "isa_policies")
     schemas_dir: Path = Field(default=REPO_ROOT / "schemas")
