@@ -6,7 +6,11 @@ Each record's value is sealed by :class:`~services.core.crypto.envelope.Envelope
 associated data binding the topic and the record's CloudEvent id (``ce_id``): a record
 copied to another topic, or relabelled with another id, does not open. The CloudEvents
 headers stay in clear (ids, type, time and the person's keyed pseudonym, never personal
-data) and the three envelope headers are added.
+data) and the three envelope headers are added. The record's ``content-type`` describes
+the bytes that are there, :data:`SEALED_CONTENT_TYPE`, and the event's own content type
+travels as ``isa_sealed_content_type``: a CloudEvents SDK reads a sealed record as an event
+whose data is opaque bytes, rather than failing to parse it as JSON. Opening puts the
+event's own content type back.
 
 Agency topics are not handled here: they carry one recipient's projection and will be
 encrypted to that recipient (JWE) with keys from the same key store."""
@@ -16,6 +20,11 @@ from __future__ import annotations
 import json
 
 from ..crypto.envelope import ENVELOPE_HEADERS, Envelope, Headers, NotEncrypted, is_sealed
+
+#: the content type of a sealed record's value (the envelope: nonce, ciphertext and tag)
+SEALED_CONTENT_TYPE = "application/vnd.isa-broker.sealed"
+#: where a sealed record keeps the event's own content type
+SEALED_TYPE_HEADER = "isa_sealed_content_type"
 
 
 def record_aad(topic: str, event_id: str) -> bytes:
@@ -39,7 +48,8 @@ class TopicEncryption:
         if not self.enabled:
             return value, headers
         sealed, extra = self.envelope.seal(value, record_aad(topic, _event_id(headers)))
-        return sealed, [*headers, *extra]
+        labelled = [(SEALED_TYPE_HEADER, v) if k == "content-type" else (k, v) for k, v in headers]
+        return sealed, [*labelled, ("content-type", SEALED_CONTENT_TYPE.encode()), *extra]
 
     def open_(
         self, topic: str, value: bytes, headers: Headers
@@ -52,7 +62,12 @@ class TopicEncryption:
                 raise NotEncrypted("record arrived unencrypted on an encrypted topic")
             return value, list(headers)
         plaintext = self.envelope.open_(value, headers, record_aad(topic, _event_id(headers)))
-        return plaintext, [(k, v) for k, v in headers if k not in ENVELOPE_HEADERS]
+        opened = []
+        for k, v in headers:
+            if k in ENVELOPE_HEADERS or (k == "content-type" and v == SEALED_CONTENT_TYPE.encode()):
+                continue
+            opened.append(("content-type", v) if k == SEALED_TYPE_HEADER else (k, v))
+        return plaintext, opened
 
 
 def _event_id(headers: Headers) -> str:
