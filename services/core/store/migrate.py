@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,7 +29,11 @@ def _config(connection: Connection) -> Config:
     return cfg
 
 
+@functools.cache
 def head() -> str:
+    """The newest revision the code ships. Read once per process: the migration scripts
+    ship with the code, and readiness asks at every probe (loading them is file I/O and
+    imports, in the event loop)."""
     script = ScriptDirectory.from_config(_config(None))  # type: ignore[arg-type]
     revision = script.get_current_head()
     assert revision is not None  # noqa: S101
