@@ -16,9 +16,35 @@ The ``webhook-signature`` header is a space-separated list: during a secret rota
 delivery is signed with the new key and the old one, and a receiver accepts it when any
 signature verifies under the key it holds ("Webhook headers").
 
+What is the ``standardwebhooks`` library (the specification's reference Python library) and
+what is not:
+
+* ``v1`` MACs are computed by ``standardwebhooks.webhooks.Webhook.sign``, for signing and
+  for verifying. The secret is checked here first (strict base64, at least one byte) and
+  handed to ``Webhook`` as bytes: given a string, ``Webhook`` decodes it leniently (it pads
+  and drops characters outside the alphabet), so a mangled secret would sign instead of
+  being refused. ``Webhook.sign`` takes the body as text, so a ``v1`` body must be UTF-8
+  (the broker sends JSON or a compact JWE; anything else is :class:`WebhookBodyInvalid`).
+* :func:`verify` does not call ``Webhook.verify``: that reads the wall clock with a fixed
+  five-minute tolerance (ours takes ``now`` and ``tolerance``, so tests and the demo run on
+  their own clock), and a malformed entry in the header (no comma, bad base64 padding)
+  escapes it as ``ValueError`` or ``binascii.Error`` rather than its own
+  ``WebhookVerificationError``. So the timestamp check and the header parsing are here, and
+  each ``v1`` entry is compared with ``Webhook.sign``'s answer by ``hmac.compare_digest``
+  (constant time), as ``Webhook.verify`` itself does.
+* ``v1a`` (ed25519) is written here on ``cryptography``: the library has no asymmetric
+  scheme.
+
+The library's own errors never leave this module: an empty secret
+(``EmptyWebhookSecretError``) becomes :class:`SigningKeyInvalid`, a failed check
+:class:`AuthenticationFailed` ("webhook timestamp outside tolerance" or "no webhook
+signature matched").
+
     IsaBrokerError
-    └── SigningKeyInvalid   500  signing_key_invalid   (also a ValueError)
-                                 (a key that is not whsec_/whsk_/whpk_ base64 of the right size)
+    ├── SigningKeyInvalid   500  signing_key_invalid   (also a ValueError)
+    │                            (a key that is not whsec_/whsk_/whpk_ base64 of the right size)
+    └── WebhookBodyInvalid  500  webhook_body_invalid  (also a ValueError)
+                                 (signing a v1 body that is not UTF-8 text)
 """
 
 from __future__ import annotations
@@ -26,7 +52,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import hashlib
 import hmac
 from typing import Literal
 
@@ -35,6 +60,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from ..crypto.keys import new_webhook_secret
 from ..errors import AuthenticationFailed, IsaBrokerError
@@ -56,6 +82,14 @@ class SigningKeyInvalid(IsaBrokerError, ValueError):
 
     code = "signing_key_invalid"
     title = "Webhook signing key invalid"
+
+
+class WebhookBodyInvalid(IsaBrokerError, ValueError):
+    """A ``v1`` body that is not UTF-8: Standard Webhooks payloads are text, and the library
+    signs text. The broker's own bodies (JSON, compact JWE) always are."""
+
+    code = "webhook_body_invalid"
+    title = "Webhook body invalid"
 
 
 # -- keys ---------------------------------------------------------------------------------------
@@ -86,9 +120,13 @@ def _b64(raw: str, what: str, size: int | None = None) -> bytes:
     return value
 
 
-def _hmac_key(secret: str) -> bytes:
-    raw = secret.removeprefix(SECRET_PREFIX)
-    return _b64(raw, "webhook secret")
+def _webhook(secret: str) -> Webhook:
+    """The library's signer for a ``whsec_`` (or bare base64) secret, checked strictly here."""
+    raw = _b64(secret.removeprefix(SECRET_PREFIX), "webhook secret")
+    try:
+        return Webhook(raw)
+    except EmptyWebhookSecretError as e:  # _b64 refuses empty keys; kept for the boundary
+        raise SigningKeyInvalid("webhook secret must decode to at least 1 bytes") from e
 
 
 def _private_key(key: str) -> Ed25519PrivateKey:
@@ -133,16 +171,24 @@ def _content(msg_id: str, timestamp: int, body: bytes) -> bytes:
     return f"{msg_id}.{timestamp}.".encode() + body
 
 
+def _v1(webhook: Webhook, msg_id: str, timestamp: int, text: str) -> str:
+    """``v1,<base64 HMAC-SHA256>`` by the library, which takes the time as a datetime."""
+    return webhook.sign(msg_id, dt.datetime.fromtimestamp(timestamp, tz=dt.UTC), text)
+
+
 def sign(key: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """One signature, ``v1,...`` for a ``whsec_`` secret or ``v1a,...`` for a ``whsk_`` key."""
-    content = _content(msg_id, timestamp, body)
     if key.startswith(PUBLIC_KEY_PREFIX):
         raise SigningKeyInvalid("a whpk_ public key verifies signatures, it cannot sign")
     if key.startswith(SECRET_KEY_PREFIX):
-        signature = _private_key(key).sign(content)
+        signature = _private_key(key).sign(_content(msg_id, timestamp, body))
         return "v1a," + base64.b64encode(signature).decode()
-    mac = hmac.new(_hmac_key(key), content, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
+    webhook = _webhook(key)
+    try:
+        text = body.decode()
+    except UnicodeDecodeError as e:
+        raise WebhookBodyInvalid("a v1 webhook body must be UTF-8 text") from e
+    return _v1(webhook, msg_id, timestamp, text)
 
 
 def headers(keys: list[str], msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
@@ -195,7 +241,12 @@ def verify(
             if version == "v1a" and _ed25519_matches(public, content, encoded):
                 return
     else:
-        expected = sign(key, msg_id, timestamp, body).encode()
+        webhook = _webhook(key)
+        try:
+            text = body.decode()
+        except UnicodeDecodeError as e:  # no v1 signature covers it (see the module docstring)
+            raise AuthenticationFailed("no webhook signature matched") from e
+        expected = _v1(webhook, msg_id, timestamp, text).encode()
         for candidate in candidates:
             if hmac.compare_digest(candidate.encode(), expected):
                 return

@@ -16,6 +16,7 @@ from services.core.crypto.keys import new_webhook_secret
 from services.core.errors import AuthenticationFailed
 from services.core.webhooks.signing import (
     SigningKeyInvalid,
+    WebhookBodyInvalid,
     active_keys,
     headers,
     new_signing_key,
@@ -174,6 +175,71 @@ def test_we_accept_standardwebhooks_signatures(secret: str) -> None:
     theirs = Webhook(secret).sign(MSG_ID, dt.datetime.fromtimestamp(ts, tz=dt.UTC), BODY.decode())
     assert theirs == sign(secret, MSG_ID, ts, BODY)
     verify(secret, MSG_ID, ts, BODY, theirs, now=ts)
+
+
+def test_cross_check_with_the_library_in_both_directions(secret: str) -> None:
+    """Ours -> library: ``headers()`` (with a v1a signature beside, which the library skips)
+    verifies with ``Webhook.verify``. Library -> ours: headers built from ``Webhook.sign``
+    verify with our ``verify()``, alone and beside a rotation's other signature."""
+    ts = _now()
+    ours = headers([new_signing_key("v1a"), secret], MSG_ID, ts, BODY)
+    Webhook(secret).verify(BODY, ours, json_parse=False)
+    Webhook(secret.removeprefix("whsec_")).verify(BODY, ours, json_parse=False)
+
+    library = Webhook(secret)
+    when = dt.datetime.fromtimestamp(ts, tz=dt.UTC)
+    theirs = {
+        "webhook-id": MSG_ID,
+        "webhook-timestamp": str(ts),
+        "webhook-signature": library.sign(MSG_ID, when, BODY.decode()),
+    }
+    verify(secret, MSG_ID, ts, BODY, theirs["webhook-signature"], now=ts)
+    other = new_webhook_secret()
+    rotation = Webhook(other).sign(MSG_ID, when, BODY.decode()) + " " + theirs["webhook-signature"]
+    for key in (secret, other):
+        verify(key, MSG_ID, ts, BODY, rotation, now=ts)
+    with pytest.raises(AuthenticationFailed, match="no webhook signature matched"):
+        verify(new_webhook_secret(), MSG_ID, ts, BODY, rotation, now=ts)
+
+
+def test_verify_runs_on_the_given_clock_not_the_wall_clock(secret: str) -> None:
+    """The library's own verify reads the wall clock; ours takes ``now``."""
+    ts = 1_000_000_000
+    verify(secret, MSG_ID, ts, BODY, sign(secret, MSG_ID, ts, BODY), now=ts + 300)
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        Webhook(secret).verify(BODY, headers([secret], MSG_ID, ts, BODY))
+
+
+def test_malformed_entries_beside_a_good_signature_are_skipped(secret: str) -> None:
+    """Entries the library's verify would crash on (no comma, bad padding) are no match."""
+    ts = _now()
+    good = sign(secret, MSG_ID, ts, BODY)
+    for junk in ("v1a", "v1,abc", "v1,a,b", "v1,", ","):
+        verify(secret, MSG_ID, ts, BODY, f"{junk} {good}", now=ts)
+        with pytest.raises(AuthenticationFailed, match="no webhook signature matched"):
+            verify(secret, MSG_ID, ts, BODY, junk, now=ts)
+
+
+def test_a_v1_body_must_be_utf8(secret: str, v1a_key: str) -> None:
+    ts = _now()
+    body = b"\xff\xfe not text"
+    with pytest.raises(WebhookBodyInvalid, match="UTF-8"):
+        sign(secret, MSG_ID, ts, body)
+    forged = "v1," + base64.b64encode(b"\0" * 32).decode()
+    with pytest.raises(AuthenticationFailed, match="no webhook signature matched"):
+        verify(secret, MSG_ID, ts, body, forged, now=ts)
+    # v1a signs bytes: no such limit
+    verify(public_key(v1a_key), MSG_ID, ts, body, sign(v1a_key, MSG_ID, ts, body), now=ts)
+
+
+def test_a_secret_the_library_would_read_leniently_is_refused(secret: str) -> None:
+    """Given a string, ``Webhook`` drops characters outside base64; we refuse the key."""
+    mangled = secret + "!"
+    Webhook(mangled)  # the library takes it
+    with pytest.raises(SigningKeyInvalid, match="not valid base64"):
+        sign(mangled, MSG_ID, 1, BODY)
+    with pytest.raises(SigningKeyInvalid, match="not valid base64"):
+        verify(mangled, MSG_ID, 1, BODY, sign(secret, MSG_ID, 1, BODY), now=1)
 
 
 # --- known answers ------------------------------------------------------------------------
