@@ -75,6 +75,7 @@ async def serve(args: argparse.Namespace) -> int:
 async def demo(args: argparse.Namespace) -> int:
     from ..demo.scenario import run_demo
     from ..demo.tranche import run_tranche
+    from .progress import progress_on_stderr
 
     load_settings(mode="dev")  # the log level and format (each scenario has its own system)
 
@@ -84,6 +85,10 @@ async def demo(args: argparse.Namespace) -> int:
     if args.scenario in ("tranche", "all"):
         if args.scenario == "all":
             print()
-        passed, _ = await run_tranche(args.data_dir, notices=args.notices)
+        # the scenario's lines go to standard output past the bar; its steps' progress to the bar
+        with progress_on_stderr() as progress:
+            passed, _ = await run_tranche(
+                args.data_dir, out=progress.write, notices=args.notices, on_progress=progress.update
+            )
         ok = passed and ok
     return 0 if ok else 1

@@ -1,5 +1,6 @@
 """Commands on the store: ``db upgrade``, the disclosure log (``audit ...``: verify, seal,
-checkpoints, subject access, disclosures) and retention (``retention due|notify``)."""
+checkpoints, subject access, disclosures) and retention (``retention due|notify``). The long
+ones show a progress bar on a terminal (:mod:`.progress`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from .common import load_settings
+
+#: the IG queries' bar: a count of entries to come is not known, so it only shows time passing
+SEARCHING = "searching the disclosure log"
 
 if TYPE_CHECKING:
     from ..core.settings import Settings
@@ -40,6 +44,7 @@ async def audit_command(args: argparse.Namespace) -> int:
     from ..core.audit.keys import LogSigningKeys
     from ..core.audit.sealer import Sealer
     from ..core.audit.verify import export_checkpoints, read_export, verify_log
+    from .progress import progress_on_stderr  # rich: imported by the commands that draw
 
     settings = load_settings()
     keys = LogSigningKeys(settings.data_dir)
@@ -48,7 +53,10 @@ async def audit_command(args: argparse.Namespace) -> int:
     try:
         await store.init_schema()
         if args.audit_command == "verify":
-            verdict = await verify_log(store, keys, exported)
+            with progress_on_stderr() as progress:
+                verdict = await verify_log(
+                    store, keys, exported, on_progress=progress.callback("verifying the log")
+                )
             print(verdict.line())
             return 0 if verdict.ok else 1
         if args.audit_command == "rotate-key":
@@ -70,7 +78,10 @@ async def audit_command(args: argparse.Namespace) -> int:
             sealed = await sealer.seal_now()
             print(f"sealed {sealed} entries; the log holds {sealer.sealed} sealed entries")
             return 0
-        doc = await export_checkpoints(store, keys)
+        with progress_on_stderr() as progress:
+            doc = await export_checkpoints(
+                store, keys, on_progress=progress.callback("reading the sealed entries")
+            )
     finally:
         await store.aclose()
     text = json.dumps(doc, indent=2) + "\n"
@@ -152,6 +163,7 @@ async def audit_query(args: argparse.Namespace) -> int:
     from ..core.isa import load_policies
     from ..core.messages.models import PersonIdentifiers
     from ..core.store.subject_access import DisclosureQuery
+    from .progress import progress_on_stderr
 
     settings = load_settings()
     policies = load_policies(settings.policies_dir, settings.schemas_dir)
@@ -171,22 +183,25 @@ async def audit_query(args: argparse.Namespace) -> int:
     store = open_store(settings)
     try:
         await store.init_schema()
-        if person is not None:
-            keys = KeyStore(settings.data_dir, RotationPolicy.from_settings(settings))
-            lines = await sar.subject_access(
-                store, keys.pseudonymise, policies, person, actor=actor, client_id=client_id
-            )
-        else:
-            query = DisclosureQuery(
-                args.agreement,
-                args.version,
-                args.party,
-                parse_when(args.since, "--since"),
-                parse_when(args.until, "--until"),
-            )
-            lines, _ = await sar.disclosures(
-                store, policies, query, actor=actor, client_id=client_id, limit=args.limit
-            )
+        with progress_on_stderr() as progress:
+            if person is not None:
+                keys = KeyStore(settings.data_dir, RotationPolicy.from_settings(settings))
+                progress.update(SEARCHING, 0)
+                lines = await sar.subject_access(
+                    store, keys.pseudonymise, policies, person, actor=actor, client_id=client_id
+                )
+            else:
+                query = DisclosureQuery(
+                    args.agreement,
+                    args.version,
+                    args.party,
+                    parse_when(args.since, "--since"),
+                    parse_when(args.until, "--until"),
+                )
+                progress.update(SEARCHING, 0)
+                lines, _ = await sar.disclosures(
+                    store, policies, query, actor=actor, client_id=client_id, limit=args.limit
+                )
     finally:
         await store.aclose()
     if args.format == "csv":

@@ -10,7 +10,9 @@ three weeks so that deadlines, reminders and escalations fall due in seconds.
 
 At the end it prints the summary a partnership board would read, computed from the store
 (``Store.timeliness_report``, the same numbers as ``GET /v1/reports/timeliness``), and checks
-each number against what the scenario itself did. Every person is synthetic.
+each number against what the scenario itself did. Every person is synthetic. How far the
+long steps are (publishing the tranche, waiting for its deliveries, the simulated days) is
+told to an optional ``on_progress(step, done, total)`` callback: the command's progress bar.
 
 One module on purpose (about 500 lines): a script read from top to bottom, the scenario's
 steps in the order they happen."""
@@ -25,6 +27,7 @@ import random
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,17 @@ BEHAVIOUR = {
 }
 DAYS = 21
 SHORT_NOTICE_EVERY = 10  # one notice in ten gives one day's notice
+
+#: ``on_progress(step, done, total)``: how far a long step of the scenario is
+OnProgress = Callable[[str, int, int], None]
+PUBLISHING = "publishing the release notices"
+DELIVERING = "routing and delivering"
+AMENDING = "cancelling and amending releases"
+SIMULATING = "simulated days"
+
+
+def _no_progress(_step: str, _done: int, _total: int) -> None:
+    """Progress told to no one."""
 
 
 def person(i: int) -> dict[str, Any]:
@@ -160,9 +174,14 @@ def receivable(runtime: Runtime, party: str) -> list[str]:
 
 
 async def run_tranche(
-    data_dir: Path | None = None, out: Any = print, notices: int = 300, breaches: int = 12
+    data_dir: Path | None = None,
+    out: Any = print,
+    notices: int = 300,
+    breaches: int = 12,
+    on_progress: OnProgress | None = None,
 ) -> tuple[bool, dict[str, Any]]:
     """Run the scenario on a fresh embedded system; returns (every check passed, report)."""
+    progress = on_progress or _no_progress
     started = time.monotonic()
     # each escalation and expiry is logged as a warning for operators; here the summary
     # counts them instead of a few hundred log lines
@@ -206,21 +225,23 @@ async def run_tranche(
             )
             tally = Tally()
             day0 = clock().date()
-            await _post_tranche(clients, tally, notices, breaches, day0, out)
-            await _wait_idle(system, clock)
-            await _amend_and_cancel(clients, tally, rng, day0, out)
-            await _wait_idle(system, clock)
+            await _post_tranche(clients, tally, notices, breaches, day0, out, progress)
+            await _wait_idle(system, clock, progress)
+            await _amend_and_cancel(clients, tally, rng, day0, out, progress)
+            await _wait_idle(system, clock, progress)
             fates: dict[str, str] = {}
             await _acknowledge(clients, tally, rng, clock, fates)
-            await _wait_idle(system, clock)
+            await _wait_idle(system, clock, progress)
             for day in range(1, DAYS + 1):
+                progress(SIMULATING, day - 1, DAYS)
                 clock.advance(dt.timedelta(days=1))
-                await _wait_idle(system, clock)
+                await _wait_idle(system, clock, progress)
                 if day == 4:
                     await _outcomes(clients, tally, clock().date(), out)
                 await _confirm_releases(clients, tally, day0, clock)
                 await _acknowledge(clients, tally, rng, clock, fates)
-                await _wait_idle(system, clock)
+                await _wait_idle(system, clock, progress)
+            progress(SIMULATING, DAYS, DAYS)
             report = await runtime.store.timeliness_report(clock())
             ok = _print_summary(report, tally, out, day0, clock().date())
             ok = await _check_events(runtime, receivers, report, out) and ok
@@ -242,13 +263,18 @@ async def _post_tranche(
     breaches: int,
     day0: dt.date,
     out: Any,
+    progress: OnProgress,
 ) -> None:
     prison = clients[PRISON]
     gate = asyncio.Semaphore(8)
+    answered = 0
 
     async def post(i: int) -> None:
+        nonlocal answered
         async with gate:
             r = await prison.publish("release-notice", release_notice(i, day0))
+        answered += 1
+        progress(PUBLISHING, answered, n)
         if r.status_code != 202:
             tally.refused[f"release-notice {r.status_code}"] += 1
             return
@@ -279,15 +305,20 @@ async def _post_tranche(
     out(f"3. {DIP_TEAM} posts {len(tally.breaches)} DIP breaches, STL expiring in 3 to 30 days")
 
 
-async def _wait_idle(system: System, clock: OffsetClock, timeout: float = 180) -> None:
+async def _wait_idle(
+    system: System, clock: OffsetClock, progress: OnProgress = _no_progress, timeout: float = 180
+) -> None:
     """Until nothing is left to do as at the clock's now: every message routed, no delivery
-    due, no deadline or reminder due."""
+    due, no deadline or reminder due. Progress: the work done of the most there was to do."""
     assert system.runtime is not None  # noqa: S101
     deadline = time.monotonic() + timeout
-    quiet = 0
+    quiet = most = 0
     while time.monotonic() < deadline:
         backlog = await system.runtime.store.backlog(clock())
-        quiet = quiet + 1 if not any(backlog.values()) else 0
+        left = sum(backlog.values())
+        most = max(most, left)
+        progress(DELIVERING, most - left, most)
+        quiet = quiet + 1 if not left else 0
         if quiet >= 3:  # three looks in a row: the last step's effects have settled too
             return
         await asyncio.sleep(0.2)
@@ -300,13 +331,15 @@ async def _amend_and_cancel(
     rng: random.Random,
     day0: dt.date,
     out: Any,
+    progress: OnProgress,
 ) -> None:
     """An exemption panel refuses one release in fifteen; one in ten is moved a week on."""
     prison = clients[PRISON]
     chosen = rng.sample(range(len(tally.notices)), k=len(tally.notices) // 6)
     cancel = chosen[: len(tally.notices) // 15]
     amend = chosen[len(cancel) :]
-    for k in cancel:
+    for done, k in enumerate(cancel):
+        progress(AMENDING, done, len(chosen))
         message_id = tally.notices[k]
         r = await prison.request(
             "POST", f"/v1/messages/{message_id}/cancel", json={"reason": "exemption_panel_refused"}
@@ -315,7 +348,8 @@ async def _amend_and_cancel(
             tally.cancelled.add(message_id)
         else:
             tally.refused[f"cancel {r.status_code}"] += 1
-    for k in amend:
+    for done, k in enumerate(amend, start=len(cancel)):
+        progress(AMENDING, done, len(chosen))
         message_id = tally.notices[k]
         body = release_notice(tally.number[message_id], day0)
         moved = dt.date.fromisoformat(body["release"]["date"]) + dt.timedelta(days=7)
@@ -325,6 +359,7 @@ async def _amend_and_cancel(
             tally.amended.add(message_id)
         else:
             tally.refused[f"amend {r.status_code}"] += 1
+    progress(AMENDING, len(chosen), len(chosen))
     out(
         f"4. An exemption panel refuses {len(tally.cancelled)} early releases (cancelled); "
         f"{len(tally.amended)} releases move a week on (amended)"

@@ -25,12 +25,15 @@ stops at the first fault, in this order of checks as it walks the entries by ``s
 
 Entries after the tail (written, or sealed by a running sealer, since the snapshot) count
 as not yet sealed. Memory holds one page of entries and O(log n) hashes per checkpoint,
-whatever the length of the log; time is linear in it."""
+whatever the length of the log; time is linear in it. The walk reports its progress to an
+optional ``on_progress(entries checked, sealed entries)`` callback (the command's progress
+bar), as does the walk of :func:`export_checkpoints`."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,9 @@ from .keys import LogSigningKeys, public_key_from_b64, verify_signature
 from .merkle import ConsistencyProofs, verify_consistency
 
 FORMAT = "isa-broker-audit-checkpoints/1"
+
+#: ``on_progress(done, total)``: how far a walk over the sealed entries is
+OnProgress = Callable[[int, int], None]
 
 
 @dataclass
@@ -231,19 +237,24 @@ async def verify_log(
     exported: dict[str, Any] | None = None,
     *,
     page: int = PAGE,
+    on_progress: OnProgress | None = None,
 ) -> Verdict:
     """Check the log up to its last sealed entry and its checkpoints (and ``exported``, from
     :func:`read_export`), reading ``page`` entries at a time; the verdict names the first
-    fault."""
+    fault. ``on_progress`` is told the sealed entries checked, of those in the snapshot,
+    after each entry."""
     checkpoints = await store.audit_checkpoints()
     tail = await store.sealed_tail()  # after the checkpoints: it covers every one of them
     last_sealed = tail[1] if tail is not None else 0
+    total = tail[0] + 1 if tail is not None else 0
     sizes = [cp["tree_size"] for cp in exported["checkpoints"]] if exported is not None else []
     walk = _Pass(last_sealed, checkpoints, keys.public_keys(), sizes)
     async for entry in store.log_entries(last_sealed, page=page):
         bad = walk.entry(entry)
         if bad is not None:
             return bad
+        if on_progress is not None:
+            on_progress(walk.tree.size, total)
     bad = walk.finish()
     if bad is None and exported is not None:
         bad = walk.exported(checkpoints[-1] if checkpoints else None, exported)
@@ -263,11 +274,16 @@ async def verify_log(
 
 
 async def export_checkpoints(
-    store: Store, keys: LogSigningKeys, *, page: int = PAGE
+    store: Store,
+    keys: LogSigningKeys,
+    *,
+    page: int = PAGE,
+    on_progress: OnProgress | None = None,
 ) -> dict[str, Any]:
     """Every checkpoint with the public keys that verify them and the RFC 9162 consistency
     proof from each to the next, for a partner to keep (and check offline); the proofs are
-    built in one pass over the sealed leaves, ``page`` at a time."""
+    built in one pass over the sealed leaves, ``page`` at a time (``on_progress`` is told
+    the leaves read, of those the newest checkpoint covers, after each one)."""
     checkpoints = await store.audit_checkpoints()
     sizes = [cp["tree_size"] for cp in checkpoints]
     pairs = list(zip(sizes, sizes[1:], strict=False))
@@ -275,6 +291,8 @@ async def export_checkpoints(
     if pairs:
         async for _, leaf, _ in store.sealed_leaves(0, sizes[-1], page=page):
             tree.append(leaf)
+            if on_progress is not None:
+                on_progress(tree.size, sizes[-1])
     proofs = [
         {"first": a, "second": b, "proof": [p.hex() for p in tree.proof(a, b)]}
         for a, b in pairs
