@@ -64,7 +64,7 @@ def run(promtool: Path, *args: str) -> str:
 
 
 def test_the_rules_are_valid_and_their_unit_tests_pass(promtool: Path) -> None:
-    assert "SUCCESS: 10 rules found" in run(promtool, "check", "rules", "isa-broker.rules.yml")
+    assert "SUCCESS: 11 rules found" in run(promtool, "check", "rules", "isa-broker.rules.yml")
     assert "SUCCESS" in run(promtool, "test", "rules", "isa-broker.rules.test.yml")
 
 

@@ -10,7 +10,12 @@ Two kinds:
 * gauges of the work in hand, read from the store at each scrape
   (:meth:`~services.core.store.gauges.GaugeStore.operational_state`), and this router's
   Kafka consumer lag. Every part reads the same store, so every part reports the same
-  values for these: aggregate them with ``max``, not ``sum``.
+  values for these: aggregate them with ``max``, not ``sum``;
+* gauges of the signing keys (token and delivery), read from the key files at each scrape
+  (:meth:`~services.core.crypto.keys.KeyStore.signing_key_ages`): the age of the key that
+  signs now and the policy that rotates it. Reading them rotates nothing and makes no key,
+  and no key material, kid or thumbprint is reported. Parts sharing a data directory
+  report the same values: ``max`` again.
 
 Labels carry party ids, message types, channels, outcomes and error codes: never anything
 about a person. One registry per process, so a whole system in one process (``isa-broker
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -32,6 +38,9 @@ from prometheus_client import (
 
 from .errors import Unavailable
 from .store import Store
+
+if TYPE_CHECKING:
+    from .crypto.keys import KeyStore
 
 CONTENT_TYPE = exposition.CONTENT_TYPE_LATEST
 
@@ -89,6 +98,28 @@ CONSUMER_LAG = Gauge(
     ["topic"],
     registry=REGISTRY,
 )
+SIGNING_KEY_AGE = Gauge(
+    "isa_broker_signing_key_age_seconds",
+    "Age of the signing key that signs now, by key: token (access tokens) or delivery "
+    "(records and webhook bodies encrypted to agencies); measured from when it began to "
+    "sign. No sample until the first key of that kind is made.",
+    ["key"],
+    registry=REGISTRY,
+)
+SIGNING_KEY_MAX_AGE = Gauge(
+    "isa_broker_signing_key_max_age_seconds",
+    "Age at which a signing key is rotated, on its first use from then on "
+    "(ISA_BROKER_SIGNING_KEY_MAX_AGE_DAYS), by key.",
+    ["key"],
+    registry=REGISTRY,
+)
+SIGNING_KEY_PUBLISH_AHEAD = Gauge(
+    "isa_broker_signing_key_publish_ahead_seconds",
+    "How long a rotation publishes the next signing key before it signs, the old key "
+    "signing meanwhile (ISA_BROKER_SIGNING_KEY_PUBLISH_AHEAD_SECONDS), by key.",
+    ["key"],
+    registry=REGISTRY,
+)
 
 #: the gauges read from the store: name (after ``isa_broker_``) -> help
 STATE = {
@@ -113,13 +144,25 @@ _STATE_GAUGES = {
 }
 
 
+def _read_signing_keys(keys: KeyStore, now: dt.datetime) -> None:
+    for name, found in keys.signing_key_ages(now).items():
+        SIGNING_KEY_MAX_AGE.labels(key=name).set(found.max_age_seconds)
+        SIGNING_KEY_PUBLISH_AHEAD.labels(key=name).set(found.publish_ahead_seconds)
+        if found.age_seconds is None:  # no key of this kind (yet): no sample
+            SIGNING_KEY_AGE.remove(name)
+        else:
+            SIGNING_KEY_AGE.labels(key=name).set(found.age_seconds)
+
+
 async def render(
     store: Store,
     now: dt.datetime,
     lag: Callable[[], Awaitable[Mapping[str, int]]] | None = None,
+    *,
+    keys: KeyStore | None = None,
 ) -> bytes:
     """The exposition text of this process's metrics, the store's gauges read now; ``lag``:
-    this router's consumer lag by topic."""
+    this router's consumer lag by topic; ``keys``: the signing keys whose ages to report."""
     try:
         state = await store.operational_state(now)
     except Unavailable:
@@ -131,4 +174,6 @@ async def render(
     if lag is not None:
         for topic, behind in (await lag()).items():
             CONSUMER_LAG.labels(topic=topic).set(behind)
+    if keys is not None:
+        _read_signing_keys(keys, now)
     return generate_latest(REGISTRY)

@@ -90,3 +90,45 @@ async def test_metrics_follow_intake_and_delivery_and_name_no_person(
         assert identifying not in scraped.text
     for c in clients.values():
         await c.aclose()
+
+
+async def test_metrics_show_the_signing_keys_ages_and_no_key(system: System) -> None:
+    """The token- and delivery-signing keys' ages and rotation policy, by key set only; a
+    scrape rotates nothing (the published kids stay the same) and shows no key material."""
+    assert system.runtime is not None
+    tokens = system.runtime.settings.tokens
+    base = system.gateway_url
+    async with httpx.AsyncClient() as http:
+        # fetching the JWKSs is a use of each key set: it makes the first key if none is yet
+        published = {
+            key: (await http.get(base + path)).json()["keys"]
+            for key, path in (
+                ("token", "/.well-known/jwks.json"),
+                ("delivery", "/.well-known/delivery-signing-keys.json"),
+            )
+        }
+        scraped = await http.get(base + "/metrics")
+        assert scraped.status_code == 200
+        again = {
+            key: (await http.get(base + path)).json()["keys"]
+            for key, path in (
+                ("token", "/.well-known/jwks.json"),
+                ("delivery", "/.well-known/delivery-signing-keys.json"),
+            )
+        }
+    assert again == published
+    found = samples(scraped.text)
+    for key in ("token", "delivery"):
+        age = found[("isa_broker_signing_key_age_seconds", (("key", key),))]
+        assert 0 <= age < 600, (key, age)
+        assert found[("isa_broker_signing_key_max_age_seconds", (("key", key),))] == (
+            tokens.signing_key_max_age_days * 86_400
+        )
+        assert found[("isa_broker_signing_key_publish_ahead_seconds", (("key", key),))] == (
+            tokens.signing_key_publish_ahead_seconds
+        )
+    signing = [(name, labels) for name, labels in found if name.startswith("isa_broker_signing")]
+    assert {labels for _, labels in signing} == {(("key", "token"),), (("key", "delivery"),)}
+    for jwk in (*published["token"], *published["delivery"]):
+        for field in ("kid", "x", "y"):
+            assert jwk[field] not in scraped.text, field

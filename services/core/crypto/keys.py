@@ -8,7 +8,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,30 @@ from .signing_keys import RotationPolicy, SigningKeys, write_private_file
 
 #: a retired delivery-signing key stays published this long unless the settings say otherwise
 DELIVERY_SIGNING_GRACE = dt.timedelta(days=DELIVERY_SIGNING_GRACE_DAYS)
+
+
+@dataclass(frozen=True)
+class SigningKeyAge:
+    """How old the key that signs now is, beside the policy that rotates it, in seconds:
+    what the metrics report of a signing key set. Never the key, its kid or its thumbprint.
+
+    ``age_seconds`` is measured as rotation measures it (since the key began to sign), and is
+    ``None`` while the set has no key yet (none is made on first use until then)."""
+
+    age_seconds: float | None
+    max_age_seconds: float
+    publish_ahead_seconds: float
+
+
+def _signing_now_age(keys: SigningKeys, now: dt.datetime) -> SigningKeyAge:
+    """Read the key files only (:meth:`SigningKeys.signing_now`): looking rotates nothing."""
+    current = keys.signing_now(now)
+    age = None
+    if current is not None:
+        age = max(0.0, (now - max(current.activates_at, current.created_at)).total_seconds())
+    return SigningKeyAge(
+        age, keys.policy.max_age.total_seconds(), keys.policy.publish_ahead.total_seconds()
+    )
 
 
 class KeyStore:
@@ -82,6 +106,17 @@ class KeyStore:
         self._ensure_root()
         keys = self.delivery_signing.key_set(now or dt.datetime.now(dt.UTC))
         return dict(keys.as_dict(private=False))
+
+    # -- both --------------------------------------------------------------------------------
+
+    def signing_key_ages(self, now: dt.datetime) -> dict[str, SigningKeyAge]:
+        """The age of the token-signing and of the delivery-signing key that signs at ``now``,
+        by ``token`` and ``delivery``, with their rotation policies: read without rotating
+        or creating any key (:mod:`services.core.metrics` reports them at each scrape)."""
+        return {
+            "token": _signing_now_age(self.signing, now),
+            "delivery": _signing_now_age(self.delivery_signing, now),
+        }
 
     # -- pseudonyms ----------------------------------------------------------------------------
 

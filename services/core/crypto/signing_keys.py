@@ -180,6 +180,16 @@ class SigningKeys:
         assert current is not None  # noqa: S101 - just written
         return current
 
+    def signing_now(self, now: dt.datetime) -> SigningKey | None:
+        """The key that signs at ``now`` as the files say, or None: unlike :meth:`active`, it
+        neither rotates a key that is due nor makes a first one, so that looking (a metrics
+        scrape) changes nothing. A key file vanishing under a concurrent rotation reads as
+        no key, until the next look."""
+        try:
+            return self._current(self._load(), now)
+        except (OSError, ValueError):
+            return None
+
     def key_set(self, now: dt.datetime) -> KeySet:
         self.active(now)  # a JWKS is never empty
         return KeySet([ECKey.import_key(k.key.as_dict(private=False)) for k in self.published(now)])
