@@ -16,6 +16,7 @@ from typing import Any
 
 import uvicorn
 
+from .core import tracing
 from .core.audit.keys import LogSigningKeys
 from .core.audit.sealer import Sealer
 from .core.clients import create_client
@@ -70,6 +71,9 @@ class System:
         ``KAFKA_BOOTSTRAP_SERVERS``; only the whole system may start the embedded broker."""
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # traces, when the environment names an OTLP endpoint (services.core.tracing)
+        parts = {(True, False): "isa-broker-gateway", (False, True): "isa-broker-router"}
+        tracing.configure(parts.get((with_gateway, with_router), "isa-broker"))
         if not (with_gateway and with_router) and not s.kafka.bootstrap_servers:
             raise ConfigurationError(
                 "running the gateway or the router on its own needs KAFKA_BOOTSTRAP_SERVERS "
@@ -273,6 +277,7 @@ class System:
         if self.broker is not None:
             self.broker.stop()
             (self.settings.data_dir / "broker.pid").unlink(missing_ok=True)
+        tracing.shutdown()
 
     async def __aenter__(self) -> System:
         return await self.start()

@@ -4,9 +4,10 @@
 A JSON line carries ``time`` (RFC 3339, UTC), ``level``, ``logger`` and ``message``, and
 lifts the ids a message names as ``key=value`` (``message_id``, ``delivery_id``,
 ``duty_id``, ``subscription_id``, ``client_id``, ``recipient``, ``sender``, ``party``,
-``type``) into fields of their own, so that a pipeline can search by them. The broker's log
-messages name ids, parties and error kinds only, never a person's details (see
-docs/operations.md, Logs); a traceback, when there is one, is in ``exception``."""
+``type``) into fields of their own, so that a pipeline can search by them; with traces on
+(services.core.tracing), ``trace_id`` and ``span_id`` of the span the line was logged in.
+The broker's log messages name ids, parties and error kinds only, never a person's details
+(see docs/operations.md, Logs); a traceback, when there is one, is in ``exception``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import datetime as dt
 import json
 import logging
 import re
+
+from opentelemetry import trace
 
 from .clock import utc_z
 
@@ -47,6 +50,10 @@ class JsonLines(logging.Formatter):
         }
         for key, value in _PAIR.findall(message):
             line.setdefault(key, value)
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            line["trace_id"] = format(context.trace_id, "032x")
+            line["span_id"] = format(context.span_id, "016x")
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False)

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 
+from . import tracing
 from .errors import Unavailable
 from .kafka.cloudevents import to_record
 from .kafka.publisher import Publisher
@@ -54,12 +55,27 @@ class OutboxRelay:
                 # the message-type topics hold complete messages: encrypted (see
                 # services.core.kafka.encryption); a republished message is sealed afresh
                 value, headers = self.runtime.topic_encryption.seal(row["topic"], value, headers)
-                try:
-                    await self.publisher.publish(row["topic"], key, value, headers)
-                except Unavailable as e:
-                    log.warning("outbox publish failed message_id=%s: %s", row["id"], e)
-                    await self.store.mark_publish_failed(row["id"], str(e))
-                    return published
+                with tracing.span(
+                    f"{row['topic']} publish",
+                    parent=tracing.context_of(row.get("trace_context")),
+                    kind=tracing.SpanKind.PRODUCER,
+                    attributes={
+                        "messaging.system": "kafka",
+                        "messaging.operation.type": "send",
+                        "messaging.destination.name": row["topic"],
+                        "isa.message.id": row["id"],
+                        "isa.message.type": row["message_type"],
+                    },
+                ) as span:
+                    try:
+                        await self.publisher.publish(
+                            row["topic"], key, value, tracing.headers_with_trace(headers)
+                        )
+                    except Unavailable as e:
+                        tracing.failed(span, "kafka unavailable")
+                        log.warning("outbox publish failed message_id=%s: %s", row["id"], e)
+                        await self.store.mark_publish_failed(row["id"], str(e))
+                        return published
                 await self.store.mark_published(row["id"], self.runtime.clock())
                 published += 1
             if len(rows) < 100:

@@ -18,12 +18,13 @@ import binascii
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.telemetry import TelemetryConfig
 from pydantic_core import from_json
 
 from services.core.errors import InvalidClient, InvalidRequest, RateLimited
@@ -39,6 +40,7 @@ from . import (
     audit,
     decisions,
     deliveries,
+    docs_pages,
     duties,
     encryption_keys,
     lifecycle,
@@ -72,6 +74,24 @@ ROUTERS = (
 )
 
 
+def _probe(scope: MutableMapping[str, Any]) -> bool:
+    return scope.get("path") in PROBES
+
+
+#: FastAPI's own OpenTelemetry instrumentation makes each request's server span (method,
+#: route template, path, status; the trace an agency sends in ``traceparent`` is continued)
+#: once services.core.tracing has installed a tracer provider, and nothing otherwise. Not its
+#: logs: they would carry validation errors with the input values, which may name a person;
+#: not its metrics (Prometheus has ours); not the probes, polled every few seconds.
+REQUEST_TELEMETRY: TelemetryConfig = {
+    "logs": False,
+    "metrics": False,
+    "auto_configure": False,
+    "exclude": _probe,
+}
+PROBES = frozenset({"/livez", "/healthz", "/readyz", "/metrics"})
+
+
 def create_app(
     runtime: Runtime,
     relay: OutboxRelay | None = None,
@@ -99,6 +119,10 @@ def create_app(
         description="Publish criminal-justice events; each is checked against the Information "
         "Sharing Agreements and delivered to every entitled partner, minimised per recipient.",
         lifespan=lifespan,
+        telemetry=REQUEST_TELEMETRY,
+        # served by docs_pages, from the package's own files rather than a CDN
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = runtime
     app.state.relay = relay
@@ -110,6 +134,7 @@ def create_app(
         max_json_depth=runtime.settings.http.max_json_depth,
     )
     problems.install(app)
+    docs_pages.install(app)
     for router in ROUTERS:
         app.include_router(router)
 
@@ -229,7 +254,7 @@ def create_app(
         """This process's counters and the store's gauges in the Prometheus text format
         (catalogue: docs/operations.md, Metrics). Ids, types and outcomes only. Serve it to
         the monitoring network, not through the agencies' load balancer."""
-        body = await render_metrics(runtime.store, runtime.clock())
+        body = await render_metrics(runtime.store, runtime.clock(), keys=runtime.keys)
         return Response(body, media_type=METRICS_CONTENT_TYPE)
 
     @app.get(

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.core import tracing
 from services.core.crypto import recipient
 from services.core.crypto.envelope import EnvelopeError
 from services.core.errors import Unavailable
@@ -104,6 +105,14 @@ def outcome_of(
     if disclosure is None:
         return DeliveryOutcome(status, attempt=attempt, **rest)
     return disclosure.outcome(status, attempt, **rest)
+
+
+def trace_extension(row: Mapping[str, Any]) -> dict[str, str]:
+    """The CloudEvents distributed tracing extension of a delivered event: ``traceparent``,
+    the routing's W3C trace context, so that a receiver can continue the trace; none when the
+    delivery was routed without traces."""
+    value = row.get("trace_context")
+    return {tracing.TRACEPARENT: value} if value else {}
 
 
 def router_identity(data_dir: Path) -> str:
@@ -210,7 +219,21 @@ class Dispatcher:
 
     async def _run_one(self, row: DueDelivery) -> None:
         try:
-            await self.attempt(row)
+            with tracing.span(
+                f"deliver {row['message_type']}",
+                parent=tracing.context_of(row.get("trace_context")),
+                kind=tracing.SpanKind.PRODUCER,
+                attributes={
+                    "isa.delivery.id": row["id"],
+                    "isa.message.id": row["message_id"],
+                    "isa.message.type": row["message_type"],
+                    "isa.recipient": row["recipient"],
+                    "isa.subscription.id": row["subscription_id"],
+                    "isa.channel": row["channel"],
+                    "isa.attempt": int(row["attempts"]) + 1,
+                },
+            ):
+                await self.attempt(row)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self.runtime.store.release(row["id"]))
@@ -234,6 +257,13 @@ class Dispatcher:
         DELIVERIES.labels(
             channel=row["channel"], outcome=outcome.status, recipient=row["recipient"]
         ).inc()
+        attempt = outcome.attempt
+        tracing.annotate(
+            {
+                "isa.delivery.outcome": outcome.status,
+                "http.response.status_code": attempt.status_code if attempt else None,
+            }
+        )
 
     # -- one attempt ---------------------------------------------------------------------------
 
@@ -360,6 +390,8 @@ class Dispatcher:
                 "isadeliveryid": row["id"],
                 **event_extensions({**row, "timeliness": shown.timeliness}),
                 **duty_extensions(duties),
+                # CloudEvents distributed tracing extension: the routing's trace
+                **trace_extension(row),
             },
         )
 
@@ -375,11 +407,13 @@ class Dispatcher:
                 topic,
                 key.encode(),
                 body,
-                [
-                    ("content-type", content_type.encode()),
-                    (recipient.RECORD_DELIVERY_HEADER, row["id"].encode()),
-                    (recipient.RECORD_MESSAGE_HEADER, row["message_id"].encode()),
-                ],
+                tracing.headers_with_trace(
+                    [
+                        ("content-type", content_type.encode()),
+                        (recipient.RECORD_DELIVERY_HEADER, row["id"].encode()),
+                        (recipient.RECORD_MESSAGE_HEADER, row["message_id"].encode()),
+                    ]
+                ),
             )
         except Unavailable as e:
             elapsed = (asyncio.get_running_loop().time() - started) * 1000

@@ -24,7 +24,13 @@ def create_endpoint(
 ) -> FastAPI:
     """``running``: the router's tasks by name (the consumer, the dispatcher), each
     answering whether it still runs; ``lag``: its consumers' lag by topic."""
-    app = FastAPI(title="isa-broker router", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="isa-broker router",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        telemetry={"tracing": False, "logs": False, "metrics": False},
+    )
 
     @app.get("/livez")
     async def livez() -> dict[str, str]:
@@ -32,7 +38,7 @@ def create_endpoint(
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        body = await render_metrics(runtime.store, runtime.clock(), lag)
+        body = await render_metrics(runtime.store, runtime.clock(), lag, keys=runtime.keys)
         return Response(body, media_type=METRICS_CONTENT_TYPE)
 
     @app.get("/readyz")

@@ -17,6 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import IllegalStateError, KafkaError
 
+from services.core import tracing
 from services.core.crypto.envelope import EnvelopeError
 from services.core.errors import InvalidRequest, Unavailable
 from services.core.kafka.cloudevents import from_record
@@ -147,19 +148,35 @@ class Router:
         except InvalidRequest as e:
             log.warning("skipping malformed record: %s", e)
             return
-        message = await self.runtime.store.get_message(event.id)
-        if message is None:
-            log.warning("record for unknown message_id=%s skipped", event.id)
-            return
-        if message["routed_at"] is not None:
-            return  # seen before (a repeat from the broker or the reconciler)
-        await self.route(message)
+        with tracing.span(
+            f"{topic} process",
+            parent=tracing.from_headers(headers),
+            kind=tracing.SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": topic,
+                "isa.message.id": event.id,
+                "isa.message.type": event.message_type,
+            },
+        ):
+            message = await self.runtime.store.get_message(event.id)
+            if message is None:
+                log.warning("record for unknown message_id=%s skipped", event.id)
+                tracing.annotate({"isa.route.outcome": "unknown message"})
+                return
+            if message["routed_at"] is not None:
+                # seen before (a repeat from the broker or the reconciler)
+                tracing.annotate({"isa.route.outcome": "already routed"})
+                return
+            await self.route(message)
 
     async def route(self, message: StoredMessage) -> None:
         """Record one delivery per recipient and subscription (or the reason there is none)
         and mark the message routed, in one transaction. A disabled subscription gets its
         delivery as a dead letter, to be replayed once it is enabled again."""
         now = self.runtime.clock()
+        trace_context = tracing.traceparent()
         # a cancellation is re-checked per party against the version it was entitled to
         current, bases = await recheck_shares(self.runtime.engine, self.runtime.store, message, now)
         rows: list[dict[str, Any]] = []
@@ -186,6 +203,8 @@ class Router:
                 message_type=message["message_type"],
                 now=now,
                 priority=message.get("priority") or 0,
+                # each attempt's span continues this routing's trace
+                trace_context=trace_context,
             )
             if shown.permitted is None or not subs:
                 reason = shown.withheld if shown.withheld is not None else "no active subscription"
@@ -222,6 +241,7 @@ class Router:
         # (services.core.timeliness.duties)
         also = on_routed(self.runtime, message, current, now)
         await self.runtime.store.mark_routed(message["id"], rows, also=also)
+        tracing.annotate({"isa.route.outcome": "routed", "isa.deliveries": len(rows)})
         if also is not None and self.on_timers is not None:
             self.on_timers()
         self.dispatcher.wake()

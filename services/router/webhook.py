@@ -21,6 +21,7 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
+from services.core import tracing
 from services.core.settings import Settings
 from services.core.webhooks import signing
 from services.core.webhooks.connect import GuardedTransport
@@ -91,6 +92,10 @@ class WebhookSender:
             "content-type": content_type,
             **signing.headers(keys, delivery_id, timestamp, body),
         }
+        # W3C Trace Context: the attempt's span, when traces are on (services.core.tracing)
+        trace = tracing.traceparent()
+        if trace is not None:
+            headers[tracing.TRACEPARENT] = trace
         started = time.perf_counter()
         try:
             # the URL's form (the policy may have changed since the subscription was made);

@@ -5,75 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
 from services.core.kafka.embedded import free_port
-from services.demo.agency import AgencyClient
 from services.demo.receivers import Receivers
-from tests.conftest import KAFKA_COMPAT
 from tests.factories import release_notice
+from tests.parts import CLI, agency
 
 pytestmark = pytest.mark.integration
-
-CLI = [sys.executable, "-m", "services.cli"]
-
-
-@pytest.fixture
-def env(tmp_path: Path, kafka_bootstrap: str) -> dict[str, str]:
-    port = free_port()
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ISA_BROKER_")}
-    return {
-        **clean,
-        "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-        "ISA_BROKER_KAFKA_COMPAT": KAFKA_COMPAT,
-        "ISA_BROKER_KAFKA_TOPIC_PREFIX": f"sep{uuid.uuid4().hex[:8]}",
-        "ISA_BROKER_MODE": "dev",
-        "ISA_BROKER_DATA_DIR": str(tmp_path / "data"),
-        "ISA_BROKER_PORT": str(port),
-        "ISA_BROKER_PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "ISA_BROKER_RELAY_POLL_SECONDS": "0.2",
-        # the test's webhook receiver listens on this machine
-        "ISA_BROKER_WEBHOOK_ALLOWED_NETWORKS": '["127.0.0.0/8"]',
-    }
-
-
-@pytest.fixture
-def processes(env: dict[str, str]) -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-
-
-@pytest.fixture
-async def receivers() -> AsyncIterator[Receivers]:
-    r = await Receivers(verify=False).start()  # signatures are checked below
-    yield r
-    await r.stop()
-
-
-def _client(env: dict[str, str], party: str) -> dict[str, str]:
-    out = subprocess.run(  # noqa: S603
-        [*CLI, "clients", "create", "--party", party], env=env, capture_output=True, check=True
-    )
-    creds: dict[str, str] = json.loads(out.stdout)
-    return creds
 
 
 async def test_gateway_and_router_processes_deliver(
@@ -92,9 +36,7 @@ async def test_gateway_and_router_processes_deliver(
     router_port = free_port()
     router_env = {**env, "ISA_BROKER_ROUTER_PORT": str(router_port)}
     processes.append(subprocess.Popen([*CLI, "router"], env=router_env))  # noqa: S603
-    prison_creds, vawg_creds = _client(env, "hmp-northgate"), _client(env, "eastborough-vawg")
-    prison = AgencyClient(base, prison_creds["client_id"], prison_creds["client_secret"])
-    vawg = AgencyClient(base, vawg_creds["client_id"], vawg_creds["client_secret"])
+    prison, vawg = agency(env, "hmp-northgate"), agency(env, "eastborough-vawg")
     sub = await vawg.subscribe(["release-notice"], receivers.url("eastborough-vawg"))
     r = await prison.publish("release-notice", release_notice())
     assert r.status_code == 202, r.text

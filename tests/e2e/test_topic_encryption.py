@@ -17,14 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
+from jsonschema import Draft202012Validator
 
 from services.core.crypto import recipient
 from services.core.crypto.kek import FileKeyEncryptionKeys
 from services.core.kafka.config import KafkaProfile
 from services.core.kafka.encryption import TopicEncryption
 from services.core.messages import MESSAGE_TYPES
+from services.core.settings import REPO_ROOT
 from services.demo import scenario
 from services.demo.agency import AgencyClient
 from services.demo.receivers import Receivers
@@ -191,6 +194,20 @@ async def test_operators_read_no_personal_data_and_rotation_keeps_records_routab
             on[rec.topic].append(rec)
         assert set(on) == set(shared), "every shared topic was written"
         secrets = _secrets(people)
+        # the headers are as the AsyncAPI document describes them
+        asyncapi = yaml.safe_load((REPO_ROOT / "schemas" / "asyncapi.yaml").read_text())
+        described = Draft202012Validator(
+            {
+                **asyncapi,
+                "allOf": [
+                    {"$ref": "#/components/schemas/cloudEventBinaryHeaders"},
+                    {"$ref": "#/components/schemas/topicEncryptionHeaders"},
+                ],
+            }
+        )
+        for rec in records:
+            if rec.topic != profile.dead_letter_topic:
+                described.validate({k: v.decode() for k, v in rec.headers})
         for rec in records:
             raw = [rec.value or b"", rec.key or b""] + [
                 k.encode() + b"=" + v for k, v in rec.headers

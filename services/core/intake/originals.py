@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import tracing
 from ..errors import InvalidRequest, SharingRefused, ValidationFailed
 from ..isa.engine import Decision
 from ..messages import MessageType, get_message_type
@@ -131,6 +132,7 @@ async def decide_and_store(
                 decision = runtime.engine.decide(sender, mt.name, now, purposes, payload)
         except SharingRefused as e:
             INTAKE.labels(message_type=mt.name, outcome="refused").inc()
+            tracing.annotate({"isa.message.type": mt.name, "isa.intake.outcome": "refused"})
             await runtime.store.audit(
                 "refused",
                 message_type=mt.name,
@@ -161,6 +163,8 @@ async def decide_and_store(
         "request_hash": request,
         "timeliness": timeliness,
         "priority": priority_of(mt.name, payload),
+        # the request's trace, continued by the relay, the router and each attempt
+        "trace_context": tracing.traceparent(),
     }
     topic = runtime.kafka.topic(mt.name)
     if update is None:
@@ -192,6 +196,16 @@ async def decide_and_store(
     INTAKE.labels(message_type=mt.name, outcome="accepted").inc()
     if wake is not None:
         wake()
+    tracing.annotate(
+        {
+            "isa.message.id": message_id,
+            "isa.message.type": mt.name,
+            "isa.lifecycle": row.get("lifecycle") or ORIGINAL,
+            "isa.sender": sender,
+            "isa.recipients": len(decision.recipients),
+            "isa.intake.outcome": "accepted",
+        }
+    )
     log.info(
         "accepted message_id=%s type=%s lifecycle=%s sender=%s recipients=%d",
         message_id,

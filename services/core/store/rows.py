@@ -91,13 +91,15 @@ def new_delivery(
     grants: list[dict[str, Any]] | None = None,
     priority: int = 0,
     last_error: str | None = None,
+    trace_context: str | None = None,
 ) -> dict[str, Any]:
     """The columns of a ``deliveries`` row as first recorded: not yet attempted and due at
     once, with its :func:`delivery_id`, and the message's person, acceptance time, type and
     priority copied so that the dispatcher keeps per-person order and lanes cheaply.
     ``fields`` and ``grants``: what the agreements disclose to the recipient, and under
     which grants (none for a withheld delivery or a broker event); ``last_error``: why a
-    delivery recorded already terminal has none."""
+    delivery recorded already terminal has none; ``trace_context``: the routing's
+    ``traceparent`` (services.core.tracing)."""
     row: dict[str, Any] = {
         "id": delivery_id(message_id, recipient, subscription_id),
         "message_id": message_id,
@@ -116,6 +118,7 @@ def new_delivery(
         "accepted_at": accepted_at,
         "message_type": message_type,
         "priority": priority,
+        "trace_context": trace_context,
     }
     if last_error is not None:
         row["last_error"] = last_error

@@ -61,6 +61,8 @@ messages = sa.Table(
     sa.Column("timeliness", sa.JSON),
     # 1: the priority lane (a recall of a person unlawfully at large); 0 otherwise
     sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    # the W3C traceparent of the request that sent it, when traces are on (services.core.tracing)
+    sa.Column("trace_context", sa.String(64)),
     sa.UniqueConstraint("client_id", "idempotency_key", name="uq_messages_idempotency"),
     sa.Index("ix_messages_unrouted", "person", "routed_at", "accepted_at"),
 )
@@ -163,6 +165,9 @@ deliveries = sa.Table(
     sa.Column("retention", sa.String(32)),
     sa.Column("retain_until", TS, index=True),
     sa.Column("deletion_notified_at", TS),
+    # the W3C traceparent of the routing that recorded it, when traces are on: its attempts'
+    # spans continue that trace (services.core.tracing)
+    sa.Column("trace_context", sa.String(64)),
     sa.UniqueConstraint("message_id", "recipient", "subscription_id", name="uq_delivery"),
     sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
     sa.Index("ix_deliveries_order", "subscription_id", "person", "status"),

@@ -39,6 +39,7 @@ class StoredMessage(TypedDict):
     version: int
     timeliness: dict[str, Any] | None
     priority: int
+    trace_context: str | None
 
 
 class DueDelivery(TypedDict):
@@ -60,6 +61,7 @@ class DueDelivery(TypedDict):
     accepted_at: dt.datetime
     message_type: str
     priority: int
+    trace_context: str | None
     # its message
     sender: str
     payload: dict[str, Any]
