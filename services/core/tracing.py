@@ -170,7 +170,11 @@ def span(
     received context) or else the current span. ``attributes`` must name no person: ids,
     parties, types and outcomes only; a None value is left out. An exception escaping the
     block marks the span as an error, by the exception's type only (its message might
-    quote input)."""
+    quote input). With traces off, the block runs under a span that records nothing, and
+    nothing is made."""
+    if not _enabled:
+        yield trace.INVALID_SPAN
+        return
     attrs = {k: v for k, v in (attributes or {}).items() if v is not None}
     with TRACER.start_as_current_span(
         name,
