@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from ..errors import Unavailable
 from .connection import connection_for
-from .migrate import head, revision, upgrade
+from .migrate import head, newer_than_code, revision, upgrade
 from .transaction import Transaction
 
 
@@ -57,10 +57,13 @@ class StoreBase:
             ) from e
 
     async def schema_is_current(self) -> bool:
-        """Whether the database is at the newest schema, no migration pending (readiness).
-        Raises :class:`Unavailable` when the store cannot be reached."""
+        """Whether no migration is pending (readiness): the database is at this code's newest
+        schema, or at a newer one (a later version migrated it during a rolling upgrade;
+        migrations only add, so this process still works). Raises :class:`Unavailable`
+        when the store cannot be reached."""
         try:
-            return await revision(self.engine) == head()
+            at = await revision(self.engine)
+            return at == head() or newer_than_code(at)
         except (DBAPIError, OSError, ssl.SSLError) as e:
             reason = getattr(e, "orig", None) or e
             raise Unavailable(f"the store is unreachable ({type(reason).__name__})") from e

@@ -1,12 +1,19 @@
 """Schema migrations (Alembic), run at start-up by every process and by
 ``isa-broker db upgrade``. Several processes may start together: PostgreSQL serialises them
-with an advisory lock, SQLite with a lock file beside the database."""
+with an advisory lock, SQLite with a lock file beside the database.
+
+Migrations only add (tests/test_migration_rule.py; docs/operations.md, Upgrades), so a
+process of the previous version keeps working against a schema a newer version migrated:
+during a rolling upgrade the database is at a revision this process's scripts do not know.
+Such a process neither tries to migrate (Alembic would fail, "Can't locate revision") nor
+reports migrations pending; it starts, and says so in its log."""
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
 import functools
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +24,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+log = logging.getLogger("isa_broker.store")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 LOCK_ID = 0x15AB20  # pg_advisory_xact_lock key shared by every isa-broker process
@@ -38,6 +47,19 @@ def head() -> str:
     revision = script.get_current_head()
     assert revision is not None  # noqa: S101
     return revision
+
+
+@functools.cache
+def known() -> frozenset[str]:
+    """Every revision the code ships (read once per process, as :func:`head`)."""
+    script = ScriptDirectory.from_config(_config(None))  # type: ignore[arg-type]
+    return frozenset(r.revision for r in script.walk_revisions())
+
+
+def newer_than_code(revision: str | None) -> bool:
+    """Whether the database's ``revision`` is one this code does not know: a later version
+    has migrated it."""
+    return revision is not None and revision not in known()
 
 
 def current(connection: Connection) -> str | None:
@@ -62,6 +84,15 @@ async def _file_lock(database: str | None) -> AsyncIterator[None]:
 def _upgrade(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_ID})
+    at = current(connection)
+    if newer_than_code(at):
+        log.warning(
+            "the schema is at revision %s, newer than this version's newest (%s): "
+            "running against it without migrating (migrations only add)",
+            at,
+            head(),
+        )
+        return
     command.upgrade(_config(connection), "head")
 
 
