@@ -34,6 +34,22 @@ def release_notice(days_ahead: int = 2, **overrides: Any) -> dict[str, Any]:
     return body
 
 
+def identifying(notice: dict[str, Any]) -> list[str]:
+    """The values of a release notice that identify its person: none may appear in a log,
+    a metric or a span."""
+    person = notice["person"]
+    return [
+        person["given_name"],
+        person["family_name"],
+        person["pnc_id"],
+        person["crn"],
+        person["prison_number"],
+        person["date_of_birth"],
+        notice["destination"]["address"]["postcode"],
+        notice["destination"]["address"]["line1"],
+    ]
+
+
 def message_row(**overrides: Any) -> dict[str, Any]:
     """A row of the ``messages`` table as the gateway stores one, with neutral values for
     what a test does not give."""

@@ -23,7 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from services.demo.receivers import Receivers
-from tests.factories import release_notice
+from tests.factories import identifying, release_notice
 from tests.parts import CLI, agency
 
 pytestmark = pytest.mark.integration
@@ -200,19 +200,8 @@ async def test_one_trace_from_post_to_webhook_across_processes(
     assert event["traceparent"].split("-")[1:3] == [process.trace_id, process.span_id]
 
     # no span, of any trace, names the person
-    person = notice["person"]
-    identifying = [
-        person["given_name"],
-        person["family_name"],
-        person["pnc_id"],
-        person["crn"],
-        person["prison_number"],
-        person["date_of_birth"],
-        notice["destination"]["address"]["postcode"],
-        notice["destination"]["address"]["line1"],
-    ]
     exported = json.dumps(
         [[s.name, s.attributes] for s in collector.snapshot()], default=str, ensure_ascii=False
     )
-    for value in identifying:
+    for value in identifying(notice):
         assert value not in exported
