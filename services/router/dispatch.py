@@ -28,7 +28,7 @@ import random
 import socket
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,32 +79,41 @@ class Disclosure:
     agreements: str
     periods: Mapping[str, str | None]
 
-    def outcome(self, status: str, attempt: Attempt | None = None, **rest: Any) -> DeliveryOutcome:
-        """The attempt's outcome, carrying what it disclosed and, once delivered, how long
+    def disclosed_in(self, outcome: DeliveryOutcome) -> DeliveryOutcome:
+        """``outcome``, carrying what the attempt disclosed and, once delivered, how long
         the recipient may keep it (measured from when the attempt ended)."""
+        attempt = outcome.attempt
         retention = (
             retention_of(self.periods, attempt.ended_at)
-            if status == "delivered" and attempt is not None
+            if outcome.status == "delivered" and attempt is not None
             else None
         )
-        return DeliveryOutcome(
-            status,
-            attempt=attempt,
-            fields=self.fields,
-            grants=self.grants,
-            retention=retention,
-            **rest,
-        )
+        return replace(outcome, fields=self.fields, grants=self.grants, retention=retention)
 
 
 def outcome_of(
-    disclosure: Disclosure | None, status: str, attempt: Attempt | None = None, **rest: Any
+    disclosure: Disclosure | None,
+    status: str,
+    attempt: Attempt | None = None,
+    *,
+    next_attempt_at: dt.datetime | None = None,
+    retry_index: int | None = None,
+    reason: str | None = None,
+    inbox_body: str | None = None,
+    endpoint_ok: bool = False,
 ) -> DeliveryOutcome:
-    """An outcome with what ``disclosure`` disclosed; a broker event's (no disclosure)
-    carries only the attempt."""
-    if disclosure is None:
-        return DeliveryOutcome(status, attempt=attempt, **rest)
-    return disclosure.outcome(status, attempt, **rest)
+    """An attempt's outcome (the fields as :class:`DeliveryOutcome`'s), with what
+    ``disclosure`` disclosed; a broker event's (no disclosure) carries only the attempt."""
+    outcome = DeliveryOutcome(
+        status,
+        attempt=attempt,
+        next_attempt_at=next_attempt_at,
+        retry_index=retry_index,
+        reason=reason,
+        inbox_body=inbox_body,
+        endpoint_ok=endpoint_ok,
+    )
+    return outcome if disclosure is None else disclosure.disclosed_in(outcome)
 
 
 def trace_extension(row: Mapping[str, Any]) -> dict[str, str]:
