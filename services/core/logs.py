@@ -59,10 +59,19 @@ class JsonLines(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+#: libraries whose INFO lines name URLs: a webhook URL may carry an agency's credential in
+#: its query, so they speak only from WARNING unless DEBUG is asked for
+QUIET_AT_INFO = ("httpx", "httpcore")
+
+
 def configure(level: str, fmt: str) -> None:
     """Set the root logger's level, and the format of its handlers (``text`` or ``json``)."""
     root = logging.getLogger()
     root.setLevel(level)
+    for name in QUIET_AT_INFO:
+        logging.getLogger(name).setLevel(
+            logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
+        )
     formatter = JsonLines() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
     if not root.handlers:
         logging.basicConfig()
