@@ -1,9 +1,8 @@
 """Runs ``server.mjs`` (panva/oidc-provider) as a child process on a loopback port.
 
 - Installation: ``npm ci`` into ``node_modules/`` beside this module, exactly what
-  ``package-lock.json`` pins, on first use and again whenever the lock file changes. A marker
-  in ``node_modules/`` holds the hash of the lock file it was installed from; a lock file
-  (``.npm-ci.lock``) keeps concurrent test processes from installing at the same time.
+  ``package-lock.json`` pins, on first use and again whenever the lock file changes
+  (:mod:`tests.npm`).
 - Keys and client secrets are the caller's, passed in the environment for each start, so a
   test decides which keys sign and which are published. A rotation is a restart on the same
   port (so under the same issuer) with another JWK Set: what a provider's operator does.
@@ -17,8 +16,6 @@ start failure carries the tail of the provider's log.
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import hashlib
 import json
 import os
 import re
@@ -34,15 +31,12 @@ import httpx
 from joserfc.jwk import RSAKey
 
 from services.core.childproc import bind_to_parent, free_port
+from tests.npm import NpmError, npm_ci
 
 HERE = Path(__file__).resolve().parent
 SERVER = HERE / "server.mjs"
-LOCK_FILE = HERE / "package-lock.json"
-NODE_MODULES = HERE / "node_modules"
-INSTALLED_MARKER = NODE_MODULES / ".installed-from"
 MIN_NODE_MAJOR = 20
 START_TIMEOUT_SECONDS = 30.0
-INSTALL_TIMEOUT_SECONDS = 600.0
 
 
 class OpenIDProviderError(RuntimeError):
@@ -67,43 +61,13 @@ def prerequisites() -> str | None:
     return None
 
 
-def _lock_hash() -> str:
-    return hashlib.sha256(LOCK_FILE.read_bytes()).hexdigest()
-
-
-def _installed() -> bool:
-    return INSTALLED_MARKER.is_file() and INSTALLED_MARKER.read_text() == _lock_hash()
-
-
 def install() -> bool:
-    """``npm ci`` unless ``node_modules`` already holds what the lock file pins. Returns
-    whether it ran."""
-    if _installed():
-        return False
-    with open(HERE / ".npm-ci.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if _installed():  # another process installed it while this one waited
-            return False
-        npm = shutil.which("npm")
-        if npm is None:
-            raise OpenIDProviderError("npm is not installed")
-        command = [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]
-        try:
-            done = subprocess.run(  # noqa: S603
-                command,
-                cwd=HERE,
-                capture_output=True,
-                text=True,
-                timeout=INSTALL_TIMEOUT_SECONDS,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as e:
-            raise OpenIDProviderError(f"npm ci took over {INSTALL_TIMEOUT_SECONDS:.0f} s") from e
-        if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).splitlines()[-20:])
-            raise OpenIDProviderError(f"npm ci failed in {HERE}:\n{tail}")
-        INSTALLED_MARKER.write_text(_lock_hash())
-    return True
+    """``npm ci`` beside this module unless ``node_modules`` already holds what the lock
+    file pins (:func:`tests.npm.npm_ci`). Returns whether it ran."""
+    try:
+        return npm_ci(HERE)
+    except NpmError as e:
+        raise OpenIDProviderError(str(e)) from e
 
 
 def signing_key(kid: str) -> RSAKey:
