@@ -1,0 +1,118 @@
+"""A client for isa-broker, for the agencies that share information through it.
+
+Publish messages, manage subscriptions, read deliveries, dead letters and duties, pull the
+inbox (:mod:`.client`); verify webhook requests (:mod:`.webhooks`); open the encrypted
+webhook bodies and agency-topic records the broker seals to you (:mod:`.crypto`). Errors
+are in :mod:`.errors`, one tree under :class:`IsaBrokerClientError`.
+"""
+
+from ._version import __version__
+from .auth import AccessToken, ClientSecret, PrivateKeyJwt, TokenSource
+from .broker_keys import BrokerKeys
+from .client import BrokerClient
+from .crypto import Opened, Recipient, generate_key, thumbprint
+from .errors import (
+    BadRequest,
+    BrokerKeysUnavailable,
+    BrokerUnreachable,
+    Conflict,
+    DeliveryDecryptError,
+    DutyCleared,
+    Forbidden,
+    IdempotencyKeyReused,
+    InsufficientScope,
+    IsaBrokerClientError,
+    Misrouted,
+    NotFound,
+    NotSignedByBroker,
+    ProblemError,
+    RateLimited,
+    RequestTooLarge,
+    ServerError,
+    SharingRefused,
+    TokenError,
+    Unauthenticated,
+    Unavailable,
+    UnknownKey,
+    UnsupportedMediaType,
+    ValidationFailed,
+    WebhookKeyInvalid,
+    WebhookSignatureInvalid,
+    WebhookTimestampInvalid,
+    WebhookVerificationError,
+)
+from .inbox import InboxStream
+from .models import (
+    Accepted,
+    Attempt,
+    Delivery,
+    Duty,
+    DutyPage,
+    EncryptionKey,
+    Event,
+    InboxEntry,
+    InboxPage,
+    KafkaCredential,
+    RecipientShare,
+    Subscription,
+    duty_ids,
+)
+from .webhooks import VerifiedWebhook, WebhookVerifier
+
+__all__ = [
+    "AccessToken",
+    "Accepted",
+    "Attempt",
+    "BadRequest",
+    "BrokerClient",
+    "BrokerKeys",
+    "BrokerKeysUnavailable",
+    "BrokerUnreachable",
+    "ClientSecret",
+    "Conflict",
+    "Delivery",
+    "DeliveryDecryptError",
+    "Duty",
+    "DutyCleared",
+    "DutyPage",
+    "EncryptionKey",
+    "Event",
+    "Forbidden",
+    "IdempotencyKeyReused",
+    "InboxEntry",
+    "InboxPage",
+    "InboxStream",
+    "InsufficientScope",
+    "IsaBrokerClientError",
+    "KafkaCredential",
+    "Misrouted",
+    "NotFound",
+    "NotSignedByBroker",
+    "Opened",
+    "PrivateKeyJwt",
+    "ProblemError",
+    "RateLimited",
+    "Recipient",
+    "RecipientShare",
+    "RequestTooLarge",
+    "ServerError",
+    "SharingRefused",
+    "Subscription",
+    "TokenError",
+    "TokenSource",
+    "Unauthenticated",
+    "Unavailable",
+    "UnknownKey",
+    "UnsupportedMediaType",
+    "ValidationFailed",
+    "VerifiedWebhook",
+    "WebhookKeyInvalid",
+    "WebhookSignatureInvalid",
+    "WebhookTimestampInvalid",
+    "WebhookVerificationError",
+    "WebhookVerifier",
+    "__version__",
+    "duty_ids",
+    "generate_key",
+    "thumbprint",
+]
