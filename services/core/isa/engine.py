@@ -18,7 +18,15 @@ Refusal reasons, checked in this order so the most useful one is reported:
 ``no_agreement``, ``sender_not_party``, ``purpose_not_covered``, ``agreement_not_in_force``,
 ``no_recipient`` (flows in force exist, but conditions or blocks leave nobody).
 
-One module on purpose (about 700 lines): the rules above, the index built at load time and
+How a decision stays cheap, without changing what it decides: a *plan* per (sender, type,
+purposes, day) holds the applicable flows, the conditions to evaluate and, per candidate
+recipient, its share for every combination of the conditions that concern it; a decision
+then evaluates the conditions (in Python where ``conditions`` is certain of CEL's answer,
+by CEL otherwise, memoised) and looks the shares up. Outcomes are kept per combination of
+condition results. ``tests/core/isa/test_isa_reference.py`` holds the engine to the rules
+applied plainly.
+
+One module on purpose (about 900 lines): the rules above, the index built at load time and
 the one pure ``decide`` that applies them are read together when an agreement's effect is
 questioned, and nothing else in the product decides a share.
 """
@@ -30,20 +38,23 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import cel
 
 from ..errors import SharingRefused
 from ..messages import MESSAGE_TYPES
-from ..messages.fields import leaf_paths, projector
+from ..messages.fields import Projector, leaf_paths, projector
+from .conditions import Evaluator, Unsure, compile_condition
 from .model import Agreement, Flow, HardBlock, PolicySet, rule_ref
 
 _MESSAGE_PATH = re.compile(r"\bmessage(?:\.[a-z_]+)+")
 _MEMO_SIZE = 65_536
 _PLANS_SIZE = 16_384
 _OUTCOMES_SIZE = 256
+#: a recipient's shares are compiled for every combination of at most this many conditions
+_SHARE_TABLE_CONDITIONS = 6
 _UNKNOWN = object()
 _RECIPIENT_ATTR = re.compile(r"\brecipient\.(id|kind|area)\b")
 
@@ -149,11 +160,28 @@ class RecipientDecision:
         return frozenset(f for b in self.blocks for f in b.fields)
 
     @cached_property
-    def _projector(self) -> Callable[[Mapping[str, Any]], dict[str, Any]]:
+    def _projector(self) -> Projector:
         return projector(self.allowed, self.blocked)
 
     def project(self, payload: Mapping[str, Any]) -> dict[str, Any]:
-        return self._projector(payload)
+        projector = self._projector
+        compiled = projector.function  # once compiled, call it without the wrapper
+        return compiled(payload) if compiled is not None else projector(payload)
+
+    @classmethod
+    def _of(
+        cls,
+        party: str,
+        grants: tuple[Grant, ...],
+        blocks: tuple[Block, ...],
+        allowed: frozenset[str],
+        blocked: frozenset[str],
+    ) -> RecipientDecision:
+        """As the engine builds one, with the field sets it has already computed."""
+        decision = cls(party, grants, blocks)
+        decision.__dict__["allowed"] = allowed  # what the cached properties would compute
+        decision.__dict__["blocked"] = blocked
+        return decision
 
     def disclosed(self, payload: Mapping[str, Any]) -> list[str]:
         return leaf_paths(self.project(payload))
@@ -236,21 +264,63 @@ class Decision:
         )
 
 
-@dataclass
-class _Share:
-    grants: list[Grant] = field(default_factory=list)
-    blocks: list[Block] = field(default_factory=list)
+@dataclass(frozen=True)
+class _Check:
+    """One condition to evaluate for a message: the source evaluated (the flow's, or its
+    form folded for one recipient), its CEL program, the recipient handed to it when the
+    recipient could not be folded in, and its Python form (``conditions``) if it has one."""
+
+    key: tuple[str, str | None]
+    program: Any
+    recipient: dict[str, Any] | None
+    python: Evaluator | None
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One recipient of one applicable flow, in the order the rules consider them."""
+
+    agreement: Agreement
+    flow: Flow
+    party: str
+    check: int  # index into the plan's checks; -1 when the flow has no condition
+    grant: Grant
+    fields: frozenset[str]
+    prohibition: Block | None
+    condition_false: Consideration | None
+
+
+#: what one recipient is left with: its decision, why it gets nothing, or no flow at all
+_Share = RecipientDecision | Consideration | None
+
+
+@dataclass(frozen=True)
+class _Recipient:
+    """One candidate recipient in a plan: its entries, the checks among them, and its share
+    for each combination of those checks (bit i set: ``checks[i]`` holds), compiled with
+    the plan unless there are too many combinations."""
+
+    party: str
+    entries: tuple[_Entry, ...]
+    hard_blocks: tuple[Block, ...]
+    checks: tuple[int, ...]
+    shares: tuple[_Share, ...] | None
 
 
 @dataclass
 class _Plan:
-    """A compiled decision for (sender, message type, purposes, day)."""
+    """A compiled decision for (sender, message type, purposes, day): everything that does
+    not depend on the message, so that a decision only evaluates the conditions and looks
+    up each recipient's share."""
 
-    applicable: list[tuple[Agreement, Flow]]
+    conditional: tuple[_Entry, ...]
+    recipients: tuple[_Recipient, ...]
     considered: tuple[Consideration, ...]
     warnings: tuple[str, ...]
-    checks: tuple[tuple[str, str | None], ...]
-    programs: dict[tuple[str, str | None], tuple[Any, dict[str, Any] | None]]
+    checks: tuple[_Check, ...]
+    purposes: tuple[str, ...]
+    sender: dict[str, Any]
+    message_type: str
     outcomes: dict[
         tuple[str | None, ...],
         tuple[tuple[RecipientDecision, ...], tuple[Consideration, ...]],
@@ -268,12 +338,18 @@ class IsaEngine:
         # condition depends on the recipient (if not, it is evaluated once per decision)
         self._grant: dict[int, Grant] = {}
         self._prohibition: dict[int, Block] = {}
+        self._fields: dict[int, frozenset[str]] = {}
         self._per_recipient: dict[int, bool] = {}
-        self._programs: dict[tuple[int, str], Any] = {}
+        # a condition folded for one recipient: (flow, party) -> its source and program
+        self._folded: dict[tuple[int, str], tuple[str, Any]] = {}
+        self._python: dict[str, Evaluator | None] = {}
         self._message_paths: set[str] | None = set()
-        # Condition outcomes by (condition, recipient or None, the fields it reads): CEL is
-        # pure, and handing values to it costs far more than looking the answer up.
+        # Outcomes of the conditions CEL evaluates, by (source, recipient or None, the fields
+        # read): CEL is pure, and handing values to it costs far more than looking up.
         self._memo: dict[tuple[str, str | None, Any], str | None] = {}
+        # Whether a recipient keeps a field, by (allowed, blocked, message type): a function
+        # of the agreements' field sets alone.
+        self._unblocked: dict[tuple[frozenset[str], frozenset[str], str], bool] = {}
         # Compiled decisions by (sender, message type, purposes, day), each with its outcomes
         # by the vector of condition results. The policy set is immutable, so they stay true.
         self._plans: dict[tuple[str, str, frozenset[str] | None, dt.date], _Plan] = {}
@@ -287,6 +363,7 @@ class IsaEngine:
                     flow.purpose,
                     tuple(sorted(flow.fields)),
                 )
+                self._fields[id(flow)] = frozenset(flow.fields)
                 if flow.prohibited:
                     self._prohibition[id(flow)] = Block(
                         agreement.id,
@@ -334,17 +411,40 @@ class IsaEngine:
                 self._message_paths.update(p.removeprefix("message.") for p in paths)
         uses_recipient = "recipient" in flow.program.variables()
         self._per_recipient[id(flow)] = uses_recipient
+        self._python_form(flow.condition)
         if not uses_recipient:
             return
-        for party_id in flow.recipients:
+        by_source: dict[str, Any] = {}
+        for party_id in sorted(flow.recipients):
             party = self.policies.parties[party_id].as_cel()
             folded = _RECIPIENT_ATTR.sub(_literal(party), flow.condition)
-            try:
-                program = cel.compile(folded)
-            except ValueError:  # pragma: no cover - the original compiled, so this does too
-                continue
+            program = by_source.get(folded)
+            if program is None:
+                try:
+                    program = by_source[folded] = cel.compile(folded)
+                except ValueError:  # pragma: no cover - the original compiled, so this does too
+                    continue
             if "recipient" not in program.variables():
-                self._programs[(id(flow), party_id)] = program
+                self._folded[(id(flow), party_id)] = (folded, program)
+                self._python_form(folded)
+
+    def _python_form(self, source: str) -> Evaluator | None:
+        if source not in self._python:
+            self._python[source] = compile_condition(source)
+        return self._python[source]
+
+    def forget(self, *, plans: bool = True) -> None:
+        """Drop what the engine keeps between decisions: condition outcomes and decision
+        outcomes (which depend on the messages seen) and, unless ``plans`` is false, the
+        plans (which depend only on sender, type, purposes and day). Decisions are the same
+        either way; only their cost changes (measured by ``bench/isa_decisions.py``)."""
+        self._memo.clear()
+        if plans:
+            self._plans.clear()
+            self._unblocked.clear()
+        else:
+            for plan in self._plans.values():
+                plan.outcomes.clear()
 
     def decide(
         self,
@@ -363,11 +463,10 @@ class IsaEngine:
             if len(self._plans) >= _PLANS_SIZE:
                 self._plans.clear()
             self._plans[key] = plan
-        results = self._condition_results(plan, sender, payload or {})
-        vector = tuple(results[k] for k in plan.checks)
+        vector = self._condition_results(plan, sender, payload or {}) if plan.checks else ()
         outcome = plan.outcomes.get(vector)
         if outcome is None:
-            outcome = self._outcome(plan, sender, message_type, results)
+            outcome = self._outcome(plan, vector)
             if len(plan.outcomes) >= _OUTCOMES_SIZE:
                 plan.outcomes.clear()
             plan.outcomes[vector] = outcome
@@ -380,20 +479,15 @@ class IsaEngine:
                 rules=[c.to_dict() for c in considered],
             )
         return Decision(
-            sender,
-            message_type,
-            now,
-            recipients,
-            considered,
-            plan.warnings,
-            tuple(sorted(wanted)) if wanted else (),
+            sender, message_type, now, recipients, considered, plan.warnings, plan.purposes
         )
 
     def _plan(
         self, sender: str, message_type: str, wanted: frozenset[str] | None, today: dt.date
     ) -> _Plan:
         """What does not depend on the message: the flows that apply on ``today`` for these
-        purposes, the ones that do not and why, and the conditions left to evaluate."""
+        purposes, the ones that do not and why, each (flow, recipient) with its grant and
+        prohibition, the hard blocks on each recipient, and the conditions to evaluate."""
         candidates = self._index.get((sender, message_type), [])
         if not candidates:
             if message_type not in self._typed:
@@ -440,20 +534,43 @@ class IsaEngine:
                 reason="agreement_not_in_force",
                 rules=rules,
             )
-        checks: dict[tuple[str, str | None], tuple[Any, dict[str, Any] | None]] = {}
-        for _, flow in applicable:
-            if flow.program is None or flow.condition is None:
-                continue
+        checks: list[_Check] = []
+        check_index: dict[tuple[str, str | None], int] = {}
+        entries: list[_Entry] = []
+        for agreement, flow in applicable:
             for party in sorted(flow.recipients - {sender}):
-                per_party = self._per_recipient[id(flow)]
-                ck = (flow.condition, party if per_party else None)
-                if ck not in checks:
-                    program = self._programs.get((id(flow), party), flow.program)
-                    needs_var = program is flow.program and per_party
-                    checks[ck] = (
-                        program,
-                        self.policies.parties[party].as_cel() if needs_var else None,
+                index, false = -1, None
+                if flow.program is not None and flow.condition is not None:
+                    check = self._check(flow, flow.condition, party)
+                    index = check_index.setdefault(check.key, len(checks))
+                    if index == len(checks):
+                        checks.append(check)
+                    false = _consider(
+                        agreement,
+                        flow,
+                        party,
+                        "condition_false",
+                        f"condition is false: {flow.condition}",
                     )
+                entries.append(
+                    _Entry(
+                        agreement,
+                        flow,
+                        party,
+                        index,
+                        self._grant[id(flow)],
+                        self._fields[id(flow)],
+                        self._prohibition.get(id(flow)),
+                        false,
+                    )
+                )
+        by_party: dict[str, list[_Entry]] = {}
+        for entry in entries:
+            by_party.setdefault(entry.party, []).append(entry)
+        recipients = tuple(
+            self._recipient(party, tuple(by_party[party]), message_type)
+            for party in sorted(by_party)
+        )
         warnings = tuple(
             sorted(
                 {
@@ -463,84 +580,168 @@ class IsaEngine:
                 }
             )
         )
-        return _Plan(applicable, tuple(considered), warnings, tuple(checks), checks)
+        return _Plan(
+            tuple(e for e in entries if e.check >= 0),
+            recipients,
+            tuple(considered),
+            warnings,
+            tuple(checks),
+            tuple(sorted(wanted)) if wanted else (),
+            self.policies.parties[sender].as_cel(),
+            message_type,
+        )
+
+    def _recipient(self, party: str, entries: tuple[_Entry, ...], message_type: str) -> _Recipient:
+        hard_blocks = tuple(
+            record
+            for block, record in self._blocks.get(party, ())
+            if block.applies(party, message_type)
+        )
+        checks = tuple(dict.fromkeys(e.check for e in entries if e.check >= 0))
+        shares = None
+        if len(checks) <= _SHARE_TABLE_CONDITIONS:
+            shares = tuple(
+                self._share(
+                    party,
+                    [e for e in entries if e.check < 0 or mask >> checks.index(e.check) & 1],
+                    hard_blocks,
+                    message_type,
+                )
+                for mask in range(1 << len(checks))
+            )
+        return _Recipient(party, entries, hard_blocks, checks, shares)
+
+    def _check(self, flow: Flow, condition: str, party: str) -> _Check:
+        """The condition of ``flow`` as evaluated for ``party``: folded for it when the
+        condition reads the recipient's attributes, otherwise the flow's own (with the
+        recipient handed over when it could not be folded in)."""
+        folded = self._folded.get((id(flow), party)) if self._per_recipient[id(flow)] else None
+        if folded is not None:
+            source, program = folded
+            return _Check((source, None), program, None, self._python_form(source))
+        recipient = self.policies.parties[party].as_cel() if self._per_recipient[id(flow)] else None
+        return _Check(
+            (condition, party if recipient is not None else None),
+            flow.program,
+            recipient,
+            self._python_form(condition),
+        )
 
     def _condition_results(
         self, plan: _Plan, sender: str, payload: Mapping[str, Any]
-    ) -> dict[tuple[str, str | None], str | None]:
-        """Each condition's outcome for this message: None when it holds, "" when false,
-        else why it could not be evaluated."""
-        results: dict[tuple[str, str | None], str | None] = {}
-        if not plan.checks:
-            return results
-        view = self._condition_view(payload)
-        view_key = (sender, _frozen(view))
+    ) -> tuple[str | None, ...]:
+        """Each check's outcome for this message: None when it holds, "" when false, else
+        why it could not be evaluated. Python answers where it is certain of CEL's answer;
+        CEL answers the rest, through a view of the fields the conditions read."""
+        results: list[str | None] = []
+        view_key: Any = None
         context: cel.Context | None = None
-        for ck in plan.checks:
-            memo_key = (*ck, view_key)
+        for check in plan.checks:
+            if check.python is not None:
+                try:
+                    value = check.python(payload, plan.sender, check.recipient)
+                except Unsure:
+                    pass
+                else:
+                    if type(value) is bool:
+                        results.append(None if value else "")
+                        continue
+            if view_key is None:
+                view = self._condition_view(payload)
+                view_key = (sender, _frozen(view))
+            memo_key = (*check.key, view_key)
             found = self._memo.get(memo_key, _UNKNOWN)
             if found is _UNKNOWN:
                 if context is None:
-                    context = cel.Context(
-                        {"message": view, "sender": self.policies.parties[sender].as_cel()}
-                    )
-                program, recipient = plan.programs[ck]
-                found = _evaluate(program, context, recipient)
+                    context = cel.Context({"message": view, "sender": plan.sender})
+                found = _evaluate(check.program, context, check.recipient)
                 if len(self._memo) >= _MEMO_SIZE:
                     self._memo.clear()
                 self._memo[memo_key] = found
-            results[ck] = found  # type: ignore[assignment]
-        return results
+            results.append(found)  # type: ignore[arg-type]
+        return tuple(results)
 
     def _outcome(
-        self,
-        plan: _Plan,
-        sender: str,
-        message_type: str,
-        results: dict[tuple[str, str | None], str | None],
+        self, plan: _Plan, results: tuple[str | None, ...]
     ) -> tuple[tuple[RecipientDecision, ...], tuple[Consideration, ...]]:
         """Recipients and explanations for one combination of condition outcomes."""
         considered = list(plan.considered)
-        shares: dict[str, _Share] = {}
-        for agreement, flow in plan.applicable:
-            per_party = self._per_recipient[id(flow)]
-            for party in sorted(flow.recipients - {sender}):
-                if flow.program is not None and flow.condition is not None:
-                    failed = results[(flow.condition, party if per_party else None)]
-                    if failed is not None:
-                        outcome = "condition_false" if failed == "" else "condition_error"
-                        detail = (
-                            f"condition is false: {flow.condition}"
-                            if failed == ""
-                            else f"{flow.condition}: {failed}"
-                        )
-                        considered.append(_consider(agreement, flow, party, outcome, detail))
-                        continue
-                share = shares.setdefault(party, _Share())
-                share.grants.append(self._grant[id(flow)])
-                if flow.prohibited:
-                    share.blocks.append(self._prohibition[id(flow)])
-        for party, share in shares.items():
-            for block, record in self._blocks.get(party, ()):
-                if block.applies(party, message_type):
-                    share.blocks.append(record)
-        kept: list[RecipientDecision] = []
-        for party, sh in sorted(shares.items()):
-            if not sh.blocks or _allowed_after_blocks(sh, message_type):
-                kept.append(RecipientDecision(party, tuple(sh.grants), tuple(sh.blocks)))
-            else:
-                first = sh.grants[0]
-                considered.append(
-                    Consideration(
-                        first.agreement_id,
-                        first.agreement_version,
-                        first.flow_id,
-                        party,
-                        "all_fields_blocked",
-                        "prohibitions or hard blocks remove every permitted field",
-                    )
+        for entry in plan.conditional:
+            failed = results[entry.check]
+            if failed is None:
+                continue
+            considered.append(
+                entry.condition_false  # type: ignore[arg-type]
+                if failed == ""
+                else _consider(
+                    entry.agreement,
+                    entry.flow,
+                    entry.party,
+                    "condition_error",
+                    f"{entry.flow.condition}: {failed}",
                 )
+            )
+        kept: list[RecipientDecision] = []
+        for recipient in plan.recipients:
+            if recipient.shares is None:
+                share = self._share(
+                    recipient.party,
+                    [e for e in recipient.entries if e.check < 0 or results[e.check] is None],
+                    recipient.hard_blocks,
+                    plan.message_type,
+                )
+            else:
+                mask = 0
+                for bit, check in enumerate(recipient.checks):
+                    if results[check] is None:
+                        mask |= 1 << bit
+                share = recipient.shares[mask]
+            if type(share) is RecipientDecision:
+                kept.append(share)
+            elif share is not None:
+                considered.append(share)  # type: ignore[arg-type]
         return tuple(kept), tuple(considered)
+
+    def _share(
+        self,
+        party: str,
+        entries: list[_Entry],
+        hard_blocks: tuple[Block, ...],
+        message_type: str,
+    ) -> _Share:
+        """What ``party`` receives from the flows of ``entries`` (those that apply): the
+        grants combined, less prohibitions and hard blocks; or, when they remove every
+        field, why it receives nothing."""
+        if not entries:
+            return None
+        blocks = (*(e.prohibition for e in entries if e.prohibition is not None), *hard_blocks)
+        allowed = frozenset().union(*(e.fields for e in entries))
+        blocked = frozenset(f for b in blocks for f in b.fields)
+        if blocks and not self._keeps_a_field(allowed, blocked, message_type):
+            first = entries[0].grant
+            return Consideration(
+                first.agreement_id,
+                first.agreement_version,
+                first.flow_id,
+                party,
+                "all_fields_blocked",
+                "prohibitions or hard blocks remove every permitted field",
+            )
+        return RecipientDecision._of(
+            party, tuple(e.grant for e in entries), blocks, allowed, blocked
+        )
+
+    def _keeps_a_field(
+        self, allowed: frozenset[str], blocked: frozenset[str], message_type: str
+    ) -> bool:
+        key = (allowed, blocked, message_type)
+        found = self._unblocked.get(key)
+        if found is None:
+            found = _has_unblocked(allowed, blocked, message_type)
+            if len(self._unblocked) >= _MEMO_SIZE:
+                self._unblocked.clear()
+            self._unblocked[key] = found
+        return found
 
     def _condition_view(self, payload: Mapping[str, Any]) -> dict[str, Any]:
         """Only the fields the conditions name, with the objects that hold them, so that
@@ -636,30 +837,36 @@ def _covers(paths: Iterable[str], leaf: str) -> bool:
     return any(leaf == p or leaf.startswith(p + ".") or p.startswith(leaf + ".") for p in paths)
 
 
-def _allowed_after_blocks(share: _Share, message_type: str) -> bool:
-    return _has_unblocked(
-        {f for g in share.grants for f in g.fields},
-        {f for b in share.blocks for f in b.fields},
-        message_type,
-    )
-
-
 def _has_unblocked(allowed: Iterable[str], blocked: Iterable[str], message_type: str) -> bool:
     """Whether some field of the message type that an allowed path covers is not blocked.
     (An allowed ``person`` with a blocked ``person.date_of_birth`` still discloses the rest
     of ``person``; an allowed object whose every field is blocked discloses nothing.)"""
-    blocked_set = set(blocked)
+    blocked_set = frozenset(blocked)
+    return any(
+        not _covers_strict(blocked_set, leaf)
+        for path in allowed
+        for leaf in _leaves_under(message_type, path)
+    )
+
+
+@lru_cache(maxsize=4096)
+def _leaves_under(message_type: str, path: str) -> tuple[str, ...]:
+    """The fields of the message type at or below ``path`` (``path`` itself if none)."""
     leaves = MESSAGE_TYPES[message_type].leaves
-    for path in allowed:
-        below = [leaf for leaf in leaves if leaf == path or leaf.startswith(path + ".")]
-        if any(not _covers_strict(blocked_set, leaf) for leaf in below or [path]):
+    return tuple(leaf for leaf in leaves if leaf == path or leaf.startswith(path + ".")) or (path,)
+
+
+def _covers_strict(blocked: frozenset[str], path: str) -> bool:
+    """True when ``path`` lies entirely inside a blocked path: ``path`` or one of the
+    objects that hold it is blocked."""
+    if path in blocked:
+        return True
+    dot = path.find(".")
+    while dot != -1:
+        if path[:dot] in blocked:
             return True
+        dot = path.find(".", dot + 1)
     return False
-
-
-def _covers_strict(blocked: set[str], path: str) -> bool:
-    """True when ``path`` lies entirely inside a blocked path."""
-    return any(path == b or path.startswith(b + ".") for b in blocked)
 
 
 def _frozen(value: Any) -> Any:
