@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import shutil
 from pathlib import Path
@@ -86,7 +87,11 @@ async def test_the_watcher_notices_a_changed_file(runtime: Runtime) -> None:
                 break
         assert "westshire-youth-justice" in _recipients(runtime)
     finally:
+        # wait for the watcher to stop: the engine is swapped before the reload is written
+        # to the disclosure log, and a write left unwinding when the store closes never ends
         task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     with pytest.raises(SharingRefused):
         runtime.engine.decide("eastborough-vawg", "release-notice", NOW, None, release_notice())
 
