@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.conn import create_conn
+from aiokafka.conn import AIOKafkaConnection
 from aiokafka.errors import (
     GroupAuthorizationFailedError,
     KafkaError,
@@ -104,8 +104,13 @@ async def log_in(server: str, kwargs: dict[str, Any]) -> None:
     """One SASL handshake with the broker at ``server``."""
     host, port = server.rsplit(":", 1)
     settings = {k: v for k, v in kwargs.items() if k != "bootstrap_servers"}
-    conn = await create_conn(host, int(port), request_timeout_ms=5000, **settings)
-    conn.close()
+    connection = AIOKafkaConnection(host, int(port), request_timeout_ms=5000, **settings)
+    try:
+        await connection.connect()
+    finally:
+        # Wait for the TLS close: a socket still closing when the test's event loop ends is
+        # reported as unclosed by a later test.
+        await asyncio.wait_for(connection.close(), 60)
 
 
 async def log_in_everywhere(cluster: KafkaCluster, kwargs: dict[str, Any]) -> None:
