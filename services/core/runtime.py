@@ -44,7 +44,7 @@ class Runtime:
             )
         )
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        store = Store(settings.resolved_database_url)
+        store = Store(settings.resolved_database_url, pool_size=settings.store.pool_size)
         try:
             return await cls._assemble(settings, store, engine, bootstrap_servers, embedded)
         except BaseException:

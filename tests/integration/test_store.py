@@ -203,6 +203,27 @@ async def test_a_lease_goes_to_one_router_until_it_runs_out(store: Store) -> Non
     }
 
 
+async def test_a_lease_is_not_given_on_a_delivery_settled_or_not_yet_due(store: Store) -> None:
+    """Two routers read the same due rows; the one that claims second, after the first
+    attempted and settled the delivery (its lease cleared), must not attempt it again."""
+    sub = await _subscribe(store)
+    m = await _accepted(store)
+    [row] = [_delivery(m, sub, "eastborough-vawg")]
+    await store.mark_routed(str(m["id"]), [row])
+    [due] = await store.due_deliveries(T0, 10, set())  # both routers read this
+    until = T0 + dt.timedelta(seconds=60)
+    assert await store.claim([str(row["id"])], "router-a", T0, until) == {row["id"]}
+    retry_at = T0 + dt.timedelta(seconds=5)
+    await store.record_outcome(due, DeliveryOutcome("retrying", next_attempt_at=retry_at))
+    assert await store.claim([str(row["id"])], "router-b", T0, until) == set()  # not due yet
+    [due] = await store.due_deliveries(retry_at, 10, set())
+    assert await store.claim([str(row["id"])], "router-a", retry_at, until) == {row["id"]}
+    await store.record_outcome(due, DeliveryOutcome("delivered"))
+    assert await store.claim([str(row["id"])], "router-b", retry_at, until) == set()  # settled
+    stored = await store.get_message(str(m["id"]))
+    assert stored is not None and stored["status"] == "complete"
+
+
 async def test_disable_dead_letters_pending_and_replay_queues_them_again(store: Store) -> None:
     sub = await _subscribe(store)
     m = await _accepted(store)
@@ -278,10 +299,12 @@ async def test_an_expired_idempotency_key_is_released(store: Store) -> None:
     old = _message(idempotency_key="k9", accepted_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=2))
     await store.accept_message(old, "t")
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
-    assert await store.release_idempotency_key("c1", "k9", cutoff - dt.timedelta(days=2)) is False
+    kept = await store.idempotent_unexpired("c1", "k9", cutoff - dt.timedelta(days=2))
+    assert kept is not None and kept["id"] == old["id"]
     assert await store.find_idempotent("c1", "k9") is not None
-    assert await store.release_idempotency_key("c1", "k9", cutoff) is True
+    assert await store.idempotent_unexpired("c1", "k9", cutoff) is None  # expired: released
     assert await store.find_idempotent("c1", "k9") is None
+    assert await store.idempotent_unexpired("c1", "k9", cutoff) is None
     assert await store.get_message(str(old["id"])) is not None
     fresh = _message(idempotency_key="k9")
     assert await store.accept_message(fresh, "t") is None

@@ -128,6 +128,7 @@ class SigningKeys:
         self._keys: list[SigningKey] = []
         self._stamp: int | None = None
         self._checked = 0.0
+        self._key_set: tuple[tuple[int | None, tuple[str, ...]], KeySet] | None = None
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -191,8 +192,16 @@ class SigningKeys:
             return None
 
     def key_set(self, now: dt.datetime) -> KeySet:
+        """The published keys' public halves. Built again only when the published keys change
+        (a rotation, a key expiring, the folder re-read): every request's token is checked
+        against it, and importing the keys anew each time was a measurable part of intake."""
         self.active(now)  # a JWKS is never empty
-        return KeySet([ECKey.import_key(k.key.as_dict(private=False)) for k in self.published(now)])
+        published = self.published(now)
+        stamp = (self._stamp, tuple(k.kid for k in published))
+        if self._key_set is None or self._key_set[0] != stamp:
+            public = KeySet([ECKey.import_key(k.key.as_dict(private=False)) for k in published])
+            self._key_set = (stamp, public)
+        return self._key_set[1]
 
     def describe(self, now: dt.datetime) -> list[dict[str, Any]]:
         grace = self.policy.grace

@@ -73,8 +73,9 @@ async def replay_if_seen(
     if idempotency_key is None:
         return None
     ttl = dt.timedelta(hours=runtime.settings.http.idempotency_key_ttl_hours)
-    await runtime.store.release_idempotency_key(client_id, idempotency_key, runtime.clock() - ttl)
-    existing = await runtime.store.find_idempotent(client_id, idempotency_key)
+    existing = await runtime.store.idempotent_unexpired(
+        client_id, idempotency_key, runtime.clock() - ttl
+    )
     return None if existing is None else replayed(existing, request)
 
 

@@ -133,6 +133,14 @@ class StoreSettings(SettingsGroup):
         description="SQLAlchemy async URL, e.g. postgresql+asyncpg://host/db. "
         "Default: SQLite file isa-broker.db in the data directory.",
     )
+    pool_size: int = Field(
+        default=10,
+        ge=1,
+        le=100,
+        alias="database_pool_size",
+        description="PostgreSQL connections each gateway and router keeps open; as many "
+        "again are opened for a burst and closed after it.",
+    )
 
 
 class HttpSettings(SettingsGroup):

@@ -24,17 +24,25 @@ from .connection import connection_for
 from .migrate import head, newer_than_code, revision, upgrade
 from .transaction import Transaction
 
+#: connections each process keeps open to PostgreSQL (``ISA_BROKER_DATABASE_POOL_SIZE``)
+DEFAULT_POOL_SIZE = 10
+
 
 class StoreBase:
     """The engine, and transactions over it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool_size: int = DEFAULT_POOL_SIZE) -> None:
         self.url = url
         # TLS options of the URL (sslmode, sslrootcert, ...) become the driver's SSL context
         connection = connection_for(url)
         kwargs: dict[str, Any] = {"connect_args": dict(connection.connect_args)}
         if url.startswith("sqlite"):
             kwargs["connect_args"]["timeout"] = 30
+        else:
+            # Connections kept open, and as many again opened for a burst and closed after
+            # it. SQLAlchemy's default keeps five: under a few dozen concurrent requests most
+            # transactions then opened a connection (TLS handshake included) and closed it.
+            kwargs |= {"pool_size": pool_size, "max_overflow": pool_size}
         self.engine: AsyncEngine = create_async_engine(connection.url, **kwargs)
         # SQLite has one writer at a time and makes a waiting writer sleep in growing steps
         # (up to 100 ms each); queueing this process's transactions here instead keeps its

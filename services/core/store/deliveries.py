@@ -102,18 +102,29 @@ class DeliveryStore(StoreBase):
         self, ids: list[str], owner: str, now: dt.datetime, until: dt.datetime
     ) -> set[str]:
         """Lease deliveries to one router so that two routers never attempt one delivery at
-        once; a lease outlives a crashed router only until ``until``."""
+        once; a lease outlives a crashed router only until ``until``.
+
+        Only a delivery still open and due is leased: the rows were chosen from a read made
+        before, and another router may have attempted and settled one since (its lease then
+        cleared), which must not be attempted again."""
         if not ids:
             return set()
-        async with self._tx() as c:
-            await c.execute(
-                t.deliveries.update()
-                .where(
-                    t.deliveries.c.id.in_(ids),
-                    sa.or_(t.deliveries.c.lease_until.is_(None), t.deliveries.c.lease_until < now),
-                )
-                .values(lease_owner=owner, lease_until=until)
+        d = t.deliveries
+        lease = (
+            d.update()
+            .where(
+                d.c.id.in_(ids),
+                d.c.status.in_(OPEN_DELIVERY),
+                d.c.next_attempt_at <= now,
+                sa.or_(d.c.lease_until.is_(None), d.c.lease_until < now),
             )
+            .values(lease_owner=owner, lease_until=until)
+        )
+        async with self._tx() as c:
+            if c.dialect.update_returning:  # one round trip
+                r = await c.execute(lease.returning(d.c.id))
+                return {row[0] for row in r.all()}
+            await c.execute(lease)
             r = await c.execute(
                 sa.select(t.deliveries.c.id).where(
                     t.deliveries.c.id.in_(ids),

@@ -15,7 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from . import tables as t
 from .base import StoreBase
-from .rows import TERMINAL_DELIVERY, chunks, disclosure, row_dict, stored_message, utc
+from .rows import (
+    TERMINAL_DELIVERY,
+    chunks,
+    disclosure,
+    row_dict,
+    stored_message,
+    to_utc,
+    utc,
+)
 from .sql import append_audit, complete_if_settled, index_person, insert_ignore
 from .transaction import Transaction
 from .values import StoredMessage
@@ -42,22 +50,23 @@ class MessageStore(StoreBase):
                 raise
             return existing
 
-    async def release_idempotency_key(
+    async def idempotent_unexpired(
         self, client_id: str, key: str, accepted_before: dt.datetime
-    ) -> bool:
-        """Forget an expired Idempotency-Key (used before ``accepted_before``) so that it can
-        be used again. The message it named is kept."""
+    ) -> StoredMessage | None:
+        """The message this client stored under Idempotency-Key ``key``, in one transaction;
+        None when there is none, or when it was accepted before ``accepted_before``: the key
+        has expired and is forgotten here so that it can be used again (the message is
+        kept)."""
+        m = t.messages
         async with self._tx() as c:
             r = await c.execute(
-                t.messages.update()
-                .where(
-                    t.messages.c.client_id == client_id,
-                    t.messages.c.idempotency_key == key,
-                    t.messages.c.accepted_at < accepted_before,
-                )
-                .values(idempotency_key=None)
+                sa.select(m).where(m.c.client_id == client_id, m.c.idempotency_key == key)
             )
-            return bool(r.rowcount)
+            existing = stored_message(r.first())
+            if existing is None or utc(existing["accepted_at"]) >= to_utc(accepted_before):
+                return existing
+            await c.execute(m.update().where(m.c.id == existing["id"]).values(idempotency_key=None))
+            return None
 
     async def find_idempotent(self, client_id: str, key: str) -> StoredMessage | None:
         async with self._tx() as c:
@@ -104,7 +113,8 @@ class MessageStore(StoreBase):
             )
 
     async def complete_if_settled(self, message_id: str) -> bool:
-        """Mark a message complete when every delivery has a terminal outcome."""
+        """Mark a message complete when every delivery has a terminal outcome; whether this
+        call completed it."""
         async with self._tx() as c:
             return await complete_if_settled(c, message_id)
 

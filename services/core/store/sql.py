@@ -67,25 +67,24 @@ async def index_person(c: AsyncConnection, message_id: str, pseudonyms: Iterable
 
 
 async def complete_if_settled(c: AsyncConnection, message_id: str) -> bool:
-    """Mark a routed, pending message complete when every delivery has a terminal outcome;
-    False while one is still open."""
-    r = await c.execute(
+    """Mark a routed, pending message complete when every delivery has a terminal outcome,
+    in one statement; whether this call completed it."""
+    open_delivery = (
         sa.select(t.deliveries.c.id)
         .where(
             t.deliveries.c.message_id == message_id,
             t.deliveries.c.status.not_in(TERMINAL_DELIVERY),
         )
-        .limit(1)
+        .exists()
     )
-    if r.first() is not None:
-        return False
-    await c.execute(
+    r = await c.execute(
         t.messages.update()
         .where(
             t.messages.c.id == message_id,
             t.messages.c.status == "pending",
             t.messages.c.routed_at.is_not(None),
+            ~open_delivery,
         )
         .values(status="complete", completed_at=dt.datetime.now(dt.UTC))
     )
-    return True
+    return bool(r.rowcount)
