@@ -19,7 +19,7 @@ import datetime as dt
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.core import intake
@@ -279,7 +279,7 @@ async def amend(
     wake: WakeDep,
     agency: CurrentAgency,
     idempotency_key: IdempotencyHeader = None,
-) -> JSONResponse:
+) -> Response:
     """A new version of a release notice, decided afresh: each recipient the new state
     entitles receives its own projection of it."""
     accepted = await intake.amend(
@@ -309,7 +309,7 @@ async def cancel(
     wake: WakeDep,
     agency: CurrentAgency,
     idempotency_key: IdempotencyHeader = None,
-) -> JSONResponse:
+) -> Response:
     """Reaches every party any earlier version reached, each shown only the version it was
     entitled to, re-checked against the agreements in force (fail closed)."""
     accepted = await intake.cancel(
@@ -339,7 +339,7 @@ async def confirm_release(
     wake: WakeDep,
     agency: CurrentAgency,
     idempotency_key: IdempotencyHeader = None,
-) -> JSONResponse:
+) -> Response:
     accepted = await intake.confirm_release(
         runtime,
         agency.party,
@@ -370,7 +370,7 @@ async def outcome(
     wake: WakeDep,
     agency: CurrentAgency,
     idempotency_key: IdempotencyHeader = None,
-) -> JSONResponse:
+) -> Response:
     accepted = await intake.record_outcome(
         runtime,
         agency.party,

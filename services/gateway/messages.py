@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, Field, StringConstraints
 
 from services.core import intake
@@ -113,11 +113,14 @@ def accepted_body(accepted: Accepted) -> MessageAccepted:
     )
 
 
-def accepted_response(accepted: Accepted) -> JSONResponse:
-    """202 with :func:`accepted_body`; a replay for an Idempotency-Key says so in a header."""
-    return JSONResponse(
-        accepted_body(accepted).model_dump(mode="json"),
+def accepted_response(accepted: Accepted) -> Response:
+    """202 with :func:`accepted_body`; a replay for an Idempotency-Key says so in a header.
+    Serialised by pydantic straight to JSON (not to a dict for ``json.dumps``): every
+    accepted message is answered with it."""
+    return Response(
+        accepted_body(accepted).model_dump_json(),
         status_code=202,
+        media_type="application/json",
         headers={"Idempotent-Replayed": "true"} if accepted.replayed else None,
     )
 
@@ -168,7 +171,7 @@ def _make_route(mt: MessageType) -> None:
         agency: CurrentAgency,
         purpose: PurposeQuery = None,
         idempotency_key: IdempotencyHeader = None,
-    ) -> JSONResponse:
+    ) -> Response:
         accepted = await intake.accept(
             runtime,
             agency.party,
