@@ -51,6 +51,7 @@ from services.core.timeliness.lifecycle import Shown, event_extensions, shown_no
 from services.core.webhooks import signing
 
 from .dead_letters import DeadLetters
+from .outcomes import OutcomeRecorder
 from .webhook import AttemptResult, WebhookSender, next_delay
 
 log = logging.getLogger("isa_broker.router")
@@ -144,6 +145,7 @@ class Dispatcher:
         self._more = False
         self._rng = random.Random()  # noqa: S311 - jitter, not security
         self.dead_letters = DeadLetters(runtime, publisher)
+        self.outcomes = OutcomeRecorder(runtime.store)
 
     def wake(self) -> None:
         """New deliveries were recorded: look for due rows now rather than at the next poll."""
@@ -160,6 +162,7 @@ class Dispatcher:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.outcomes.aclose()
         await self.sender.aclose()
 
     async def run(self) -> None:
@@ -262,7 +265,7 @@ class Dispatcher:
 
     async def record(self, row: DueDelivery, outcome: DeliveryOutcome) -> None:
         """Record an outcome in the store, and count it (isa_broker_deliveries)."""
-        await self.runtime.store.record_outcome(row, outcome)
+        await self.outcomes.record(row, outcome)
         DELIVERIES.labels(
             channel=row["channel"], outcome=outcome.status, recipient=row["recipient"]
         ).inc()

@@ -308,3 +308,58 @@ async def test_an_expired_idempotency_key_is_released(store: Store) -> None:
     assert await store.get_message(str(old["id"])) is not None
     fresh = _message(idempotency_key="k9")
     assert await store.accept_message(fresh, "t") is None
+
+
+async def test_outcomes_recorded_together_are_each_recorded_as_alone(store: Store) -> None:
+    """Group commit (``record_outcomes``): outcomes of different kinds in one transaction give
+    what one ``record_outcome`` each would: history rows, states, attempt counts, disclosure
+    log entries, the failing endpoint recovered, and the messages completed."""
+    sub = await _subscribe(store)
+    other = await _subscribe(store, party="b-party")
+    await store.endpoint_failed(sub, T0)
+    one, two = await _accepted(store), await _accepted(store, minutes=1, person="psn_def")
+    rows = [
+        _delivery(one, sub, "eastborough-vawg"),
+        _delivery(one, other, "b-party"),
+        _delivery(two, sub, "eastborough-vawg"),
+    ]
+    await store.mark_routed(str(one["id"]), rows[:2])
+    await store.mark_routed(str(two["id"]), rows[2:])
+    due = {d["id"]: d for d in await store.due_deliveries(T0 + dt.timedelta(minutes=2), 10, set())}
+    assert len(due) == 3
+    ok = Attempt(at=T0, status_code=204, duration_ms=1.0)
+    retry_at = T0 + dt.timedelta(minutes=5)
+    await store.record_outcomes(
+        [
+            (due[rows[0]["id"]], DeliveryOutcome("delivered", attempt=ok, endpoint_ok=True)),
+            (
+                due[rows[1]["id"]],
+                DeliveryOutcome(
+                    "retrying",
+                    attempt=Attempt(at=T0, status_code=503, error="HTTP 503", duration_ms=2.0),
+                    next_attempt_at=retry_at,
+                    retry_index=1,
+                ),
+            ),
+            (due[rows[2]["id"]], DeliveryOutcome("dead_lettered", reason="subscription paused")),
+        ]
+    )
+    got = {r["id"]: await store.get_delivery(str(r["id"])) for r in rows}
+    delivered, retrying, dead = (got[r["id"]] for r in rows)
+    assert delivered and delivered["status"] == "delivered" and delivered["attempts"] == 1
+    assert delivered["lease_owner"] is None and delivered["last_status_code"] == 204
+    assert retrying and retrying["status"] == "retrying" and retrying["attempts"] == 1
+    assert retrying["retry_index"] == 1 and retrying["last_error"] == "HTTP 503"
+    assert dead and dead["status"] == "dead_lettered" and dead["attempts"] == 0
+    assert dead["last_error"] == "subscription paused"
+    assert [a["status_code"] for a in await store.attempts(str(rows[1]["id"]))] == [503]
+    assert await store.attempts(str(rows[2]["id"])) == []
+    one_events = [(a["event"], a["recipient"]) for a in await store.audit_entries(str(one["id"]))]
+    assert one_events == [("accepted", None), ("delivered", "eastborough-vawg")]
+    two_events = [(a["event"], a["recipient"]) for a in await store.audit_entries(str(two["id"]))]
+    assert two_events == [("accepted", None), ("dead_lettered", "eastborough-vawg")]
+    first, second = await store.get_message(str(one["id"])), await store.get_message(str(two["id"]))
+    assert first and first["status"] == "pending"  # b-party's delivery is still open
+    assert second and second["status"] == "complete"
+    recovered = await store.get_subscription(sub)
+    assert recovered is not None and recovered["failing_since"] is None

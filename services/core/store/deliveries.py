@@ -22,7 +22,7 @@ from .rows import (
     row_or_none,
     to_utc,
 )
-from .sql import append_audit, append_inbox, complete_if_settled
+from .sql import append_audit, append_audits, append_inbox, complete_if_settled
 from .values import DeliveryOutcome, DueDelivery
 
 
@@ -139,74 +139,85 @@ class DeliveryStore(StoreBase):
         state (retrying with its next due time, or terminal with its disclosure-log entry,
         a delivered one with its retention), an inbox entry for the inbox channel, and the
         message's completion."""
+        await self.record_outcomes([(delivery, outcome)])
+
+    async def record_outcomes(
+        self, outcomes: Sequence[tuple[Mapping[str, Any], DeliveryOutcome]]
+    ) -> None:
+        """Apply several attempts' outcomes (each as :meth:`record_outcome`) in one
+        transaction, with one statement per kind of write rather than per outcome: a router
+        records what its attempts did together (group commit), so that the store's round
+        trips and commits do not grow with the deliveries. The outcomes are of different
+        deliveries."""
+        if not outcomes:
+            return
         now = dt.datetime.now(dt.UTC)
-        attempt = outcome.attempt
-        fields = outcome.fields if outcome.fields is not None else delivery["fields"]
-        grants = outcome.grants if outcome.grants is not None else delivery["grants"]
-        values: dict[str, Any] = {
-            "status": outcome.status,
-            "updated_at": now,
-            "lease_owner": None,
-            "lease_until": None,
-            "fields": fields,
-            "grants": grants,
-        }
-        if outcome.next_attempt_at is not None:
-            values["next_attempt_at"] = outcome.next_attempt_at
-        if outcome.status == "delivered":
-            # on the clock accepted_at was read from: the attempt's start plus its duration
-            values["delivered_at"] = attempt.ended_at if attempt is not None else now
-        kept: dict[str, Any] = {}
-        if outcome.retention is not None:
-            values["retention"] = outcome.retention.period
-            values["retain_until"] = outcome.retention.retain_until
-            kept = outcome.retention.logged()
-        if outcome.retry_index is not None:
-            values["retry_index"] = outcome.retry_index
-        if attempt is not None:
-            values["attempts"] = t.deliveries.c.attempts + 1
-            values["last_status_code"] = attempt.status_code
-        error = outcome.reason or (attempt.error if attempt is not None else None)
-        values["last_error"] = error[:500] if error else None
-        async with self._tx() as c:
+        attempts: list[dict[str, Any]] = []
+        updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        recovered: set[str] = set()
+        inbox: list[tuple[str, str, str]] = []
+        audits: list[dict[str, Any]] = []
+        settled: set[str] = set()
+        for delivery, outcome in outcomes:
+            values = _outcome_values(delivery, outcome, now)
+            attempt = outcome.attempt
             if attempt is not None:
-                await c.execute(
-                    t.delivery_attempts.insert().values(
-                        delivery_id=delivery["id"],
-                        at=attempt.at,
-                        status_code=attempt.status_code,
-                        error=attempt.error[:500] if attempt.error else None,
-                        duration_ms=attempt.duration_ms,
-                    )
+                attempts.append(
+                    {
+                        "delivery_id": delivery["id"],
+                        "at": attempt.at,
+                        "status_code": attempt.status_code,
+                        "error": attempt.error[:500] if attempt.error else None,
+                        "duration_ms": attempt.duration_ms,
+                    }
                 )
-            await c.execute(
-                t.deliveries.update().where(t.deliveries.c.id == delivery["id"]).values(**values)
+            updates.setdefault(tuple(sorted(values)), []).append(
+                {"b_id": delivery["id"], **{f"b_{k}": v for k, v in values.items()}}
             )
             if outcome.endpoint_ok and delivery.get("subscription_id"):
+                recovered.add(delivery["subscription_id"])
+            if outcome.inbox_body is not None:
+                inbox.append((delivery["recipient"], outcome.inbox_body, delivery["id"]))
+            if outcome.status in TERMINAL_DELIVERY:
+                logged = {**delivery, "fields": values["fields"], "grants": values["grants"]}
+                kept = outcome.retention.logged() if outcome.retention is not None else {}
+                audits.append(
+                    {
+                        "event": outcome.status,
+                        "message_id": delivery["message_id"],
+                        "message_type": delivery["message_type"],
+                        "recipient": delivery["recipient"],
+                        "person": delivery["person"],
+                        "detail": {**disclosure(logged, outcome.reason), **kept},
+                    }
+                )
+                settled.add(delivery["message_id"])
+        d = t.deliveries
+        async with self._tx() as c:
+            if attempts:
+                await c.execute(t.delivery_attempts.insert(), attempts)
+            for keys, rows in updates.items():
+                values = {k: sa.bindparam(f"b_{k}") for k in keys if k != "attempts"}
+                if "attempts" in keys:  # an attempt was made: counted here
+                    values["attempts"] = d.c.attempts + 1
+                    for row in rows:
+                        del row["b_attempts"]
+                update = d.update().where(d.c.id == sa.bindparam("b_id")).values(values)
+                await c.execute(update, rows)
+            if recovered:
                 await c.execute(
                     t.subscriptions.update()
                     .where(
-                        t.subscriptions.c.id == delivery["subscription_id"],
+                        t.subscriptions.c.id.in_(sorted(recovered)),
                         t.subscriptions.c.failing_since.is_not(None),
                     )
                     .values(failing_since=None)
                 )
-            if outcome.inbox_body is not None:
-                await append_inbox(
-                    c, delivery["recipient"], "message", outcome.inbox_body, delivery["id"]
-                )
-            if outcome.status in TERMINAL_DELIVERY:
-                logged = {**delivery, "fields": fields, "grants": grants}
-                await append_audit(
-                    c,
-                    outcome.status,
-                    message_id=delivery["message_id"],
-                    message_type=delivery["message_type"],
-                    recipient=delivery["recipient"],
-                    person=delivery["person"],
-                    detail={**disclosure(logged, outcome.reason), **kept},
-                )
-                await complete_if_settled(c, delivery["message_id"])
+            for party, body, delivery_id in inbox:
+                await append_inbox(c, party, "message", body, delivery_id)
+            await append_audits(c, audits)
+            for message_id in sorted(settled):
+                await complete_if_settled(c, message_id)
 
     async def redeliver_channel(
         self, channel: str, since: dt.datetime, now: dt.datetime
@@ -387,3 +398,35 @@ def _delivery_filters(
     if until is not None:
         q = q.where(d.c.updated_at < to_utc(until))
     return q
+
+
+def _outcome_values(
+    delivery: Mapping[str, Any], outcome: DeliveryOutcome, now: dt.datetime
+) -> dict[str, Any]:
+    """The columns of ``delivery`` that ``outcome`` sets; ``attempts`` (True) when an attempt
+    was made, counted in the statement."""
+    attempt = outcome.attempt
+    values: dict[str, Any] = {
+        "status": outcome.status,
+        "updated_at": now,
+        "lease_owner": None,
+        "lease_until": None,
+        "fields": outcome.fields if outcome.fields is not None else delivery["fields"],
+        "grants": outcome.grants if outcome.grants is not None else delivery["grants"],
+    }
+    if outcome.next_attempt_at is not None:
+        values["next_attempt_at"] = outcome.next_attempt_at
+    if outcome.status == "delivered":
+        # on the clock accepted_at was read from: the attempt's start plus its duration
+        values["delivered_at"] = attempt.ended_at if attempt is not None else now
+    if outcome.retention is not None:
+        values["retention"] = outcome.retention.period
+        values["retain_until"] = outcome.retention.retain_until
+    if outcome.retry_index is not None:
+        values["retry_index"] = outcome.retry_index
+    if attempt is not None:
+        values["attempts"] = True
+        values["last_status_code"] = attempt.status_code
+    error = outcome.reason or (attempt.error if attempt is not None else None)
+    values["last_error"] = error[:500] if error else None
+    return values

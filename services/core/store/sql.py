@@ -7,7 +7,7 @@ connection, so what it writes commits or rolls back with the rest."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,6 +37,15 @@ async def append_audit(c: AsyncConnection, event_name: str, **fields: Any) -> No
             at=dt.datetime.now(dt.UTC), event=event_name, detail=detail, **fields
         )
     )
+
+
+async def append_audits(c: AsyncConnection, entries: Sequence[Mapping[str, Any]]) -> None:
+    """Several disclosure-log entries (each the fields of :func:`append_audit`, ``event``
+    its event name) in one statement, in the order given."""
+    if not entries:
+        return
+    at = dt.datetime.now(dt.UTC)
+    await c.execute(t.audit.insert(), [{"at": at, "detail": {}, **entry} for entry in entries])
 
 
 async def append_inbox(
