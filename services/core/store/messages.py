@@ -24,7 +24,13 @@ from .rows import (
     to_utc,
     utc,
 )
-from .sql import append_audit, complete_if_settled, index_person, insert_ignore
+from .sql import (
+    append_audit,
+    append_audits,
+    complete_if_settled,
+    index_person,
+    insert_ignore_many,
+)
 from .transaction import Transaction
 from .values import StoredMessage
 
@@ -176,21 +182,23 @@ class MessageStore(StoreBase):
             if message is None:
                 return created
             m = message._mapping
-            for row in rows:
-                r = await c.execute(insert_ignore(c, t.deliveries, row))
-                if not r.rowcount:
-                    continue
-                created.append(row["id"])
-                if row["status"] in TERMINAL_DELIVERY:
-                    await append_audit(
-                        c,
-                        row["status"],
-                        message_id=message_id,
-                        message_type=m["message_type"],
-                        recipient=row["recipient"],
-                        person=m["person"],
-                        detail=disclosure(row, row.get("last_error")),
-                    )
+            inserted = await insert_ignore_many(c, t.deliveries, rows)
+            created = [row["id"] for row in rows if row["id"] in inserted]
+            await append_audits(
+                c,
+                [
+                    {
+                        "event": row["status"],
+                        "message_id": message_id,
+                        "message_type": m["message_type"],
+                        "recipient": row["recipient"],
+                        "person": m["person"],
+                        "detail": disclosure(row, row.get("last_error")),
+                    }
+                    for row in rows
+                    if row["id"] in inserted and row["status"] in TERMINAL_DELIVERY
+                ],
+            )
             routed = await c.execute(
                 t.messages.update()
                 .where(t.messages.c.id == message_id, t.messages.c.routed_at.is_(None))

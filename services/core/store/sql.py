@@ -17,15 +17,38 @@ from . import tables as t
 from .rows import TERMINAL_DELIVERY
 
 
-def insert_ignore(c: AsyncConnection, table: sa.Table, row: dict[str, Any]) -> Any:
-    """INSERT that does nothing when a row with the same key exists (both dialects)."""
+def insert_ignore(
+    c: AsyncConnection, table: sa.Table, row: dict[str, Any] | Sequence[dict[str, Any]]
+) -> Any:
+    """INSERT of a row (or of rows with the same columns) that does nothing for a row whose
+    key exists (both dialects)."""
     if c.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(table).values(**row).on_conflict_do_nothing()
+        return pg_insert(table).values(row).on_conflict_do_nothing()
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(table).values(**row).on_conflict_do_nothing()
+    return sqlite_insert(table).values(row).on_conflict_do_nothing()
+
+
+async def insert_ignore_many(
+    c: AsyncConnection, table: sa.Table, rows: Sequence[dict[str, Any]], key: str = "id"
+) -> set[Any]:
+    """INSERT of several rows, skipping those whose key exists, in one statement per set of
+    columns (both dialects); the ``key`` values of the rows inserted."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    inserted: set[Any] = set()
+    for group in groups.values():
+        if not c.dialect.insert_returning:  # an SQLite too old for RETURNING
+            for row in group:
+                if (await c.execute(insert_ignore(c, table, row))).rowcount:
+                    inserted.add(row[key])
+            continue
+        statement = insert_ignore(c, table, group).returning(table.c[key])
+        inserted.update(r[0] for r in (await c.execute(statement)).all())
+    return inserted
 
 
 async def append_audit(c: AsyncConnection, event_name: str, **fields: Any) -> None:
