@@ -106,6 +106,7 @@ from stack_deploy import (
     HIGH_LIMITS,
     Deployment,
     ReceiversProcess,
+    access_token,
     product_env,
 )
 from stack_procs import (
@@ -573,17 +574,11 @@ class Bench:
         from stack_load import notices
 
         async with httpx.AsyncClient(base_url=d.gateway_urls[0], timeout=30.0) as http:
-            token = await http.post(
-                "/oauth/token",
-                data={"grant_type": "client_credentials"},
-                auth=(creds["client_id"], creds["client_secret"]),
-            )
-            token.raise_for_status()
             r = await http.post(
                 "/v1/messages/release-notice",
                 content=notices(1)[0],
                 headers={
-                    "Authorization": f"Bearer {token.json()['access_token']}",
+                    "Authorization": f"Bearer {await access_token(http, creds)}",
                     "Content-Type": "application/json",
                 },
             )

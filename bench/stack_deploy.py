@@ -58,6 +58,18 @@ def product_env(kafka_env: dict[str, str]) -> dict[str, str]:
     return {**env, **DIFFERS_FROM_PRODUCTION, **HIGH_LIMITS, **kafka_env}
 
 
+async def access_token(http: httpx.AsyncClient, creds: dict[str, str]) -> str:
+    """An access token for the client ``creds`` (client_id, client_secret) from the gateway
+    ``http`` is based on."""
+    r = await http.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(creds["client_id"], creds["client_secret"]),
+    )
+    r.raise_for_status()
+    return str(r.json()["access_token"])
+
+
 # -- the receivers' process ------------------------------------------------------------------
 
 
@@ -219,19 +231,13 @@ class Deployment:
             for party, creds in sorted(self.credentials.items()):
                 if party == SENDER:
                     continue
-                token = await http.post(
-                    "/oauth/token",
-                    data={"grant_type": "client_credentials"},
-                    auth=(creds["client_id"], creds["client_secret"]),
-                )
-                token.raise_for_status()
                 r = await http.post(
                     "/v1/subscriptions",
                     json={
                         "message_types": ["release-notice"],
                         "webhook": {"url": receivers.url(party)},
                     },
-                    headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+                    headers={"Authorization": f"Bearer {await access_token(http, creds)}"},
                 )
                 if r.status_code == 201:
                     keys[party] = str(r.json()["secret"])
