@@ -121,17 +121,7 @@ class DeliveryStore(StoreBase):
             .values(lease_owner=owner, lease_until=until)
         )
         async with self._tx() as c:
-            if c.dialect.update_returning:  # one round trip
-                r = await c.execute(lease.returning(d.c.id))
-                return {row[0] for row in r.all()}
-            await c.execute(lease)
-            r = await c.execute(
-                sa.select(t.deliveries.c.id).where(
-                    t.deliveries.c.id.in_(ids),
-                    t.deliveries.c.lease_owner == owner,
-                    t.deliveries.c.lease_until == until,
-                )
-            )
+            r = await c.execute(lease.returning(d.c.id))
             return {row[0] for row in r.all()}
 
     async def record_outcome(self, delivery: Mapping[str, Any], outcome: DeliveryOutcome) -> None:

@@ -41,11 +41,6 @@ async def insert_ignore_many(
         groups.setdefault(tuple(sorted(row)), []).append(row)
     inserted: set[Any] = set()
     for group in groups.values():
-        if not c.dialect.insert_returning:  # an SQLite too old for RETURNING
-            for row in group:
-                if (await c.execute(insert_ignore(c, table, row))).rowcount:
-                    inserted.add(row[key])
-            continue
         statement = insert_ignore(c, table, group).returning(table.c[key])
         inserted.update(r[0] for r in (await c.execute(statement)).all())
     return inserted
